@@ -1,0 +1,51 @@
+"""hubmod: split trained CNN classifiers into per-class modules, publish them, compose new classifiers.
+
+The public API is imported lazily so that ``import hubmod`` (and the CLI's ``--help``) stays fast;
+torch and timm load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ClassModule": "hubmod.module",
+    "ComposedClassifier": "hubmod.composed",
+    "compose": "hubmod.composed",
+    "split": "hubmod.splitting",
+    "SplitReport": "hubmod.splitting",
+    "evaluate": "hubmod.loading",
+    "load": "hubmod.loading",
+    "load_parent": "hubmod.parents",
+    "HubmodError": "hubmod.errors",
+    "get_hub": "hubmod.hub",
+    "LocalHub": "hubmod.hub",
+    "HfHub": "hubmod.hub",
+}
+
+__all__ = [
+    "ClassModule", "ComposedClassifier", "HfHub", "HubmodError", "LocalHub", "SplitReport", "__version__",
+    "compose", "evaluate", "get_hub", "load", "load_parent", "split",
+]
+
+if TYPE_CHECKING:
+    from .composed import ComposedClassifier, compose
+    from .errors import HubmodError
+    from .hub import HfHub, LocalHub, get_hub
+    from .loading import evaluate, load
+    from .module import ClassModule
+    from .parents import load_parent
+    from .splitting import SplitReport, split
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hubmod' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,78 @@
+"""Making scores of modules trained apart comparable.
+
+A module's raw score only means something next to the scores of the modules it was trained
+with. Each module therefore stores, at split time, statistics of its raw score on held-out images
+of its own class and of the other classes; ``compose`` turns raw scores into comparable ones with
+one of these rules:
+
+* ``none``   — raw scores (right for modules of one split: they were trained to compete);
+* ``minmax`` — CNNSplitter's rule: rescale by the min and max over own-class validation samples;
+* ``platt``  — a logistic fit P(own class | score) on own vs other samples, class-balanced, so every
+  module answers the same question on the same 0..1 scale.
+"""
+
+from __future__ import annotations
+
+import torch
+
+METHODS = ("none", "minmax", "platt")
+AUTO = "auto"
+
+
+def _stats(x: torch.Tensor) -> dict:
+    x = x.double()
+    q = torch.quantile(x, torch.tensor([0.05, 0.5, 0.95], dtype=x.dtype))
+    return {
+        "n": int(x.numel()),
+        "min": float(x.min()),
+        "max": float(x.max()),
+        "mean": float(x.mean()),
+        "std": float(x.std()) if x.numel() > 1 else 0.0,
+        "q05": float(q[0]),
+        "q50": float(q[1]),
+        "q95": float(q[2]),
+    }
+
+
+def fit(own: torch.Tensor, other: torch.Tensor) -> dict:
+    """Calibration statistics from raw scores on own-class and other-class validation samples."""
+    if own.numel() == 0 or other.numel() == 0:
+        raise ValueError("calibration needs scores of both own-class and other-class samples")
+    return {"own": _stats(own), "other": _stats(other), "platt": _platt(own.double(), other.double())}
+
+
+def _platt(own: torch.Tensor, other: torch.Tensor) -> dict:
+    """Balanced logistic regression of 'own class' on the score: sigmoid(a * s + b)."""
+    s = torch.cat([own, other])
+    y = torch.cat([torch.ones_like(own), torch.zeros_like(other)])
+    w = torch.cat([torch.full_like(own, 0.5 / own.numel()), torch.full_like(other, 0.5 / other.numel())])
+    mu, sd = s.mean(), s.std().clamp_min(1e-6)
+    z = (s - mu) / sd
+    params = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([params], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        logits = params[0] * z + params[1]
+        # a small ridge keeps perfectly separable scores from pushing the slope to infinity
+        loss = (w * torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")).sum()
+        loss = loss + 1e-4 * params[0] ** 2
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    a, b = params.detach()
+    return {"a": float(a / sd), "b": float(b - a * mu / sd)}
+
+
+def apply(method: str, scores: torch.Tensor, calibration: dict) -> torch.Tensor:
+    """Calibrated scores [B] from raw scores [B]."""
+    if method == "none":
+        return scores
+    if method == "minmax":
+        lo, hi = calibration["own"]["min"], calibration["own"]["max"]
+        return (scores - lo) / max(hi - lo, 1e-12)
+    if method == "platt":
+        p = calibration["platt"]
+        return torch.sigmoid(scores * p["a"] + p["b"])
+    raise ValueError(f"unknown calibration {method!r}; use one of {', '.join(METHODS)}")

@@ -1,0 +1,209 @@
+"""Model cards for module, composed and split-index repos, rendered from the templates in cards/.
+
+A card is the recipe as much as the description: like mergekit's cards, it names the inputs
+(the parent and its commit, or the module repos and theirs) as ``base_model``, links the method's
+paper, and embeds the exact command, so anyone can reproduce the repo.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .hub import LOCAL
+
+if TYPE_CHECKING:
+    from .composed import ComposedClassifier
+    from .module import ClassModule
+
+CHART = "kept_channels.png"
+
+
+def template_dir() -> Path:
+    """cards/ in a source checkout, hubmod/_cards in an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_cards", here.parent / "cards"):
+        if (candidate / "module.md.j2").is_file():
+            return candidate
+    raise FileNotFoundError("hubmod's card templates are missing from this installation")
+
+
+def _render(template: str, card_data, path: Path, **values) -> None:
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.from_template(card_data, template_path=str(template_dir() / template), **values)
+    card.save(path)
+
+
+def _usage(hub_name: str | None) -> tuple[str, str]:
+    """Extra Python argument and CLI flag that make a usage snippet work on the hub the repo is on."""
+    if hub_name == LOCAL:
+        return ', hub="local"', " --hub local"
+    return "", ""
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def _method_info(name: str):
+    from .splitters import METHODS
+
+    cls = METHODS.get(name)
+    return (cls.pretty_name, cls.paper_url) if cls else (name, "")
+
+
+def write_module_card(module: ClassModule, directory: Path, repo_id: str | None = None,
+                      hub_name: str | None = None) -> None:
+    from huggingface_hub import ModelCardData
+    from huggingface_hub.repocard_data import EvalResult
+
+    cfg = module.config
+    parent, metrics, method = cfg.parent, cfg.metrics, cfg.method
+    pretty, paper_url = _method_info(method.get("name", ""))
+    dataset_id = cfg.dataset.get("hub_id")
+    results = []
+    for key, metric in (("test_precision", "precision"), ("test_recall", "recall"), ("test_f1", "f1")):
+        if key in metrics and dataset_id:
+            results.append(EvalResult(task_type="image-classification", dataset_type=dataset_id,
+                                      dataset_name=cfg.dataset.get("name", dataset_id),
+                                      dataset_split=metrics.get("test_split", "test"), metric_type=metric,
+                                      metric_value=round(float(metrics[key]), 4),
+                                      metric_name=f"{metric} of {cfg.class_name} in the composed split"))
+    name = repo_id or directory.name
+    card_data = ModelCardData(
+        library_name="hubmod",
+        license=parent.get("license") or None,
+        tags=["hubmod", "class-module", method.get("name", ""), "image-classification", parent["architecture"]],
+        base_model=parent.get("repo_id") if parent.get("hub") not in (None, "dir") else None,
+        datasets=[dataset_id] if dataset_id else None,
+        pipeline_tag="image-classification",
+        model_name=name,
+        eval_results=results or None,
+    )
+    head = cfg.head
+    head_desc = {"mlp": f"GradSplitter's head (ReLU, Linear({head.get('in_features')}, {head.get('hidden')}), ReLU, "
+                        "Linear(…, 1)) on the pruned network's logits",
+                 "logit": "the parent's own logit for the class",
+                 "margin": "the class's logit margin over the other classes"}.get(head.get("type"), head.get("type"))
+    rows = []
+    for key, label, fmt in (
+        ("test_precision", "precision (test, in the composed split)", _pct),
+        ("test_recall", "recall (test, in the composed split)", _pct),
+        ("test_f1", "F1 (test, in the composed split)", _pct),
+        ("val_precision", "precision (validation, alone, P >= 0.5)", _pct),
+        ("val_recall", "recall (validation, alone, P >= 0.5)", _pct),
+        ("val_f1", "F1 (validation, alone, P >= 0.5)", _pct),
+        ("split_composed_accuracy", "accuracy of the whole split composed (test)", _pct),
+        ("parent_accuracy", "parent accuracy (test)", _pct),
+    ):
+        if key in metrics:
+            rows.append((label, fmt(metrics[key])))
+    write_kept_chart(cfg.channels["groups"], directory / CHART, f"{cfg.class_name}: kept channels per group")
+    hub_arg, hub_flag = _usage(hub_name)
+    data_cfg = cfg.data_config
+    _render(
+        "module.md.j2", card_data, directory / "README.md",
+        class_name=cfg.class_name, class_index=cfg.class_index, num_classes=len(parent["label_names"]),
+        parent_name=parent.get("repo_id") or "a local parent", parent_sha=parent.get("revision", "?"),
+        parent_url=_repo_url(parent), architecture=parent["architecture"], method_pretty=pretty,
+        method_name=method.get("name"), paper_url=paper_url, method_params=json.dumps(method.get("params", {})),
+        kept_pct=100 * metrics.get("kept_kernels", 0.0), head_desc=head_desc,
+        kernels=metrics.get("kernels", 0), parent_kernels=max(1, metrics.get("parent_kernels", 1)),
+        params=metrics.get("params", 0), parent_params=max(1, metrics.get("parent_params", 1)),
+        macs=metrics.get("macs", 0), parent_macs=max(1, metrics.get("parent_macs", 1)),
+        metric_rows=rows, dataset_name=cfg.dataset.get("name", "?"), repo_id=name,
+        hub_arg=hub_arg, hub_flag=hub_flag, command=cfg.command or "(made through the Python API)",
+        input_size=data_cfg["input_size"], mean=data_cfg["mean"], std=data_cfg["std"],
+        train_samples=cfg.dataset.get("train_samples", "?"), val_samples=cfg.dataset.get("val_samples", "?"),
+        split_id=cfg.split_id, cal_own=cfg.calibration["own"], cal_other=cfg.calibration["other"],
+        platt=cfg.calibration["platt"], hubmod_version=module.config.to_dict()["hubmod_version"],
+    )
+
+
+def _repo_url(parent: dict) -> str | None:
+    hub, repo_id = parent.get("hub"), parent.get("repo_id")
+    if not repo_id or hub in (None, "dir", LOCAL):
+        return None
+    return f"{hub}/{repo_id}"
+
+
+def write_composed_card(model: ComposedClassifier, directory: Path, repo_id: str | None = None,
+                        hub_name: str | None = None, metrics: dict | None = None, command: str | None = None) -> None:
+    from huggingface_hub import ModelCardData
+
+    from . import __version__
+
+    rows, parents, bases, datasets, licenses = [], set(), [], [], set()
+    for m, prov in zip(model.class_modules, model.provenance, strict=True):
+        cfg = m.config
+        parent = cfg.parent.get("repo_id") or "local parent"
+        parents.add((parent, cfg.parent.get("revision")))
+        rows.append({"class_name": m.class_name, "repo": prov.get("repo_id") or "(local directory)",
+                     "revision": (prov.get("revision") or "")[:12], "parent": parent,
+                     "method": cfg.method.get("name"), "kept": _pct(cfg.metrics.get("kept_kernels", 0.0))})
+        if prov.get("repo_id") and prov.get("hub") not in (None, "dir") and prov["repo_id"] not in bases:
+            bases.append(prov["repo_id"])
+        if cfg.dataset.get("hub_id") and cfg.dataset["hub_id"] not in datasets:
+            datasets.append(cfg.dataset["hub_id"])
+        if cfg.parent.get("license"):
+            licenses.add(cfg.parent["license"])
+    name = repo_id or directory.name
+    card_data = ModelCardData(
+        library_name="hubmod", tags=["hubmod", "composed-classifier", "image-classification"],
+        base_model=bases or None, datasets=datasets or None, pipeline_tag="image-classification",
+        license=licenses.pop() if len(licenses) == 1 else None, model_name=name,
+    )
+    metric_rows = [(k, _pct(v) if isinstance(v, float) else str(v)) for k, v in (metrics or {}).items()]
+    hub_arg, hub_flag = _usage(hub_name)
+    refs = " ".join(f"{r['repo']}" for r in rows)
+    _render(
+        "composed.md.j2", card_data, directory / "README.md",
+        title=f"{name}: {', '.join(model.class_names)}", num_classes=len(model.class_names),
+        num_modules=len(rows), num_parents=len(parents), calibration=model.calibration, rows=rows,
+        metric_rows=metric_rows, repo_id=name, hub_arg=hub_arg, hub_flag=hub_flag,
+        command=command or f"hubmod compose {refs} --calibration {model.calibration} --output {name}{hub_flag}",
+        hubmod_version=__version__,
+    )
+
+
+def write_index_card(index: dict, directory: Path) -> None:
+    from huggingface_hub import ModelCardData
+
+    pretty, paper_url = _method_info(index["method"]["name"])
+    parent = index["parent"]
+    card_data = ModelCardData(library_name="hubmod", tags=["hubmod", "split-index", index["method"]["name"]],
+                              base_model=parent.get("repo_id") if parent.get("hub") not in (None, "dir") else None)
+    rows = [{**e, "revision": e["revision"][:12], "kept": _pct(e.get("kept_kernels", 0.0)),
+             "macs": _pct(e.get("macs_ratio", 0.0))} for e in index["modules"]]
+    _render("split_index.md.j2", card_data, directory / "README.md",
+            parent_name=parent.get("repo_id") or "local parent",
+            parent_sha=parent.get("revision"), method_pretty=pretty, paper_url=paper_url, rows=rows,
+            index_repo=index["index_repo"], composed_accuracy=_pct(index["metrics"]["composed_accuracy"]),
+            parent_accuracy=_pct(index["metrics"]["parent_accuracy"]), eval_data=index["metrics"]["eval_data"],
+            command=index.get("command", ""))
+
+
+def write_kept_chart(groups: list[dict], path: Path, title: str) -> None:
+    """Bar chart: each channel group's size in the parent and how many channels the module keeps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [g["name"] for g in groups]
+    sizes = [g["size"] for g in groups]
+    kept = [len(g["kept"]) - (1 if g.get("zeroed") else 0) for g in groups]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(groups) + 2), 3.2), dpi=100)
+    xs = range(len(groups))
+    ax.bar(xs, sizes, color="#d0d7de", label="parent")
+    ax.bar(xs, kept, color="#0969da", label="module")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(names, rotation=75, ha="right", fontsize=6)
+    ax.set_ylabel("channels")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,233 @@
+"""Channel groups of any timm CNN, masks over them, and physical extraction — from torch-pruning.
+
+torch-pruning's DependencyGraph traces the model and groups every set of channels that must be
+kept or removed together (a conv's outputs, its BatchNorm, the next layer's inputs, and — in
+residual nets — every conv feeding the same addition). hubmod never writes per-architecture code:
+a module is "these channels of these groups", masks act on groups, and extraction asks
+torch-pruning to remove the rest. A group is named by its root module, which is stable for a given
+architecture, so a module is rebuilt from the parent architecture plus the kept indices alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from .errors import InvalidRepoError
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """Channels that are kept or removed together."""
+
+    name: str  # the root module's name
+    size: int
+    out_modules: tuple[str, ...]  # modules whose outputs carry these channels (masked in training)
+    conv_modules: tuple[str, ...]  # convolutions among them: each kept channel keeps one kernel of each
+
+    @property
+    def kernels(self) -> int:
+        return self.size * len(self.conv_modules)
+
+
+def _dependency_graph(model: nn.Module, example_input: torch.Tensor):
+    import torch_pruning as tp
+
+    was_training = model.training
+    model.eval()  # tracing must not touch BatchNorm statistics
+    with torch.enable_grad():
+        dg = tp.DependencyGraph().build_dependency(model, example_inputs=example_input, verbose=False)
+    model.train(was_training)
+    return dg
+
+
+def _classifier(model: nn.Module) -> nn.Module | None:
+    getter = getattr(model, "get_classifier", None)
+    clf = getter() if callable(getter) else None
+    return clf if isinstance(clf, nn.Module) else None
+
+
+def channel_groups(model: nn.Module, example_input: torch.Tensor) -> list[ChannelGroup]:
+    """Prunable channel groups rooted at convolutions; the classifier's outputs are never grouped.
+
+    The model's parameters must still require grad: torch-pruning traces through autograd.
+    """
+    dg = _dependency_graph(model, example_input)
+    names = {m: n for n, m in model.named_modules()}
+    order = {n: i for i, n in enumerate(names.values())}
+    ignored = [c for c in [_classifier(model)] if c is not None]
+    groups = []
+    for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
+        root = group[0].dep.target.module
+        outs, convs = [], []
+        for item in group:
+            mod = item.dep.target.module
+            if mod in names and dg.is_out_channel_pruning_fn(item.dep.handler) and names[mod] not in outs:
+                outs.append(names[mod])
+                if isinstance(mod, nn.Conv2d):
+                    convs.append(names[mod])
+        groups.append(ChannelGroup(names[root], len(group[0].idxs), tuple(outs), tuple(convs)))
+    groups.sort(key=lambda g: order[g.name])  # forward order, for tables and charts
+    if not groups:
+        raise InvalidRepoError(
+            f"torch-pruning found no prunable convolution channels in {type(model).__name__}; "
+            "hubmod splits CNNs whose conv channels it can group"
+        )
+    return groups
+
+
+def count_kernels(model: nn.Module) -> int:
+    """Conv kernels (output channels of every Conv2d) — the unit the papers count."""
+    return sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:
+    """Multiply-accumulates of one forward pass of one image, counted by torch-pruning."""
+    import torch_pruning as tp
+
+    was_training = model.training
+    with torch.no_grad():
+        macs, _ = tp.utils.count_ops_and_params(model, example_input[:1])
+    model.train(was_training)  # count_ops_and_params leaves the model in train mode
+    return int(macs)
+
+
+def extract(
+    parent: nn.Module,
+    groups: Sequence[ChannelGroup],
+    kept: Mapping[str, Sequence[int]],
+    example_input: torch.Tensor,
+) -> tuple[nn.Module, dict[str, list[int]], list[str]]:
+    """A physically smaller copy of ``parent`` keeping only ``kept`` channels of each group.
+
+    A group with nothing kept cannot be emptied (layers need one channel), so one channel is kept
+    and its parameters zeroed, which gives the same outputs as removing it. Returns the model, the
+    kept indices actually used, and the names of the groups kept as one zeroed channel.
+    """
+    model = copy.deepcopy(parent)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    final: dict[str, list[int]] = {}
+    zeroed: list[str] = []
+    for g in groups:
+        idx = sorted({int(i) for i in kept.get(g.name, range(g.size))})
+        if not idx:
+            idx, zeroed = [0], [*zeroed, g.name]
+        final[g.name] = idx
+    prune_to(model, groups, final, example_input)
+    modules = dict(model.named_modules())
+    for name in zeroed:
+        g = next(g for g in groups if g.name == name)
+        with torch.no_grad():
+            for mname in g.out_modules:
+                mod = modules[mname]
+                for attr in ("weight", "bias"):
+                    t = getattr(mod, attr, None)
+                    if isinstance(t, torch.Tensor):
+                        t.zero_()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval(), final, zeroed
+
+
+def prune_to(
+    model: nn.Module,
+    groups: Sequence[ChannelGroup],
+    kept: Mapping[str, Sequence[int]],
+    example_input: torch.Tensor,
+) -> nn.Module:
+    """Remove, in place, every channel of every group that is not in ``kept`` (all kept if absent)."""
+    import torch_pruning as tp
+
+    dg = _dependency_graph(model, example_input)
+    modules = dict(model.named_modules())
+    for g in groups:
+        if g.name not in kept:
+            continue
+        root = modules.get(g.name)
+        if not isinstance(root, nn.Conv2d) or root.out_channels != g.size:
+            raise InvalidRepoError(
+                f"channel group {g.name!r} does not match the architecture (expected a conv with "
+                f"{g.size} outputs); the module was made from a different parent"
+            )
+        keep = set(kept[g.name])
+        if not keep or min(keep) < 0 or max(keep) >= g.size:
+            raise InvalidRepoError(f"kept channels of {g.name!r} are outside 0..{g.size - 1}")
+        removed = [i for i in range(g.size) if i not in keep]
+        if removed:
+            dg.get_pruning_group(root, tp.prune_conv_out_channels, idxs=removed).prune()
+    return model
+
+
+def rebuild(
+    fresh: nn.Module,
+    group_sizes: Mapping[str, int],
+    kept: Mapping[str, Sequence[int]],
+    example_input: torch.Tensor,
+) -> nn.Module:
+    """Re-create a module's architecture from a freshly built parent and its stored kept indices.
+
+    The groups are re-derived from the graph and checked against the stored sizes, so a module made
+    from a different architecture fails here with a clear message instead of inside torch.
+    """
+    groups = channel_groups(fresh, example_input)
+    by_name = {g.name: g for g in groups}
+    for name, size in group_sizes.items():
+        if name not in by_name or by_name[name].size != size:
+            raise InvalidRepoError(
+                f"channel group {name!r} ({size} channels) is not in the parent architecture; "
+                "config.json does not match its parent"
+            )
+    return prune_to(fresh, groups, kept, example_input)
+
+
+class GroupMasks:
+    """Forward hooks that multiply each group's channels by per-module masks.
+
+    With ``n`` modules, the model is fed ``n`` copies of a batch stacked along the batch dimension
+    and ``masks[g]`` has shape [n, channels]: copy ``i`` runs as module ``i``. Masking every output
+    that carries a group's channels (conv, its norm, ...) makes a zeroed channel contribute exactly
+    nothing downstream, which is what removing it does.
+    """
+
+    def __init__(self, model: nn.Module, groups: Sequence[ChannelGroup]):
+        self.model = model
+        self.groups = list(groups)
+        self.masks: dict[str, torch.Tensor] = {}
+        self._handles = []
+        self._modules = dict(model.named_modules())
+
+    def set(self, masks: Mapping[str, torch.Tensor]) -> None:
+        self.masks = dict(masks)
+
+    def _hook(self, group_name: str):
+        def hook(_module, _inputs, out):
+            m = self.masks.get(group_name)
+            if m is None:
+                return out
+            n, c = m.shape
+            shape = (n, 1, c) + (1,) * (out.ndim - 2)
+            return (out.reshape(n, out.shape[0] // n, *out.shape[1:]) * m.reshape(shape)).reshape(out.shape)
+
+        return hook
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[GroupMasks]:
+        for g in self.groups:
+            for name in g.out_modules:
+                self._handles.append(self._modules[name].register_forward_hook(self._hook(g.name)))
+        try:
+            yield self
+        finally:
+            for h in self._handles:
+                h.remove()
+            self._handles.clear()

@@ -1,0 +1,288 @@
+"""The ``hubmod`` command: a thin layer over the library, one function per command.
+
+Heavy imports (torch, timm) happen inside the commands, so ``hubmod --help`` is quick. Every
+``HubmodError`` is printed as one line on stderr with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="hubmod",
+    help=(
+        "Split trained CNN classifiers into per-class modules, publish each as a Hub repo, and compose "
+        "new classifiers from modules named by repo.\n\n"
+        "Models are named as SOURCE: 'ns/name[@rev]' on the selected hub (the embedded one under "
+        "$HUBMOD_HOME by default), 'hf-hub:ns/name[@rev]' on the Hugging Face Hub, or a directory "
+        "path starting with ./ or /."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+HubOpt = Annotated[
+    str | None,
+    typer.Option("--hub", help="Where repos live: 'local' (embedded, default), 'hf' (HF_ENDPOINT or "
+                               "huggingface.co), or an endpoint URL. Env: HUBMOD_HUB."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+
+
+def _fail(err: Exception) -> None:
+    from .errors import HubmodError
+
+    code = err.exit_code if isinstance(err, HubmodError) else 1
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(code)
+
+
+def _run(fn):
+    """Run a command body, turning user errors into one line and an exit code."""
+    from .errors import HubmodError
+
+    try:
+        return fn()
+    except HubmodError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; nothing half-written was published", err=True)
+        raise typer.Exit(130) from None
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _parse_params(params: list[str]) -> dict[str, str]:
+    from .errors import HubmodError
+
+    out = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise HubmodError(f"bad -p {item!r}: use -p NAME=VALUE (see `hubmod methods` for names)")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@app.command()
+def split(
+    source: Annotated[str, typer.Argument(help="The parent classifier to split (timm-format repo or dir).")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="'fashion-mnist', a Hugging Face dataset id, "
+                                         "or a path (save_to_disk folder, parquet, image folder).")],
+    method: Annotated[str, typer.Option(help="Splitting method; `hubmod methods` lists them.")] = "gradsplitter",
+    classes: Annotated[str | None, typer.Option(help="Comma-separated classes to publish (default: all).")] = None,
+    repo_prefix: Annotated[str | None, typer.Option(help="Modules go to PREFIX-<class-slug>; the split index "
+                                                    "to PREFIX. Default: the parent's repo id.")] = None,
+    hub: HubOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed for sampling and training; same seed, same modules.")] = 0,
+    param: Annotated[list[str], typer.Option("--param", "-p", help="Method option NAME=VALUE (repeatable), "
+                                             "e.g. -p alpha=1.0 -p train_per_class=300.")] = [],  # noqa: B006
+    publish: Annotated[bool, typer.Option(help="Publish modules and index (--no-publish: only measure).")] = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Split SOURCE into one module per class and publish each as its own repo.
+
+    Example: hubmod split demo/resnet18-fmnist --dataset fashion-mnist
+    """
+
+    def body():
+        from .splitting import split as run_split
+
+        report = run_split(source, dataset, method=method,
+                           classes=[c.strip() for c in classes.split(",")] if classes else None,
+                           repo_prefix=repo_prefix, hub=hub, seed=seed, options=_parse_params(param),
+                           publish=publish, progress=progress and not as_json)
+        if as_json:
+            typer.echo(json.dumps(report.to_dict(), indent=1))
+        else:
+            _print_split(report)
+
+    _run(body)
+
+
+def _print_split(report) -> None:
+    from rich.table import Table
+
+    con = _console()
+    table = Table(title=f"{report.method} split of {report.parent} @ {report.parent_revision[:12]}")
+    for col in ("class", "repo", "kept kernels", "params", "MACs", "precision", "recall", "F1"):
+        table.add_column(col, justify="left" if col in ("class", "repo") else "right")
+    for r in report.rows:
+        table.add_row(r.class_name, f"{r.repo_id}@{r.revision[:8]}" if r.repo_id and r.revision else "-",
+                      _pct(r.kept_kernels), f"{r.params:,}", f"{r.macs:,}", _pct(r.test_precision),
+                      _pct(r.test_recall), _pct(r.test_f1))
+    con.print(table)
+    con.print(f"parent: {report.parent_kernels:,} kernels, {report.parent_params:,} params, "
+              f"{report.parent_macs:,} MACs; mean module keeps {_pct(report.mean_kept_kernels)} of the kernels")
+    con.print(f"held-out accuracy on {report.dataset} ({report.eval_split}, {report.n_test} images): "
+              f"composed modules {_pct(report.composed_accuracy)}, parent {_pct(report.parent_accuracy)}, "
+              f"parent with classifier refit on the split's data {_pct(report.parent_refit_accuracy)}")
+    con.print("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items()))
+    if report.index_repo:
+        con.print(f"split index: {report.index_repo}@{report.index_revision[:12]} "
+                  f"(compose with `hubmod compose {report.index_repo}:CLASS ...`)")
+
+
+@app.command()
+def compose(
+    refs: Annotated[list[str], typer.Argument(help="REPO:CLASS (REPO a split parent or module repo), or a "
+                                              "bare module repo. Modules may come from different parents.")],
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Publish the classifier as this repo.")] = None,
+    calibration: Annotated[str, typer.Option(help="How module scores are made comparable: auto (none for "
+                                             "modules of one split, else platt), none, minmax, platt.")] = "auto",
+    hub: HubOpt = None,
+    dataset: Annotated[str | None, typer.Option("--eval-dataset", help="Also evaluate on this dataset's "
+                                                "test split.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compose a classifier from class modules named by repo.
+
+    Example: hubmod compose demo/resnet18-fmnist:Sneaker demo/vgg-fmnist:Bag --output me/shoes-vs-bags
+    """
+
+    def body():
+        from .composed import compose as run_compose
+
+        model = run_compose(refs, output=output, calibration_method=calibration, hub=hub)
+        info = {"output": output, "revision": None, "classes": model.class_names, "calibration": model.calibration,
+                "modules": model.provenance}
+        if output:
+            from .hub import get_hub
+
+            info["revision"] = get_hub(hub).snapshot(output).sha
+        if dataset:
+            from .loading import COMPOSED, Loaded, evaluate
+
+            snap = getattr(model, "source", None)
+            rep = evaluate(Loaded(COMPOSED, model, snap or _fake_snapshot(output)), dataset)
+            info["eval"] = rep.to_dict()
+        if as_json:
+            typer.echo(json.dumps(info, indent=1))
+            return
+        con = _console()
+        con.print(f"composed {len(model.class_names)} classes ({model.calibration} calibration): "
+                  + ", ".join(f"{c} <- {p.get('repo_id') or 'local dir'}@{(p.get('revision') or '')[:8]}"
+                              for c, p in zip(model.class_names, model.provenance, strict=True)))
+        if output:
+            con.print(f"published {output}@{info['revision'][:12]}")
+        if dataset:
+            con.print(f"accuracy on {dataset} (test): {_pct(info['eval']['accuracy'])}")
+
+    _run(body)
+
+
+def _fake_snapshot(name: str | None):
+    from pathlib import Path
+
+    from .hub import Snapshot
+
+    return Snapshot(path=Path("."), sha="", hub="memory", repo_id=name or "composed classifier")
+
+
+@app.command("eval")
+def eval_cmd(
+    source: Annotated[str, typer.Argument(help="A parent, module or composed classifier.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to evaluate on (see split).")],
+    split: Annotated[str, typer.Option(help="Dataset split.")] = "test",
+    hub: HubOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Accuracy and per-class precision / recall / F1 of any model hubmod can load.
+
+    A module is scored as a one-vs-rest detector of its class.
+    """
+
+    def body():
+        from .loading import evaluate
+
+        rep = evaluate(source, dataset, split=split, hub=hub)
+        if as_json:
+            typer.echo(json.dumps(rep.to_dict(), indent=1))
+            return
+        from rich.table import Table
+
+        table = Table(title=f"{rep.model} on {rep.dataset} ({rep.split}, {rep.n} images): "
+                            f"accuracy {_pct(rep.accuracy)}")
+        for col in ("class", "precision", "recall", "F1", "support"):
+            table.add_column(col, justify="left" if col == "class" else "right")
+        for name, m in rep.per_class.items():
+            table.add_row(name, _pct(m["precision"]), _pct(m["recall"]), _pct(m["f1"]), str(m["support"]))
+        _console().print(table)
+
+    _run(body)
+
+
+@app.command()
+def inspect(
+    source: Annotated[str, typer.Argument(help="A parent, module, composed classifier or split index repo.")],
+    hub: HubOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What a repo is: classes, size, parent, method, metrics."""
+
+    def body():
+        from .inspection import describe
+
+        info = describe(source, hub)
+        if as_json:
+            typer.echo(json.dumps(info, indent=1, default=str))
+            return
+        con = _console()
+        for key, value in info.items():
+            if isinstance(value, list) and value and isinstance(value[0], dict):
+                from rich.table import Table
+
+                table = Table(title=key)
+                for col in value[0]:
+                    table.add_column(str(col))
+                for row in value:
+                    table.add_row(*[_fmt(v) for v in row.values()])
+                con.print(table)
+            else:
+                con.print(f"[bold]{key}[/bold]: {_fmt(value)}")
+
+    _run(body)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+@app.command()
+def methods() -> None:
+    """List the splitting methods and their -p options."""
+    from .splitters import METHODS
+
+    for name, cls in METHODS.items():
+        typer.echo(f"{name}: {cls.pretty_name} — {cls.paper} ({cls.paper_url})")
+        for item in cls.config_class.describe().split("; "):
+            typer.echo(f"    -p {item}")
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # e.g. `hubmod inspect ... | head`
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

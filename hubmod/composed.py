@@ -1,0 +1,250 @@
+"""ComposedClassifier: a classifier assembled from class modules named by repo.
+
+Modules may come from different parents, datasets, architectures and input formats. Each keeps its
+own preprocessing (run once per distinct data config), and raw scores are made comparable with
+the calibration statistics every module carries. The composed repo pins every module to the
+commit sha it was built from and, by default, carries all weights consolidated in one
+safetensors file so loading it needs one download.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from . import __version__, calibration
+from .errors import HubmodError, InvalidRepoError
+from .hub import Hub, Snapshot, get_hub, hub_named, open_ref
+from .module import MODULE_KIND, ClassModule
+from .parents import WEIGHTS, load_state
+from .preprocess import DataConfig, prepare_input, preprocess, to_uint8_batch
+from .refs import RepoRef, match_class, parse_ref, parse_source
+
+COMPOSED_KIND = "composed_classifier"
+SPLIT_INDEX = "hubmod_split.json"
+SPLIT_INDEX_KIND = "split_index"
+FORMAT_VERSION = 1
+
+
+class ComposedClassifier(nn.Module):
+    """argmax over calibrated module scores; one output per module, in the order given."""
+
+    def __init__(self, modules: Sequence[ClassModule], calibration_method: str = "none",
+                 provenance: Sequence[dict] | None = None):
+        super().__init__()
+        if not modules:
+            raise HubmodError("a composed classifier needs at least one module")
+        names = [m.class_name for m in modules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise HubmodError(
+                f"two modules claim the class {', '.join(map(repr, dupes))}: a composed classifier "
+                "needs one module per class (drop one REF)"
+            )
+        if calibration_method not in calibration.METHODS:
+            raise HubmodError(f"unknown calibration {calibration_method!r}; use one of "
+                              f"{', '.join((calibration.AUTO, *calibration.METHODS))}")
+        self.class_modules = nn.ModuleList(modules)
+        self.calibration = calibration_method
+        self.provenance = list(provenance or [{} for _ in modules])
+        self.eval()
+
+    @property
+    def class_names(self) -> list[str]:
+        return [m.class_name for m in self.class_modules]
+
+    # ------------------------------------------------------------------ inference
+
+    @torch.no_grad()
+    def forward(self, images: Any, batch_size: int = 256) -> torch.Tensor:
+        """Calibrated scores [B, k] for raw images (or preprocessed input, if every module shares it)."""
+        configs = {m.data_config for m in self.class_modules}
+        if isinstance(images, torch.Tensor) and images.is_floating_point():
+            if len(configs) > 1:
+                raise HubmodError("these modules expect different preprocessing: pass raw uint8 or PIL images")
+            raw = None
+            prepared = {next(iter(configs)): prepare_input(images, next(iter(configs)))}
+        else:
+            raw = to_uint8_batch(images)
+            prepared = {}
+        n = len(raw) if raw is not None else len(next(iter(prepared.values())))
+        out = torch.empty(n, len(self.class_modules))
+        for start in range(0, n, batch_size):
+            inputs = {cfg: (preprocess(raw[start : start + batch_size], cfg) if raw is not None
+                            else prepared[cfg][start : start + batch_size]) for cfg in configs}
+            for j, m in enumerate(self.class_modules):
+                out[start : start + batch_size, j] = m.calibrated(m(inputs[m.data_config]), self.calibration)
+        return out
+
+    def predict(self, images: Any) -> list[str]:
+        """Class names, one per image."""
+        names = self.class_names
+        return [names[i] for i in self(images).argmax(1).tolist()]
+
+    # ------------------------------------------------------------------ saving
+
+    def config_dict(self) -> dict:
+        return {
+            "hubmod_kind": COMPOSED_KIND,
+            "format_version": FORMAT_VERSION,
+            "hubmod_version": __version__,
+            "class_names": self.class_names,
+            "calibration": self.calibration,
+            "modules": [{**prov, "class_name": m.class_name, "config": m.config.to_dict()}
+                        for m, prov in zip(self.class_modules, self.provenance, strict=True)],
+            "consolidated_weights": True,
+        }
+
+    def save_pretrained(self, directory: str | Path, card: bool = True, repo_id: str | None = None,
+                        hub_name: str | None = None) -> Path:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {}
+        for i, m in enumerate(self.class_modules):
+            state.update({f"modules.{i}.{k}": v.contiguous() for k, v in m.state_dict().items()})
+        save_file(state, str(directory / WEIGHTS), metadata={"format": "pt", "hubmod_kind": COMPOSED_KIND})
+        (directory / "config.json").write_text(json.dumps(self.config_dict(), indent=1))
+        if card:
+            from .cards import write_composed_card
+
+            write_composed_card(self, directory, repo_id=repo_id, hub_name=hub_name)
+        return directory
+
+    def push_to_hub(self, repo_id: str, hub: str | Hub | None = None, message: str | None = None) -> str:
+        hub = get_hub(hub)
+        with tempfile.TemporaryDirectory(prefix="hubmod-composed-") as tmp:
+            self.save_pretrained(tmp, repo_id=repo_id, hub_name=hub.name)
+            return hub.push_folder(repo_id, Path(tmp), message or f"hubmod: compose {', '.join(self.class_names)}")
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, revision: str | None = None,
+                        hub: str | Hub | None = None) -> ComposedClassifier:
+        ref = parse_source(str(source.resolve()) if isinstance(source, Path) else source)
+        if revision is not None:
+            ref = RepoRef(ref.kind, ref.repo_id, revision, ref.path)
+        return cls.from_snapshot(open_ref(ref, hub), hub)
+
+    @classmethod
+    def from_snapshot(cls, snap: Snapshot, hub: str | Hub | None = None) -> ComposedClassifier:
+        data = snap.read_json("config.json")
+        if data.get("hubmod_kind") != COMPOSED_KIND:
+            raise HubmodError(f"{snap.name} is not a composed classifier (config.json hubmod_kind is "
+                              f"{data.get('hubmod_kind')!r})")
+        entries = data.get("modules")
+        if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+            raise InvalidRepoError(f"{snap.name}: config.json lists no modules")
+        if snap.file(WEIGHTS, required=False) is not None:
+            state = load_state(snap.file(WEIGHTS), snap.name)
+            modules = []
+            for i, entry in enumerate(entries):
+                prefix = f"modules.{i}."
+                sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+                modules.append(ClassModule.from_config(entry.get("config") or {}, sub, f"{snap.name} module {i}"))
+        else:  # no consolidated weights: fetch each module at its pinned commit
+            modules = [_pinned_module(e, hub) for e in entries]
+        provenance = [{k: e.get(k) for k in ("repo_id", "revision", "hub")} for e in entries]
+        model = cls(modules, data.get("calibration", "none"), provenance)
+        model.source = snap
+        return model
+
+
+def _pinned_module(entry: dict, hub: str | Hub | None) -> ClassModule:
+    repo_id, revision, where = entry.get("repo_id"), entry.get("revision"), entry.get("hub")
+    if not repo_id or not revision:
+        raise InvalidRepoError("a module entry has no repo_id/revision and the repo has no consolidated weights")
+    target = hub_named(where) if where and where != "dir" else get_hub(hub)
+    return ClassModule.from_snapshot(target.snapshot(repo_id, revision))
+
+
+# --------------------------------------------------------------------------- REF resolution
+
+
+def resolve_ref(text: str, hub: str | Hub | None = None) -> list[tuple[ClassModule, dict]]:
+    """The module(s) a REF names, each with its provenance (repo, commit sha, hub).
+
+    ``REPO:CLASS`` goes through REPO's split index when REPO is a split parent or index repo, and
+    must match the module's class when REPO is a module repo; a bare module repo is that module;
+    a composed repo contributes all its modules (or the one named by ``:CLASS``).
+    """
+    ref, class_name = parse_ref(text)
+    snap = open_ref(ref, hub)
+    if snap.file(SPLIT_INDEX, required=False) is not None:
+        return [_from_index(snap, class_name, text, hub)]
+    kind = snap.read_json("config.json").get("hubmod_kind")
+    if kind == MODULE_KIND:
+        module = ClassModule.from_snapshot(snap)
+        if class_name is not None:
+            try:
+                match_class(class_name, [module.class_name], snap.name)
+            except HubmodError:
+                raise HubmodError(f"REF {text} names two different things: {snap.name} is the module of class "
+                                  f"{module.class_name!r}, not {class_name!r}") from None
+        return [(module, _provenance(snap))]
+    if kind == COMPOSED_KIND:
+        composed = ComposedClassifier.from_snapshot(snap, hub)
+        pairs = list(zip(composed.class_modules, composed.provenance, strict=True))
+        if class_name is None:
+            return pairs
+        return [pairs[match_class(class_name, composed.class_names, f"composed classifier {snap.name}")]]
+    raise HubmodError(
+        f"{snap.name} is neither a hubmod module nor a split parent (it has no {SPLIT_INDEX}): "
+        f"split it first with `hubmod split {ref} --dataset ...`"
+    )
+
+
+def _provenance(snap: Snapshot) -> dict:
+    return {"repo_id": snap.repo_id, "revision": snap.sha, "hub": snap.hub}
+
+
+def _from_index(snap: Snapshot, class_name: str | None, text: str, hub: str | Hub | None):
+    index = snap.read_json(SPLIT_INDEX)
+    entries = index.get("modules")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InvalidRepoError(f"{snap.name}: {SPLIT_INDEX} is malformed; split the parent again")
+    names = [str(e.get("class_name")) for e in entries]
+    if class_name is None:
+        raise HubmodError(f"{snap.name} is a split parent: name a class, e.g. {snap.name}:{names[0]} "
+                          f"(classes: {', '.join(names)})")
+    entry = entries[match_class(class_name, names, f"the split of {snap.name}")]
+    if not isinstance(entry.get("repo_id"), str) or not isinstance(entry.get("revision"), str):
+        raise InvalidRepoError(f"{snap.name}: {SPLIT_INDEX} entry for {entry.get('class_name')!r} is malformed")
+    # modules are published beside their index, so they are read from the hub the index came from
+    target = hub_named(snap.hub) if snap.hub != "dir" else get_hub(hub)
+    module_snap = target.snapshot(entry["repo_id"], entry["revision"])
+    module = ClassModule.from_snapshot(module_snap)
+    if module.class_name != entry.get("class_name"):
+        raise InvalidRepoError(f"{entry['repo_id']} holds class {module.class_name!r}, but the split index of "
+                               f"{snap.name} says {entry.get('class_name')!r}")
+    return module, _provenance(module_snap)
+
+
+def compose(refs: Sequence[str], output: str | None = None, calibration_method: str = calibration.AUTO,
+            hub: str | Hub | None = None) -> ComposedClassifier:
+    """Build a classifier from module REFs; publish it to ``output`` on the hub when given."""
+    if not refs:
+        raise HubmodError("name at least one module REF (REPO:CLASS or a module repo)")
+    pairs = [pair for text in refs for pair in resolve_ref(text, hub)]
+    modules = [m for m, _ in pairs]
+    method = calibration_method
+    if method == calibration.AUTO:
+        split_ids = {m.config.split_id for m in modules}
+        method = "none" if len(split_ids) == 1 and "" not in split_ids else "platt"
+    model = ComposedClassifier(modules, method, [p for _, p in pairs])
+    if output:
+        model.push_to_hub(output, hub)
+    return model
+
+
+def shared_data_config(modules: Sequence[ClassModule]) -> DataConfig | None:
+    configs = {m.data_config for m in modules}
+    return next(iter(configs)) if len(configs) == 1 else None

@@ -1,0 +1,290 @@
+"""Labelled images for splitting and evaluation, always read through ``datasets``.
+
+A DATASET string follows the same explicit rules as a SOURCE:
+
+* ``fashion-mnist`` — built in, read from Debian's ``dataset-fashion-mnist`` files;
+* a path (``/``, ``./``, ``../``, ``~``) — a ``save_to_disk`` folder, parquet file(s), or an image
+  folder (one sub-folder per class);
+* anything else — a Hugging Face dataset id, loaded with ``datasets.load_dataset`` (its cache and
+  ``HF_DATASETS_OFFLINE`` / ``HF_HUB_OFFLINE`` are honoured).
+
+Labels are matched to a model's classes by name, never by position.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import HubmodError, NotFoundError
+from .refs import match_class
+
+FASHION_MNIST = "fashion-mnist"
+FASHION_MNIST_HF_ID = "zalando-datasets/fashion_mnist"
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
+_FMNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+_PATH_PREFIXES = ("/", "./", "../", "~")
+
+
+def fashion_mnist_dir() -> Path:
+    return Path(os.environ.get("HUBMOD_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
+
+
+@dataclass
+class LabeledImages:
+    """Decoded images as one uint8 tensor [n, C, H, W] with integer labels into ``class_names``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+    name: str
+    split: str
+    hub_id: str | None = None  # the dataset's id on the Hub, for model cards
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> LabeledImages:
+        index = torch.as_tensor(index, dtype=torch.long)
+        return LabeledImages(self.images[index], self.labels[index], self.class_names, self.name, self.split,
+                             self.hub_id)
+
+    def for_classes(self, model_classes: list[str], where: str) -> LabeledImages:
+        """Relabel to a model's class order (by name); drop samples of classes the model lacks.
+
+        Raises if the model has a class this data has no samples of: a split or an evaluation
+        without it would be silently wrong.
+        """
+        folded = {n.casefold(): i for i, n in enumerate(self.class_names)}
+        mapping = torch.full((len(self.class_names),), -1, dtype=torch.long)
+        missing = []
+        for j, name in enumerate(model_classes):
+            i = folded.get(name.casefold())
+            if i is None:
+                missing.append(name)
+            else:
+                mapping[i] = j
+        if missing:
+            raise HubmodError(
+                f"dataset {self.name} has no class {', '.join(repr(m) for m in missing)} that {where} needs "
+                f"(dataset classes: {', '.join(self.class_names)})"
+            )
+        new = mapping[self.labels]
+        keep = new >= 0
+        present = torch.bincount(new[keep], minlength=len(model_classes))
+        empty = [model_classes[j] for j in range(len(model_classes)) if present[j] == 0]
+        if empty:
+            raise HubmodError(f"dataset {self.name} ({self.split}) has no samples of {', '.join(empty)}")
+        return LabeledImages(self.images[keep], new[keep], list(model_classes), self.name, self.split, self.hub_id)
+
+    def stratified(self, per_class: int, generator: torch.Generator,
+                   exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """Up to ``per_class`` random indices of each class (not in ``exclude``), shuffled."""
+        allowed = torch.ones(len(self), dtype=torch.bool)
+        if exclude is not None and len(exclude):
+            allowed[exclude] = False
+        picks = []
+        for c in range(len(self.class_names)):
+            idx = torch.nonzero((self.labels == c) & allowed).flatten()
+            idx = idx[torch.randperm(len(idx), generator=generator)[:per_class]]
+            picks.append(idx)
+        out = torch.cat(picks)
+        return out[torch.randperm(len(out), generator=generator)]
+
+
+# --------------------------------------------------------------------------- Fashion-MNIST
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    magic = int.from_bytes(data[0:4], "big")
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def fashion_mnist(split: str = "train"):
+    """Fashion-MNIST as a ``datasets.Dataset`` (image: 28x28 uint8 Array2D, label: ClassLabel)."""
+    from datasets import Array2D, ClassLabel, Dataset, Features
+
+    if split not in _FMNIST_FILES:
+        raise NotFoundError(f"fashion-mnist has no split {split!r}; use one of: train, test")
+    root = fashion_mnist_dir()
+    img_file, lbl_file = (root / f for f in _FMNIST_FILES[split])
+    if not img_file.is_file() or not lbl_file.is_file():
+        raise NotFoundError(
+            f"Fashion-MNIST files are missing in {root}: run `apt-get install dataset-fashion-mnist` "
+            "(or point HUBMOD_FASHION_MNIST_DIR at the idx .gz files)"
+        )
+    images, labels = _read_idx(img_file), _read_idx(lbl_file)
+    features = Features({"image": Array2D((28, 28), "uint8"), "label": ClassLabel(names=FASHION_MNIST_CLASSES)})
+    return Dataset.from_dict({"image": images, "label": labels.astype(np.int64)}, features=features)
+
+
+# --------------------------------------------------------------------------- generic loading
+
+
+def _is_path(spec: str) -> bool:
+    return spec == "." or spec.startswith(_PATH_PREFIXES)
+
+
+def _open(spec: str):
+    """A ``datasets`` Dataset or DatasetDict for a DATASET string (without choosing a split)."""
+    import datasets
+
+    if _is_path(spec):
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise NotFoundError(f"dataset path {path} does not exist")
+        if path.is_file() and path.suffix == ".parquet":
+            return datasets.load_dataset("parquet", data_files={"train": str(path)})
+        if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+            return datasets.load_from_disk(str(path))
+        if path.is_dir() and any(path.rglob("*.parquet")):
+            files = sorted(path.rglob("*.parquet"))
+            by_split: dict[str, list[str]] = {}
+            for f in files:
+                split = next((s for s in ("train", "test", "validation") if s in f.stem), "train")
+                by_split.setdefault(split, []).append(str(f))
+            return datasets.load_dataset("parquet", data_files=by_split)
+        if path.is_dir():
+            return datasets.load_dataset("imagefolder", data_dir=str(path))
+        raise HubmodError(f"cannot read dataset {path}: give a save_to_disk folder, parquet files or an image folder")
+    try:
+        return datasets.load_dataset(spec)
+    except FileNotFoundError as e:
+        raise NotFoundError(f"dataset {spec!r} not found locally or on the Hub ({_line(e)})") from None
+    except (ConnectionError, OSError, ValueError) as e:
+        raise HubmodError(f"cannot load dataset {spec!r}: {_line(e)}") from None
+
+
+def _line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def dataset_splits(spec: str) -> list[str]:
+    import datasets
+
+    if spec == FASHION_MNIST:
+        return list(_FMNIST_FILES)
+    ds = _open(spec)
+    return list(ds.keys()) if isinstance(ds, datasets.DatasetDict) else ["train"]
+
+
+def load_images(spec: str, split: str = "train", size: tuple[int, int] | None = None) -> LabeledImages:
+    """Decode one split of a DATASET into uint8 tensors.
+
+    Images of different sizes are resized (shorter side, then centre crop) to ``size``, which the
+    caller takes from the model's input size; same-size images are kept as they are.
+    """
+    import datasets
+
+    if spec == FASHION_MNIST:  # built lazily: only the split asked for is decoded
+        if split not in _FMNIST_FILES:
+            raise NotFoundError(f"dataset {spec} has no split {split!r}; it has: {', '.join(_FMNIST_FILES)}")
+        ds = fashion_mnist(split)
+    else:
+        ds = _open(spec)
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise NotFoundError(f"dataset {spec} has no split {split!r}; it has: {', '.join(ds.keys())}")
+        ds = ds[split]
+    elif split != "train" and spec != FASHION_MNIST:
+        raise NotFoundError(f"dataset {spec} has a single split; use --split train")
+    hub_id = FASHION_MNIST_HF_ID if spec == FASHION_MNIST else (None if _is_path(spec) else spec)
+    return dataset_to_images(ds, name=spec, split=split, size=size, hub_id=hub_id)
+
+
+def _columns(ds) -> tuple[str, str]:
+    from datasets import Array2D, Array3D, ClassLabel, Image
+
+    feats = ds.features
+    image_col = next((c for c, f in feats.items() if isinstance(f, Image | Array2D | Array3D)), None)
+    image_col = image_col or next((c for c in ("image", "img", "pixel_values") if c in feats), None)
+    label_col = next((c for c, f in feats.items() if isinstance(f, ClassLabel)), None)
+    label_col = label_col or next((c for c in ("label", "labels", "fine_label") if c in feats), None)
+    if image_col is None or label_col is None:
+        raise HubmodError(
+            f"dataset needs an image column and a label column; it has: {', '.join(feats)} "
+            "(hubmod looks for an Image/Array feature and a ClassLabel feature)"
+        )
+    return image_col, label_col
+
+
+def dataset_to_images(ds, name: str, split: str, size: tuple[int, int] | None = None,
+                      hub_id: str | None = None) -> LabeledImages:
+    from datasets import ClassLabel
+
+    image_col, label_col = _columns(ds)
+    label_feat = ds.features[label_col]
+    raw_labels = ds.with_format("numpy", columns=[label_col])[:][label_col]
+    if isinstance(label_feat, ClassLabel):
+        class_names = list(label_feat.names)
+        labels = torch.as_tensor(np.asarray(raw_labels, dtype=np.int64))
+    else:  # string labels: the names are the values themselves
+        values = [str(v) for v in raw_labels]
+        class_names = sorted(set(values))
+        index = {n: i for i, n in enumerate(class_names)}
+        labels = torch.tensor([index[v] for v in values], dtype=torch.long)
+    images = _decode_images(ds, image_col, size)
+    if len(images) != len(labels):
+        raise HubmodError(f"dataset {name}: {len(images)} images but {len(labels)} labels")
+    return LabeledImages(images, labels, class_names, name, split, hub_id)
+
+
+def _decode_images(ds, column: str, size: tuple[int, int] | None) -> torch.Tensor:
+    from datasets import Image
+
+    if not isinstance(ds.features[column], Image):
+        arr = np.asarray(ds.with_format("numpy", columns=[column])[:][column])
+        if arr.dtype != np.uint8:
+            if arr.size and (arr.min() < 0 or arr.max() > 255):
+                raise HubmodError(f"image column {column!r} holds values outside 0..255")
+            arr = arr.astype(np.uint8)
+        t = torch.from_numpy(arr)
+        return t[:, None] if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
+    from .preprocess import _pil_to_chw
+
+    tensors = [_pil_to_chw(im) for im in ds[column]]
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) == 1:
+        return torch.stack(tensors)
+    if size is None:
+        raise HubmodError("images differ in size; hubmod needs a target size to batch them")
+    channels = max(t.shape[0] for t in tensors)
+    return torch.stack([_resize_u8(_expand(t, channels), size) for t in tensors])
+
+
+def _expand(t: torch.Tensor, channels: int) -> torch.Tensor:
+    return t.expand(channels, -1, -1) if t.shape[0] == 1 and channels == 3 else t[:channels]
+
+
+def _resize_u8(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    from .preprocess import DataConfig, _resize_crop
+
+    cfg = DataConfig((t.shape[0], *size), (0.0,) * t.shape[0], (1.0,) * t.shape[0])
+    x = _resize_crop(t[None].float(), cfg)[0]
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def load_for_model(spec: str, split: str, class_names: list[str], where: str,
+                   size: tuple[int, int] | None = None) -> LabeledImages:
+    """One split, relabelled to a model's classes (by name)."""
+    return load_images(spec, split, size).for_classes(class_names, where)
+
+
+def class_index(data: LabeledImages, name: str) -> int:
+    return match_class(name, data.class_names, f"dataset {data.name}")

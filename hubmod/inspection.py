@@ -1,0 +1,58 @@
+"""``hubmod inspect``: a plain description of any repo hubmod can read."""
+
+from __future__ import annotations
+
+import torch
+
+from .channels import count_kernels, count_macs, count_params
+from .hub import Hub
+from .loading import COMPOSED, INDEX, MODULE, PARENT, load
+
+
+def describe(source: str, hub: str | Hub | None = None) -> dict:
+    loaded = load(source, hub)
+    snap = loaded.snapshot
+    info: dict = {"repo": snap.name, "revision": snap.sha, "hub": snap.hub, "kind": loaded.kind.replace("_", " ")}
+    if loaded.kind == PARENT:
+        parent = loaded.obj
+        example = torch.zeros(1, *parent.data_config.input_size)
+        info.update({
+            "architecture": parent.spec.architecture,
+            "classes": parent.class_names,
+            "input": parent.data_config.to_dict(),
+            "kernels": count_kernels(parent.model),
+            "params": count_params(parent.model),
+            "macs": count_macs(parent.model, example),
+            "license": parent.license,
+        })
+        if snap.file("hubmod_split.json", required=False) is not None:
+            info["split_index"] = snap.read_json("hubmod_split.json")["modules"]
+    elif loaded.kind == MODULE:
+        cfg = loaded.obj.config
+        parent = cfg.parent
+        info.update({
+            "class": f"{cfg.class_name} (index {cfg.class_index} of {len(parent['label_names'])})",
+            "parent": f"{parent.get('repo_id') or 'local dir'}@{parent.get('revision')} ({parent['architecture']})",
+            "method": cfg.method,
+            "input": cfg.data_config,
+            "head": cfg.head,
+            "metrics": {k: v for k, v in cfg.metrics.items()},
+            "calibration": cfg.calibration,
+            "split_id": cfg.split_id,
+            "command": cfg.command,
+        })
+    elif loaded.kind == COMPOSED:
+        model = loaded.obj
+        info.update({
+            "classes": model.class_names,
+            "calibration": model.calibration,
+            "modules": [{"class": m.class_name, "repo": p.get("repo_id"), "revision": (p.get("revision") or "")[:12],
+                         "parent": m.config.parent.get("repo_id"), "method": m.config.method.get("name"),
+                         "kept_kernels": m.config.metrics.get("kept_kernels")}
+                        for m, p in zip(model.class_modules, model.provenance, strict=True)],
+        })
+    elif loaded.kind == INDEX:
+        index = loaded.obj
+        info.update({"parent": index.get("parent"), "method": index.get("method"), "metrics": index.get("metrics"),
+                     "modules": index.get("modules")})
+    return info

@@ -1,0 +1,102 @@
+"""Opening any SOURCE — a parent, a module, a composed classifier or a split index — by what it is.
+
+The kind is read from the repo's own files (``hubmod_kind`` in config.json, or a
+``hubmod_split.json`` index), never guessed from its name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .composed import COMPOSED_KIND, SPLIT_INDEX, ComposedClassifier
+from .data import LabeledImages, load_images
+from .errors import HubmodError
+from .hub import Hub, Snapshot, open_ref
+from .metrics import EvalReport, model_logits, report
+from .module import MODULE_KIND, ClassModule
+from .parents import Parent, parent_from_snapshot
+from .refs import RepoRef, parse_source
+
+PARENT, MODULE, COMPOSED, INDEX = "parent", "class_module", "composed_classifier", "split_index"
+
+
+@dataclass
+class Loaded:
+    kind: str
+    obj: Any  # Parent | ClassModule | ComposedClassifier | dict (split index)
+    snapshot: Snapshot
+
+
+def open_source(source: str, hub: str | Hub | None = None, revision: str | None = None) -> Snapshot:
+    ref = parse_source(source)
+    if revision:
+        ref = RepoRef(ref.kind, ref.repo_id, revision, ref.path)
+    return open_ref(ref, hub)
+
+
+def load(source: str, hub: str | Hub | None = None, revision: str | None = None) -> Loaded:
+    """Load whatever ``source`` is. A parent whose repo also holds a split index loads as the parent."""
+    snap = open_source(source, hub, revision)
+    config = snap.read_json("config.json") if snap.file("config.json", required=False) else None
+    kind = (config or {}).get("hubmod_kind")
+    if kind == MODULE_KIND:
+        return Loaded(MODULE, ClassModule.from_snapshot(snap), snap)
+    if kind == COMPOSED_KIND:
+        return Loaded(COMPOSED, ComposedClassifier.from_snapshot(snap, hub), snap)
+    if config is not None:
+        return Loaded(PARENT, parent_from_snapshot(snap), snap)
+    if snap.file(SPLIT_INDEX, required=False) is not None:
+        return Loaded(INDEX, snap.read_json(SPLIT_INDEX), snap)
+    raise HubmodError(f"{snap.name} has neither config.json nor {SPLIT_INDEX}: it is not a model hubmod can read")
+
+
+def class_names_of(loaded: Loaded) -> list[str]:
+    if loaded.kind == PARENT:
+        return loaded.obj.class_names
+    if loaded.kind == COMPOSED:
+        return loaded.obj.class_names
+    if loaded.kind == MODULE:
+        return [loaded.obj.class_name]
+    return [e["class_name"] for e in loaded.obj.get("modules", [])]
+
+
+def evaluate(source: str | Loaded, dataset: str, split: str = "test", hub: str | Hub | None = None) -> EvalReport:
+    """Accuracy and per-class precision/recall/F1 of a parent, module or composed classifier.
+
+    A module is evaluated as a one-vs-rest detector (its calibrated probability >= 0.5) on every
+    image of the split; the others are evaluated as classifiers on the images of their classes.
+    """
+    loaded = source if isinstance(source, Loaded) else load(source, hub)
+    name = loaded.snapshot.name
+    if loaded.kind == INDEX:
+        raise HubmodError(f"{name} is a split index: evaluate a module or compose a classifier from it")
+    if loaded.kind == PARENT:
+        parent: Parent = loaded.obj
+        data = load_images(dataset, split, tuple(parent.data_config.input_size[1:]))
+        data = data.for_classes(parent.class_names, name)
+        pred = model_logits(parent.model, data.images, parent.data_config).argmax(1)
+        return report(pred, data.labels, data.class_names, model=name, dataset=dataset, split=split)
+    if loaded.kind == COMPOSED:
+        model: ComposedClassifier = loaded.obj
+        size = max((m.data_config.input_size[1:] for m in model.class_modules), key=lambda s: s[0] * s[1])
+        data = load_images(dataset, split, tuple(size)).for_classes(model.class_names, name)
+        pred = model(data.images).argmax(1)
+        return report(pred, data.labels, data.class_names, model=name, dataset=dataset, split=split,
+                      extra={"calibration": model.calibration})
+    module: ClassModule = loaded.obj
+    data = load_images(dataset, split, tuple(module.data_config.input_size[1:]))
+    own = _own_class_labels(data, module.class_name, name)
+    pred = (module.probability(data.images) >= 0.5).long()
+    return report(pred, own, ["rest", module.class_name], model=name, dataset=dataset, split=split,
+                  extra={"mode": "one-vs-rest, Platt probability >= 0.5"})
+
+
+def _own_class_labels(data: LabeledImages, class_name: str, where: str) -> torch.Tensor:
+    folded = [c.casefold() for c in data.class_names]
+    if class_name.casefold() not in folded:
+        raise HubmodError(f"dataset {data.name} has no class {class_name!r} that {where} needs "
+                          f"(dataset classes: {', '.join(data.class_names)})")
+    return (data.labels == folded.index(class_name.casefold())).long()

@@ -1,0 +1,88 @@
+"""Accuracy and per-class precision / recall / F1 of parents, modules and composed classifiers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import LabeledImages
+from .preprocess import DataConfig, preprocess
+
+
+@dataclass
+class EvalReport:
+    accuracy: float
+    n: int
+    per_class: dict[str, dict[str, float]]
+    model: str = ""
+    dataset: str = ""
+    split: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def per_class_metrics(pred: torch.Tensor, y: torch.Tensor, class_names: list[str]) -> dict[str, dict[str, float]]:
+    out = {}
+    for c, name in enumerate(class_names):
+        tp = int(((pred == c) & (y == c)).sum())
+        fp = int(((pred == c) & (y != c)).sum())
+        fn = int(((pred != c) & (y == c)).sum())
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[name] = {"precision": precision, "recall": recall, "f1": f1, "support": int((y == c).sum())}
+    return out
+
+
+def report(pred: torch.Tensor, y: torch.Tensor, class_names: list[str], **info) -> EvalReport:
+    return EvalReport(accuracy=float((pred == y).float().mean()) if len(y) else 0.0, n=len(y),
+                      per_class=per_class_metrics(pred, y, class_names), **info)
+
+
+@torch.no_grad()
+def model_logits(model: nn.Module, images: torch.Tensor, cfg: DataConfig, batch_size: int = 512) -> torch.Tensor:
+    """Logits of a plain classifier over uint8 images, preprocessing one batch at a time."""
+    model.eval()
+    return torch.cat([model(preprocess(images[i : i + batch_size], cfg)) for i in range(0, len(images), batch_size)])
+
+
+@torch.no_grad()
+def pre_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Features entering a timm model's classifier."""
+    return torch.cat([model.forward_head(model.forward_features(x[i : i + batch_size]), pre_logits=True)
+                      for i in range(0, len(x), batch_size)])
+
+
+def refit_classifier(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int,
+                     seed: int = 0) -> nn.Linear:
+    """The parent's classifier refit on the split's data (features frozen).
+
+    This is the fair baseline for a composition whose heads were trained on that data: it shows
+    how much of any gain comes from recalibrating the parent rather than from modularisation.
+    """
+    torch.manual_seed(seed)
+    feats = pre_logits(model, train_x)
+    clf = nn.Linear(feats.shape[1], num_classes)
+    src = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(src, nn.Linear) and src.weight.shape == clf.weight.shape:
+        clf.load_state_dict(src.state_dict())
+    opt = torch.optim.LBFGS(clf.parameters(), lr=1.0, max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(clf(feats), train_y) + 1e-4 * clf.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return clf.eval()
+
+
+def parent_report(model: nn.Module, data: LabeledImages, cfg: DataConfig, name: str = "") -> EvalReport:
+    pred = model_logits(model, data.images, cfg).argmax(1)
+    return report(pred, data.labels, data.class_names, model=name, dataset=data.name, split=data.split)

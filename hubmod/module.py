@@ -1,0 +1,216 @@
+"""ClassModule: one class's slice of a parent CNN, as a standalone model and a Hub repo.
+
+A module is the parent architecture with most channels removed, plus a small head that turns the
+pruned network's logits into one score for its class. Its repo holds ``model.safetensors``,
+``config.json`` and a model card; loading it rebuilds the parent architecture from timm, replays
+the channel removal from the kept indices in config.json and loads the weights — no code from the
+repo is run and nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from . import __version__, calibration
+from .channels import count_kernels, count_macs, count_params, rebuild
+from .errors import HubmodError, InvalidRepoError
+from .heads import build_head
+from .hub import Hub, Snapshot, get_hub, open_ref
+from .parents import WEIGHTS, ParentSpec, load_state, load_weights
+from .preprocess import DataConfig, prepare_input
+from .refs import parse_source
+
+MODULE_KIND = "class_module"
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+
+
+@dataclass
+class ModuleConfig:
+    """Everything config.json records to rebuild a module and say where it came from."""
+
+    class_name: str
+    class_index: int
+    parent: dict  # ParentSpec fields + repo_id, revision (commit sha), hub, license
+    data_config: dict
+    channels: dict  # example_input, groups [{name, size, kept}], zeroed
+    head: dict
+    calibration: dict
+    method: dict  # name, params
+    metrics: dict = field(default_factory=dict)
+    dataset: dict = field(default_factory=dict)
+    split_id: str = ""
+    command: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"hubmod_kind": MODULE_KIND, "format_version": FORMAT_VERSION, "hubmod_version": __version__,
+                **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str) -> ModuleConfig:
+        if data.get("hubmod_kind") != MODULE_KIND:
+            raise InvalidRepoError(f"{where} is not a hubmod class module (config.json hubmod_kind is "
+                                   f"{data.get('hubmod_kind')!r})")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise InvalidRepoError(
+                f"{where} uses module format {data.get('format_version')!r}; this hubmod reads format "
+                f"{FORMAT_VERSION}: upgrade hubmod"
+            )
+        try:
+            cfg = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        except TypeError as e:
+            raise InvalidRepoError(f"{where}: config.json misses fields ({e})") from None
+        cfg._check(where)
+        return cfg
+
+    def _check(self, where: str) -> None:
+        def bad(msg: str) -> InvalidRepoError:
+            return InvalidRepoError(f"{where}: config.json {msg}; the repo is damaged, re-publish it")
+
+        types = {"class_name": str, "class_index": int, "parent": dict, "data_config": dict, "channels": dict,
+                 "head": dict, "calibration": dict, "method": dict, "metrics": dict, "dataset": dict}
+        for name, typ in types.items():
+            if not isinstance(getattr(self, name), typ) or isinstance(getattr(self, name), bool):
+                raise bad(f"field {name!r} must be {typ.__name__}")
+        labels = self.parent.get("label_names")
+        if not isinstance(labels, list) or not 0 <= self.class_index < len(labels):
+            raise bad(f"class_index {self.class_index} is outside the parent's {len(labels or [])} classes")
+        if labels[self.class_index] != self.class_name:
+            raise bad(f"class_name {self.class_name!r} is not the parent's class {self.class_index}")
+        groups = self.channels.get("groups")
+        if not isinstance(groups, list) or not groups:
+            raise bad("has no channel groups")
+        for g in groups:
+            if not (isinstance(g, dict) and isinstance(g.get("name"), str) and isinstance(g.get("size"), int)
+                    and isinstance(g.get("kept"), list) and g["kept"]
+                    and all(isinstance(i, int) and 0 <= i < g["size"] for i in g["kept"])):
+                raise bad(f"channel group {g.get('name') if isinstance(g, dict) else g!r} is malformed")
+        ex = self.channels.get("example_input")
+        if not (isinstance(ex, list) and len(ex) == 4 and all(isinstance(v, int) and 0 < v <= 4096 for v in ex)):
+            raise bad("channels.example_input must be [1, C, H, W]")
+        DataConfig.from_dict(self.data_config)
+        cal = self.calibration
+        if not all(isinstance(cal.get(k), dict) for k in ("own", "other", "platt")):
+            raise bad("calibration needs own, other and platt statistics")
+
+    @property
+    def parent_spec(self) -> ParentSpec:
+        return ParentSpec.from_config(self.parent, "module parent")
+
+    @property
+    def kept(self) -> dict[str, list[int]]:
+        return {g["name"]: g["kept"] for g in self.channels["groups"]}
+
+
+class ClassModule(nn.Module):
+    """A standalone model that scores how much an image looks like one class."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, config: ModuleConfig):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.config = config
+        self.data_config = DataConfig.from_dict(config.data_config)
+        self.eval()
+
+    # ------------------------------------------------------------------ inference
+
+    @property
+    def class_name(self) -> str:
+        return self.config.class_name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw scores [B] for preprocessed input [B, C, H, W]."""
+        return self.head(self.backbone(x))
+
+    @torch.no_grad()
+    def score(self, images: Any, batch_size: int = 256) -> torch.Tensor:
+        """Raw scores for raw images (PIL, uint8) or preprocessed float tensors."""
+        x = prepare_input(images, self.data_config)
+        return torch.cat([self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    def probability(self, images: Any) -> torch.Tensor:
+        """P(image is this module's class), Platt-calibrated on held-out data at split time."""
+        return calibration.apply("platt", self.score(images), self.config.calibration)
+
+    def calibrated(self, raw: torch.Tensor, method: str) -> torch.Tensor:
+        return calibration.apply(method, raw, self.config.calibration)
+
+    # ------------------------------------------------------------------ size
+
+    def size_report(self) -> dict:
+        ex = torch.zeros(self.config.channels["example_input"])
+        return {"kernels": count_kernels(self.backbone), "params": count_params(self),
+                "macs": count_macs(self.backbone, ex)}
+
+    # ------------------------------------------------------------------ saving
+
+    def save_pretrained(self, directory: str | Path, card: bool = True, repo_id: str | None = None,
+                        hub_name: str | None = None) -> Path:
+        """Write config.json, model.safetensors and (by default) the model card to ``directory``."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS), metadata={"format": "pt", "hubmod_kind": MODULE_KIND})
+        (directory / CONFIG).write_text(json.dumps(self.config.to_dict(), indent=1))
+        if card:
+            from .cards import write_module_card
+
+            write_module_card(self, directory, repo_id=repo_id, hub_name=hub_name)
+        return directory
+
+    def push_to_hub(self, repo_id: str, hub: str | Hub | None = None, message: str | None = None) -> str:
+        """Publish as one commit on the hub; returns the commit sha."""
+        hub = get_hub(hub)
+        with tempfile.TemporaryDirectory(prefix="hubmod-module-") as tmp:
+            self.save_pretrained(tmp, repo_id=repo_id, hub_name=hub.name)
+            return hub.push_folder(repo_id, Path(tmp), message or f"hubmod: module {self.class_name}")
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, revision: str | None = None,
+                        hub: str | Hub | None = None) -> ClassModule:
+        """Load a module from a repo id (``ns/name``, ``hf-hub:ns/name``) or a local directory."""
+        ref = parse_source(str(source) if not isinstance(source, Path) else f"{source.resolve()}")
+        if revision is not None:
+            if ref.kind == "dir":
+                raise HubmodError("revision= applies to hub repos, not to local directories")
+            ref = type(ref)(ref.kind, ref.repo_id, revision)
+        snap = open_ref(ref, hub)
+        module = cls.from_snapshot(snap)
+        module.source = snap
+        return module
+
+    @classmethod
+    def from_snapshot(cls, snap: Snapshot) -> ClassModule:
+        data = snap.read_json(CONFIG)
+        if data.get("hubmod_kind") != MODULE_KIND:
+            raise HubmodError(f"{snap.name} is not a class module (it is a "
+                              f"{data.get('hubmod_kind') or 'timm model'}); use it as a parent or compose from it")
+        if snap.file(WEIGHTS, required=False) is None:
+            raise InvalidRepoError(f"{snap.name} has no {WEIGHTS}; hubmod only loads safetensors weights")
+        return cls.from_config(data, load_state(snap.file(WEIGHTS), snap.name), snap.name)
+
+    @classmethod
+    def from_config(cls, data: dict, state: dict[str, torch.Tensor], where: str) -> ClassModule:
+        config = ModuleConfig.from_dict(data, where)
+        spec = config.parent_spec
+        groups = config.channels["groups"]
+        example = torch.zeros(config.channels["example_input"])
+        backbone = rebuild(spec.build(), {g["name"]: g["size"] for g in groups}, config.kept, example)
+        head = build_head(config.head, spec.num_classes)
+        module = cls(backbone, head, config)
+        load_weights(module, state, where)
+        for p in module.parameters():
+            p.requires_grad_(False)
+        return module

@@ -1,0 +1,197 @@
+"""Parent classifiers: timm-format repos (config.json + model.safetensors).
+
+A parent is rebuilt the way timm does it — ``architecture`` + ``model_args`` from config.json,
+weights from safetensors, preprocessing from ``pretrained_cfg`` — but hubmod downloads the files
+itself so that only safetensors and JSON are ever read and the commit sha is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .errors import HubmodError, InvalidRepoError
+from .hub import Hub, Snapshot, open_ref
+from .preprocess import DataConfig
+from .refs import parse_source
+
+WEIGHTS = "model.safetensors"
+_MAX_CLASSES = 100_000
+
+
+@dataclass
+class ParentSpec:
+    """What a timm-format config.json says about a classifier."""
+
+    architecture: str
+    num_classes: int
+    label_names: list[str]
+    model_args: dict = field(default_factory=dict)
+    pretrained_cfg: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: dict, where: str) -> ParentSpec:
+        from timm import is_model
+
+        import hubmod.archs  # noqa: F401  (registers hubmod_vgg with timm)
+
+        arch = cfg.get("architecture")
+        if not isinstance(arch, str) or not is_model(arch):
+            raise InvalidRepoError(
+                f"{where}: config.json names architecture {arch!r}, which is not a timm model "
+                "(hubmod only builds architectures from timm's registry)"
+            )
+        pretrained_cfg = cfg.get("pretrained_cfg") or {}
+        model_args = cfg.get("model_args") or {}
+        if not isinstance(pretrained_cfg, dict) or not isinstance(model_args, dict):
+            raise InvalidRepoError(f"{where}: pretrained_cfg and model_args in config.json must be objects")
+        num_classes = cfg.get("num_classes", pretrained_cfg.get("num_classes"))
+        if not isinstance(num_classes, int) or not 2 <= num_classes <= _MAX_CLASSES:
+            raise InvalidRepoError(f"{where}: config.json needs num_classes >= 2 (got {num_classes!r})")
+        labels = cfg.get("label_names", pretrained_cfg.get("label_names"))
+        if isinstance(labels, dict):
+            try:
+                labels = [labels[k] for k in sorted(labels, key=int)]
+            except (ValueError, TypeError):
+                labels = None
+        if not isinstance(labels, list) or len(labels) != num_classes or not all(
+            isinstance(n, str) and n.strip() for n in labels
+        ):
+            raise InvalidRepoError(
+                f"{where}: config.json needs label_names, one name per class ({num_classes}); "
+                "hubmod matches classes to dataset labels by name"
+            )
+        if len(set(labels)) != len(labels):
+            raise InvalidRepoError(f"{where}: label_names in config.json repeat a name")
+        model_args = {k: v for k, v in model_args.items() if k not in ("num_classes", "pretrained")}
+        return cls(arch, num_classes, list(labels), model_args, dict(pretrained_cfg))
+
+    @property
+    def data_config(self) -> DataConfig:
+        cfg = dict(self.pretrained_cfg)
+        if "in_chans" in self.model_args and "input_size" in cfg:
+            cfg["input_size"] = (self.model_args["in_chans"], *cfg["input_size"][1:])
+        return DataConfig.from_pretrained_cfg(cfg)
+
+    def build(self) -> nn.Module:
+        """The architecture with random weights, in eval mode."""
+        import timm
+
+        try:
+            model = timm.create_model(
+                self.architecture,
+                pretrained=False,
+                num_classes=self.num_classes,
+                pretrained_cfg_overlay=dict(self.pretrained_cfg),
+                **self.model_args,
+            )
+        except (TypeError, ValueError, KeyError, RuntimeError, AssertionError) as e:
+            raise InvalidRepoError(
+                f"cannot build {self.architecture} with model_args {self.model_args}: {e}"
+            ) from None
+        return model.eval()
+
+    def to_dict(self) -> dict:
+        return {
+            "architecture": self.architecture,
+            "num_classes": self.num_classes,
+            "label_names": self.label_names,
+            "model_args": self.model_args,
+            "pretrained_cfg": _jsonable(self.pretrained_cfg),
+        }
+
+
+@dataclass
+class Parent:
+    """A loaded parent classifier and where it came from."""
+
+    spec: ParentSpec
+    model: nn.Module
+    snapshot: Snapshot
+    license: str | None = None
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.spec.label_names
+
+    @property
+    def data_config(self) -> DataConfig:
+        return self.spec.data_config
+
+    @property
+    def display_name(self) -> str:
+        return self.snapshot.repo_id or self.snapshot.path.name
+
+
+def load_state(path: Path, where: str) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; a corrupt file is a one-line error, never a deep traceback."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise InvalidRepoError(f"{where}: {path.name} is corrupt or not safetensors ({e}); re-publish it") from None
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        detail = str(e).splitlines()[0] if str(e) else "mismatch"
+        raise InvalidRepoError(
+            f"{where}: weights do not match the architecture in config.json ({detail}); "
+            "the repo is inconsistent, re-publish it"
+        ) from None
+
+
+def read_license(snapshot: Snapshot) -> str | None:
+    readme = snapshot.file("README.md", required=False)
+    if readme is None:
+        return None
+    try:
+        from huggingface_hub import ModelCard
+
+        value = ModelCard.load(readme).data.to_dict().get("license")
+    except Exception:  # a malformed card must not stop loading the weights
+        return None
+    return value if isinstance(value, str) else None
+
+
+def parent_from_snapshot(snapshot: Snapshot) -> Parent:
+    cfg = snapshot.read_json("config.json")
+    if cfg.get("hubmod_kind"):
+        raise HubmodError(
+            f"{snapshot.name} is a hubmod {cfg['hubmod_kind'].replace('_', ' ')}, not a timm classifier to split"
+        )
+    _refuse_pickles(snapshot)
+    spec = ParentSpec.from_config(cfg, snapshot.name)
+    model = spec.build()
+    load_weights(model, load_state(snapshot.file(WEIGHTS), snapshot.name), snapshot.name)
+    return Parent(spec=spec, model=model, snapshot=snapshot, license=read_license(snapshot))
+
+
+def _refuse_pickles(snapshot: Snapshot) -> None:
+    if snapshot.file(WEIGHTS, required=False) is None:
+        raise InvalidRepoError(
+            f"{snapshot.name} has no {WEIGHTS}; hubmod only loads safetensors weights "
+            "(it never unpickles .bin/.pt/.pth files): convert the weights to safetensors"
+        )
+
+
+def load_parent(source: str, hub: str | Hub | None = None) -> Parent:
+    """Load a timm classifier from a SOURCE string (repo id, ``hf-hub:`` id or ``./dir``)."""
+    return parent_from_snapshot(open_ref(parse_source(source), hub))
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

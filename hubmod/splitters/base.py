@@ -1,0 +1,123 @@
+"""The interface every splitting method implements, and the registry that names them.
+
+A method gets a frozen parent, its channel groups and preprocessed training / validation data, and
+returns, for each requested class, which channels of each group to keep and the head to put on
+top. Everything else — extraction, calibration, metrics, cards, publishing — is shared, which is
+what keeps modules of every method in one repo format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+
+from ..channels import ChannelGroup
+from ..errors import HubmodError
+
+
+@dataclass
+class SplitContext:
+    """What a method works from. ``model`` is the parent in eval mode with frozen parameters."""
+
+    model: nn.Module
+    groups: list[ChannelGroup]
+    num_classes: int
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    targets: list[int]
+    seed: int = 0
+    progress: bool = True
+    parent_val_accuracy: float = 0.0
+
+
+@dataclass
+class ClassSlice:
+    """One class's module as a method decided it: kept channels per group and its head."""
+
+    class_index: int
+    kept: dict[str, list[int]]
+    head: dict
+    head_state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class SplitOutcome:
+    slices: list[ClassSlice]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MethodConfig:
+    """Base for method configs: every field is a documented, validated, JSON-able option."""
+
+    train_per_class: int = 400
+    val_per_class: int = 200
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None, method: str) -> MethodConfig:
+        options = dict(options or {})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - set(fields))
+        if unknown:
+            raise HubmodError(
+                f"unknown option(s) {', '.join(unknown)} for method {method}; "
+                f"its options are: {', '.join(fields)}"
+            )
+        values = {}
+        for name, value in options.items():
+            default = fields[name].default
+            try:
+                values[name] = _coerce(value, type(default))
+            except (TypeError, ValueError):
+                raise HubmodError(f"option {name}={value!r} for {method} must be {type(default).__name__}") from None
+        cfg = cls(**values)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.train_per_class < 1 or self.val_per_class < 1:
+            raise HubmodError("train_per_class and val_per_class must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def describe(cls) -> str:
+        docs = getattr(cls, "option_docs", {})
+        return "; ".join(f"{f.name}={f.default!r}" + (f" ({docs[f.name]})" if f.name in docs else "")
+                         for f in dataclasses.fields(cls))
+
+
+def _coerce(value: Any, typ: type) -> Any:
+    if isinstance(value, typ) and not (typ is int and isinstance(value, bool)):
+        return value
+    if typ is bool:
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ValueError(value)
+    if typ is int and isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    return typ(value)
+
+
+class Splitter(ABC):
+    """A splitting method: a name, a paper, a config class, and ``split``."""
+
+    name: ClassVar[str]
+    pretty_name: ClassVar[str]
+    paper: ClassVar[str]
+    paper_url: ClassVar[str]
+    config_class: ClassVar[type[MethodConfig]]
+
+    def __init__(self, config: MethodConfig):
+        self.config = config
+
+    @abstractmethod
+    def split(self, ctx: SplitContext) -> SplitOutcome: ...

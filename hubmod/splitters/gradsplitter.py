@@ -1,0 +1,264 @@
+"""GradSplitter (Qi et al., TOSEM 2024): kernel masks learned by gradient descent.
+
+Each class gets a real-valued mask per channel of every channel group, binarised in the forward
+pass (``mask > 0``) with a straight-through gradient clipped to [-1, 1], and a small head
+``Linear(N, H) -> ReLU -> Linear(H, 1)`` on the masked parent's ReLU'd logits. All N modules are
+trained at once — their sigmoid scores go through one cross-entropy so they compete as argmax
+composition will make them — plus ``alpha`` times the mean fraction of conv kernels kept.
+
+What hubmod changes to make it practical on a laptop CPU:
+
+* the N masked forwards run as one batched forward (the batch is repeated N times and hooks apply
+  module i's masks to copy i), not N passes;
+* a stratified subsample of the training data (``train_per_class``), not the whole set;
+* heads are refit after every mask epoch on cached masked logits, which costs one inference pass
+  instead of extra training epochs;
+* the final masks are chosen automatically on held-out data — the fewest kernels whose composed
+  accuracy is within ``tolerance`` points of the parent — and training stops once that choice has
+  not improved for ``patience`` cycles. The authors picked the epoch by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..channels import GroupMasks
+from ..errors import HubmodError
+from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter
+
+
+@dataclass
+class GradSplitterConfig(MethodConfig):
+    alpha: float = 1.0
+    mask_init: float = 0.5
+    mask_lr: float = 0.01
+    head_lr: float = 0.01
+    joint_head_lr: float = 0.003
+    hidden: int = 10
+    batch_size: int = 64
+    warmup_epochs: int = 5
+    refit_epochs: int = 20
+    max_cycles: int = 8
+    patience: int = 3
+    tolerance: float = 1.0
+
+    option_docs: ClassVar[dict[str, str]] = {
+        "train_per_class": "training images per class (the data budget)",
+        "val_per_class": "held-out images per class for choosing masks and calibrating",
+        "alpha": "weight of the kept-kernel term; higher gives smaller modules",
+        "mask_init": "initial mask value (>0 = kept); 0.5 lets pruning start in the first epoch",
+        "mask_lr": "Adam learning rate of the masks",
+        "head_lr": "learning rate of the head-only warm-up",
+        "joint_head_lr": "learning rate of the heads while masks train, and of the refits",
+        "hidden": "hidden width of each module's head",
+        "batch_size": "images per step (each is run once per module)",
+        "warmup_epochs": "head-only epochs before masks train",
+        "refit_epochs": "head-only epochs on cached logits after each mask epoch",
+        "max_cycles": "most mask epochs",
+        "patience": "stop after this many mask epochs without a better choice",
+        "tolerance": "accuracy points below the parent (validation) a choice may lose",
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        checks = {
+            "alpha": self.alpha >= 0, "mask_lr": self.mask_lr > 0, "head_lr": self.head_lr > 0,
+            "joint_head_lr": self.joint_head_lr > 0, "hidden": self.hidden >= 1, "batch_size": self.batch_size >= 2,
+            "warmup_epochs": self.warmup_epochs >= 0, "refit_epochs": self.refit_epochs >= 0,
+            "max_cycles": self.max_cycles >= 1, "patience": self.patience >= 1, "tolerance": self.tolerance >= 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise HubmodError(f"gradsplitter option(s) out of range: {', '.join(bad)} ({self.describe()})")
+
+
+class _BinaryMask(torch.autograd.Function):
+    """mask > 0 forward; the incoming gradient clipped to [-1, 1] backward (as the authors do)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return F.hardtanh(grad)
+
+
+class _Heads(nn.Module):
+    """N independent MLP heads evaluated as one batched computation.
+
+    Unlike the authors' random initialisation, head i starts by passing its own class's logit
+    through (hidden unit 0 reads logit i, the output reads unit 0), so the composition starts at
+    the parent's predictions and the short CPU budget is spent on masks, not on relearning them.
+    """
+
+    def __init__(self, n: int, hidden: int):
+        super().__init__()
+        b1, b2 = 0.1 / math.sqrt(n), 0.1 / math.sqrt(hidden)
+        w1 = torch.empty(n, hidden, n).uniform_(-b1, b1)
+        w2 = torch.empty(n, hidden).uniform_(-b2, b2)
+        w1[:, 0] = 0
+        w1[torch.arange(n), 0, torch.arange(n)] = 1.0
+        w2[:, 0] = 1.0
+        self.w1 = nn.Parameter(w1)
+        self.b1 = nn.Parameter(torch.zeros(n, hidden))
+        self.w2 = nn.Parameter(w2)
+        self.b2 = nn.Parameter(torch.zeros(n))
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits [n_modules, B, N] -> raw scores [n_modules, B]."""
+        h = torch.relu(torch.einsum("mbi,mhi->mbh", torch.relu(logits), self.w1) + self.b1[:, None])
+        return torch.einsum("mbh,mh->mb", h, self.w2) + self.b2[:, None]
+
+    def export(self, i: int) -> dict[str, torch.Tensor]:
+        """Module i's head as the state dict of ``heads.MLPHead`` (prefixed for ClassModule)."""
+        state = {"head.fc1.weight": self.w1[i], "head.fc1.bias": self.b1[i],
+                 "head.fc2.weight": self.w2[i][None], "head.fc2.bias": self.b2[i : i + 1]}
+        return {k: v.detach().clone() for k, v in state.items()}
+
+
+class GradSplitter(Splitter):
+    name = "gradsplitter"
+    pretty_name = "GradSplitter"
+    paper = "Qi et al., Reusing Convolutional Neural Network Models through Modularization and Composition, TOSEM 2024"
+    paper_url = "https://doi.org/10.1145/3632744"
+    config_class = GradSplitterConfig
+
+    def split(self, ctx: SplitContext) -> SplitOutcome:
+        cfg: GradSplitterConfig = self.config  # type: ignore[assignment]
+        torch.manual_seed(ctx.seed)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        n = ctx.num_classes
+        model, groups = ctx.model, ctx.groups
+        masks = nn.ParameterDict({f"g{i}": nn.Parameter(torch.full((n, g.size), float(cfg.mask_init)))
+                                  for i, g in enumerate(groups)})
+        kernels_per_channel = [len(g.conv_modules) for g in groups]
+        total_kernels = float(sum(g.kernels for g in groups))
+        heads = _Heads(n, cfg.hidden)
+        hooks = GroupMasks(model, groups)
+
+        def binary() -> dict[str, torch.Tensor]:
+            return {g.name: _BinaryMask.apply(masks[f"g{i}"]) for i, g in enumerate(groups)}
+
+        def retention(bin_masks: dict[str, torch.Tensor]) -> torch.Tensor:
+            kept = sum(bin_masks[g.name].sum(1) * k for g, k in zip(groups, kernels_per_channel, strict=True))
+            return kept / total_kernels  # [n]
+
+        def masked_logits(x: torch.Tensor, bin_masks: dict[str, torch.Tensor] | None) -> torch.Tensor:
+            """[n, len(x), N] logits of every module (all-ones masks when None: the parent, run once)."""
+            out = []
+            with torch.no_grad():
+                if bin_masks is None:
+                    for i in range(0, len(x), 512):
+                        out.append(model(x[i : i + 512]))
+                    return torch.cat(out).expand(n, -1, -1)
+                hooks.set(bin_masks)
+                step = max(1, 1024 // n)
+                for i in range(0, len(x), step):
+                    xb = x[i : i + step]
+                    out.append(model(xb.repeat(n, 1, 1, 1)).view(n, len(xb), -1))
+            return torch.cat(out, dim=1)
+
+        def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+            with torch.no_grad():
+                return float((heads(logits).argmax(0) == y).float().mean())
+
+        def fit_heads(logits: torch.Tensor, y: torch.Tensor, epochs: int, lr: float) -> None:
+            opt = torch.optim.Adam(heads.parameters(), lr=lr)
+            for _ in range(epochs):
+                for idx in torch.randperm(len(y), generator=gen).split(cfg.batch_size):
+                    loss = F.cross_entropy(torch.sigmoid(heads(logits[:, idx])).T, y[idx])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+
+        x, y = ctx.train_x, ctx.train_y
+        steps = math.ceil(len(y) / cfg.batch_size)
+        threshold = ctx.parent_val_accuracy - cfg.tolerance / 100
+
+        # Warm-up: heads only, on the unmasked parent's logits (computed once).
+        fit_heads(masked_logits(x, None), y, cfg.warmup_epochs, cfg.head_lr)
+        history = [{"cycle": 0, "val_accuracy": accuracy(masked_logits(ctx.val_x, None), ctx.val_y),
+                    "retention": 1.0}]
+        snapshots = [(history[0], {g.name: torch.ones(n, g.size, dtype=torch.bool) for g in groups},
+                      {k: v.detach().clone() for k, v in heads.state_dict().items()}, torch.ones(n))]
+        best_cycle, since_best, below = 0, 0, 0
+        bar = _progress(ctx.progress, cfg.max_cycles * steps)
+        try:
+            with hooks.active():
+                for cycle in range(1, cfg.max_cycles + 1):
+                    opt = torch.optim.Adam([{"params": masks.parameters(), "lr": cfg.mask_lr},
+                                            {"params": heads.parameters(), "lr": cfg.joint_head_lr}])
+                    for idx in torch.randperm(len(y), generator=gen).split(cfg.batch_size):
+                        xb, yb = x[idx], y[idx]
+                        bin_masks = binary()
+                        hooks.set(bin_masks)
+                        logits = model(xb.repeat(n, 1, 1, 1)).view(n, len(idx), -1)
+                        scores = torch.sigmoid(heads(logits)).T  # [B, n]: modules compete per image
+                        loss = F.cross_entropy(scores, yb) + cfg.alpha * retention(bin_masks).mean()
+                        opt.zero_grad()
+                        loss.backward()
+                        opt.step()
+                        bar.update(1)
+                    with torch.no_grad():
+                        fixed = {k: v.detach() for k, v in binary().items()}
+                        per_module = retention(fixed)
+                    fit_heads(masked_logits(x, fixed), y, cfg.refit_epochs, cfg.joint_head_lr)
+                    acc = accuracy(masked_logits(ctx.val_x, fixed), ctx.val_y)
+                    record = {"cycle": cycle, "val_accuracy": acc, "retention": float(per_module.mean())}
+                    history.append(record)
+                    snapshots.append((record, {k: v.bool() for k, v in fixed.items()},
+                                      {k: v.detach().clone() for k, v in heads.state_dict().items()}, per_module))
+                    bar.set_postfix(cycle=cycle, val_acc=f"{acc:.4f}", kept=f"{record['retention']:.3f}")
+                    chosen = _choose(history, threshold)
+                    if chosen != best_cycle:
+                        best_cycle, since_best = chosen, 0
+                    else:
+                        since_best += 1
+                    below = below + 1 if acc < threshold else 0
+                    if since_best >= cfg.patience or below >= cfg.patience:
+                        break
+        finally:
+            bar.close()
+
+        chosen = _choose(history, threshold)
+        record, bin_masks, head_state, per_module = snapshots[chosen]
+        heads.load_state_dict(head_state)
+        slices = [
+            ClassSlice(
+                class_index=c,
+                kept={g.name: torch.nonzero(bin_masks[g.name][c]).flatten().tolist() for g in groups},
+                head={"type": "mlp", "in_features": n, "hidden": cfg.hidden},
+                head_state=heads.export(c),
+            )
+            for c in ctx.targets
+        ]
+        metrics = {
+            "chosen_cycle": record["cycle"],
+            "cycles_run": len(history) - 1,
+            "val_accuracy": record["val_accuracy"],
+            "parent_val_accuracy": ctx.parent_val_accuracy,
+            "mean_retention": record["retention"],
+            "history": history,
+        }
+        return SplitOutcome(slices=slices, metrics=metrics)
+
+
+def _choose(history: list[dict], threshold: float) -> int:
+    """Index of the fewest-kernel record within tolerance; the most accurate one if none is."""
+    ok = [i for i, r in enumerate(history) if r["val_accuracy"] >= threshold]
+    if ok:
+        return min(ok, key=lambda i: (round(history[i]["retention"], 4), -history[i]["val_accuracy"]))
+    return max(range(len(history)), key=lambda i: history[i]["val_accuracy"])
+
+
+def _progress(enabled: bool, total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="gradsplitter", unit="step", disable=not enabled, leave=False)

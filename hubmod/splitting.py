@@ -1,0 +1,297 @@
+"""``split``: parent + dataset -> one published module repo per class, plus the split's index.
+
+The steps are the same for every method: load the parent and data, sample disjoint training and
+validation subsets, let the method decide kept channels and heads, extract each module
+physically, calibrate it on the validation images, measure everything on held-out test data,
+and only then publish — each repo in one atomic commit, the index last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import calibration
+from .channels import channel_groups, count_kernels, count_macs, count_params, extract
+from .composed import SPLIT_INDEX, SPLIT_INDEX_KIND, ComposedClassifier
+from .data import LabeledImages, dataset_splits, load_for_model
+from .errors import HubmodError
+from .heads import build_head
+from .hub import Hub, get_hub
+from .metrics import model_logits, per_class_metrics, refit_classifier
+from .module import ClassModule, ModuleConfig
+from .parents import Parent, parent_from_snapshot
+from .preprocess import preprocess
+from .refs import class_slugs, match_class, parse_source, validate_repo_id
+from .splitters import SplitContext, get_splitter
+
+HELD_OUT_FRACTION = 0.2
+
+
+@dataclass
+class ModuleRow:
+    class_name: str
+    repo_id: str | None
+    revision: str | None
+    kept_kernels: float
+    kernels: int
+    params: int
+    macs: int
+    test_precision: float
+    test_recall: float
+    test_f1: float
+    val_f1: float
+
+
+@dataclass
+class SplitReport:
+    """What a split produced and measured; ``to_dict`` is what ``--json`` prints."""
+
+    parent: str
+    parent_revision: str
+    method: str
+    dataset: str
+    eval_split: str
+    rows: list[ModuleRow]
+    parent_accuracy: float
+    parent_refit_accuracy: float
+    composed_accuracy: float
+    n_test: int
+    parent_kernels: int
+    parent_params: int
+    parent_macs: int
+    seconds: dict[str, float]
+    method_metrics: dict
+    index_repo: str | None = None
+    index_revision: str | None = None
+    modules: list[ClassModule] = field(default_factory=list, repr=False)
+
+    @property
+    def mean_kept_kernels(self) -> float:
+        return sum(r.kept_kernels for r in self.rows) / len(self.rows)
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k != "modules"}
+        out["mean_kept_kernels"] = self.mean_kept_kernels
+        return out
+
+
+def default_prefix(source: str) -> str:
+    ref = parse_source(source)
+    if ref.kind == "dir":
+        name = (ref.path.resolve().name or "model").replace(" ", "-")
+        return validate_repo_id(f"local/{name}")
+    return ref.repo_id
+
+
+def split(
+    source: str,
+    dataset: str,
+    method: str = "gradsplitter",
+    classes: list[str] | None = None,
+    repo_prefix: str | None = None,
+    hub: str | Hub | None = None,
+    seed: int = 0,
+    options: dict | None = None,
+    publish: bool = True,
+    progress: bool = True,
+) -> SplitReport:
+    """Split ``source`` into class modules on ``dataset`` and (by default) publish them to the hub."""
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    hub_obj = get_hub(hub)
+    splitter = get_splitter(method, options)  # bad options fail before any work
+    prefix = validate_repo_id(repo_prefix or default_prefix(source))
+
+    from .hub import open_ref
+
+    parent = parent_from_snapshot(open_ref(parse_source(source), hub_obj))
+    names = parent.class_names
+    if classes:
+        targets = sorted({match_class(c, names, parent.display_name) for c in classes})
+    else:
+        targets = list(range(len(names)))
+    slugs = class_slugs(names)
+    repo_ids = {c: validate_repo_id(f"{prefix}-{slugs[c]}") for c in targets}
+    times["load_parent"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    cfg = parent.data_config
+    size = tuple(cfg.input_size[1:])
+    train = load_for_model(dataset, "train", names, parent.display_name, size)
+    gen = torch.Generator().manual_seed(seed)
+    mcfg = splitter.config
+    if "test" in dataset_splits(dataset):
+        test = load_for_model(dataset, "test", names, parent.display_name, size)
+        held_out: torch.Tensor | None = None
+    else:  # carve a held-out test part out of train, disjoint from everything the search sees
+        held_out = train.stratified(max(1, int(HELD_OUT_FRACTION * len(train) / len(names))), gen)
+        test = train.subset(held_out)
+        test.split = "train (held-out part)"
+    val_idx = train.stratified(mcfg.val_per_class, gen, exclude=held_out)
+    exclude = val_idx if held_out is None else torch.cat([val_idx, held_out])
+    train_idx = train.stratified(mcfg.train_per_class, gen, exclude=exclude)
+    train_x, train_y = preprocess(train.images[train_idx], cfg), train.labels[train_idx]
+    val_x, val_y = preprocess(train.images[val_idx], cfg), train.labels[val_idx]
+    times["load_data"] = time.perf_counter() - t
+
+    model = parent.model.eval()
+    example = torch.zeros(1, *cfg.input_size)
+    groups = channel_groups(model, example)  # before freezing: torch-pruning traces through autograd
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        parent_val_acc = float((model(val_x).argmax(1) == val_y).float().mean())
+
+    t = time.perf_counter()
+    ctx = SplitContext(model, groups, len(names), train_x, train_y, val_x, val_y, targets, seed, progress,
+                       parent_val_acc)
+    outcome = splitter.split(ctx)
+    times["search"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    split_id = _split_id(parent, method, mcfg.to_dict(), seed, dataset)
+    parent_sizes = {"kernels": count_kernels(model), "params": count_params(model), "macs": count_macs(model, example)}
+    parent_dict = {**parent.spec.to_dict(), "repo_id": parent.snapshot.repo_id, "revision": parent.snapshot.sha,
+                   "hub": parent.snapshot.hub, "license": parent.license}
+    command = _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options)
+    modules = []
+    for s in outcome.slices:
+        backbone, kept, zeroed = extract(model, groups, s.kept, example)
+        head = build_head(s.head, len(names))
+        head.load_state_dict({k[len("head."):]: v for k, v in s.head_state.items()}, strict=True)
+        config = ModuleConfig(
+            class_name=names[s.class_index], class_index=s.class_index, parent=parent_dict,
+            data_config=cfg.to_dict(),
+            channels={"example_input": list(example.shape),
+                      "groups": [{"name": g.name, "size": g.size, "kept": kept[g.name],
+                                  **({"zeroed": True} if g.name in zeroed else {})} for g in groups]},
+            head=s.head, calibration={}, method={"name": method, "params": mcfg.to_dict()},
+            dataset={"name": dataset, "hub_id": train.hub_id, "train_samples": len(train_idx),
+                     "val_samples": len(val_idx), "seed": seed},
+            split_id=split_id, command=command,
+        )
+        module = ClassModule(backbone, head, config)
+        raw = module.score(val_x)
+        own = val_y == s.class_index
+        config.calibration = calibration.fit(raw[own], raw[~own])
+        prob = calibration.apply("platt", raw, config.calibration)
+        val_m = per_class_metrics((prob >= 0.5).long(), own.long(), ["rest", "own"])["own"]
+        sizes = {"kernels": count_kernels(backbone), "params": count_params(module),
+                 "macs": count_macs(backbone, example)}
+        config.metrics = {
+            **sizes, **{f"parent_{k}": v for k, v in parent_sizes.items()},
+            "kept_kernels": sizes["kernels"] / parent_sizes["kernels"],
+            "val_precision": val_m["precision"], "val_recall": val_m["recall"], "val_f1": val_m["f1"],
+        }
+        modules.append(module)
+    times["extract"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    composed = ComposedClassifier(modules, "none")
+    scores = composed(test.images)
+    mask = torch.isin(test.labels, torch.tensor(targets))
+    target_pos = {c: j for j, c in enumerate(targets)}
+    y_local = torch.tensor([target_pos[int(c)] for c in test.labels[mask]], dtype=torch.long)
+    pred = scores[mask].argmax(1)
+    composed_acc = float((pred == y_local).float().mean())
+    test_metrics = per_class_metrics(pred, y_local, [names[c] for c in targets])
+    parent_pred = model_logits(model, test.images, cfg).argmax(1)
+    parent_acc = float((parent_pred[mask] == test.labels[mask]).float().mean())
+    clf = refit_classifier(model, train_x, train_y, len(names), seed)
+    with torch.no_grad():
+        from .metrics import pre_logits
+
+        refit_pred = torch.cat([clf(pre_logits(model, preprocess(test.images[i : i + 512], cfg))).argmax(1)
+                                for i in range(0, len(test), 512)])
+    refit_acc = float((refit_pred[mask] == test.labels[mask]).float().mean())
+    for module in modules:
+        m = test_metrics[module.class_name]
+        module.config.metrics.update({
+            "test_precision": m["precision"], "test_recall": m["recall"], "test_f1": m["f1"],
+            "test_split": test.split, "split_composed_accuracy": composed_acc, "parent_accuracy": parent_acc,
+        })
+    times["evaluate"] = time.perf_counter() - t
+
+    rows = [
+        ModuleRow(mod.class_name, repo_ids[mod.config.class_index] if publish else None, None,
+                  mod.config.metrics["kept_kernels"], mod.config.metrics["kernels"], mod.config.metrics["params"],
+                  mod.config.metrics["macs"], mod.config.metrics["test_precision"], mod.config.metrics["test_recall"],
+                  mod.config.metrics["test_f1"], mod.config.metrics["val_f1"])
+        for mod in modules
+    ]
+    report = SplitReport(
+        parent=parent.display_name, parent_revision=parent.snapshot.sha, method=method, dataset=dataset,
+        eval_split=test.split, rows=rows, parent_accuracy=parent_acc, parent_refit_accuracy=refit_acc,
+        composed_accuracy=composed_acc, n_test=int(mask.sum()), parent_kernels=parent_sizes["kernels"],
+        parent_params=parent_sizes["params"], parent_macs=parent_sizes["macs"], seconds=times,
+        method_metrics=outcome.metrics, modules=modules,
+    )
+    if publish:
+        t = time.perf_counter()
+        _publish(report, modules, repo_ids, parent, prefix, hub_obj, command, test)
+        times["publish"] = time.perf_counter() - t
+    times["total"] = time.perf_counter() - t0
+    return report
+
+
+def _publish(report: SplitReport, modules: list[ClassModule], repo_ids: dict[int, str], parent: Parent,
+             prefix: str, hub: Hub, command: str, test: LabeledImages) -> None:
+    for row, module in zip(report.rows, modules, strict=True):
+        row.revision = module.push_to_hub(repo_ids[module.config.class_index], hub,
+                                          f"hubmod split: {module.class_name} module of {parent.display_name}")
+    index = {
+        "hubmod_kind": SPLIT_INDEX_KIND,
+        "format_version": 1,
+        "index_repo": prefix,
+        "parent": {"repo_id": parent.snapshot.repo_id, "revision": parent.snapshot.sha, "hub": parent.snapshot.hub},
+        "method": {"name": report.method, "params": modules[0].config.method["params"]},
+        "split_id": modules[0].config.split_id,
+        "command": command,
+        "metrics": {"composed_accuracy": report.composed_accuracy, "parent_accuracy": report.parent_accuracy,
+                    "eval_data": f"{test.name} ({test.split}, {report.n_test} images)"},
+        "modules": [{"class_name": r.class_name, "class_index": m.config.class_index, "repo_id": r.repo_id,
+                     "revision": r.revision, "kept_kernels": r.kept_kernels, "macs_ratio": r.macs / report.parent_macs}
+                    for r, m in zip(report.rows, modules, strict=True)],
+    }
+    # The index goes into the prefix repo. When that is the parent's own repo, only the index file is
+    # added (the parent's files and card stay); otherwise the repo gets a card of its own.
+    is_parent_repo = parent.snapshot.hub == hub.name and parent.snapshot.repo_id == prefix
+    with tempfile.TemporaryDirectory(prefix="hubmod-index-") as tmp:
+        (Path(tmp) / SPLIT_INDEX).write_text(json.dumps(index, indent=1))
+        if not is_parent_repo:
+            from .cards import write_index_card
+
+            write_index_card(index, Path(tmp))
+        report.index_revision = hub.push_folder(prefix, Path(tmp), f"hubmod split index ({report.method})")
+    report.index_repo = prefix
+
+
+def _split_id(parent: Parent, method: str, params: dict, seed: int, dataset: str) -> str:
+    blob = json.dumps([parent.snapshot.sha, method, params, seed, dataset], sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def _command(source, dataset, method, classes, repo_prefix, hub: Hub, seed, options) -> str:
+    parts = ["hubmod", "split", source, "--dataset", dataset, "--method", method, "--seed", str(seed)]
+    if classes:
+        parts += ["--classes", ",".join(classes)]
+    if repo_prefix:
+        parts += ["--repo-prefix", repo_prefix]
+    parts += ["--hub", "local" if hub.name == "local" else "hf"]
+    for k, v in sorted((options or {}).items()):
+        parts += ["-p", f"{k}={v}"]
+    return shlex.join(parts)
+
+
+def check_publishable(prefix: str) -> None:
+    validate_repo_id(prefix)
+    if not prefix:
+        raise HubmodError("empty repo prefix")

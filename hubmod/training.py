@@ -1,0 +1,142 @@
+"""Training and publishing small timm parents — for the examples, tests and benchmarks.
+
+hubmod splits models someone else trained; this exists so that every example and test can start
+from a real trained parent made on this machine in seconds to minutes, published in timm's own
+repo format (config.json + model.safetensors), which ``timm.create_model('hf-hub:...')`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import LabeledImages
+from .hub import Hub, get_hub
+from .preprocess import DataConfig, preprocess
+
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
+
+
+@dataclass
+class TrainedParent:
+    model: nn.Module
+    class_names: list[str]
+    data_config: DataConfig
+    train_seconds: float
+    epochs: int
+    train_samples: int
+
+
+def fashion_mnist_config(in_chans: int = 1, size: int = 28) -> DataConfig:
+    return DataConfig((in_chans, size, size), (FASHION_MNIST_MEAN,) * in_chans, (FASHION_MNIST_STD,) * in_chans,
+                      "bilinear", 1.0)
+
+
+def train_parent(
+    arch: str,
+    data: LabeledImages,
+    data_config: DataConfig,
+    epochs: float = 2,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+    model_args: dict | None = None,
+    progress: bool = True,
+) -> TrainedParent:
+    """Train ``arch`` from scratch on ``data`` (AdamW, one-cycle cosine, flips and 2-px shifts).
+
+    ``epochs`` may be fractional: 0.2 trains on a fifth of an epoch's batches (an under-trained parent).
+    """
+    import timm
+    from tqdm.auto import tqdm
+
+    import hubmod.archs  # noqa: F401
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = timm.create_model(arch, pretrained=False, num_classes=len(data.class_names),
+                              in_chans=data_config.channels, **(model_args or {}))
+    x_all = preprocess(data.images, data_config)
+    y_all = data.labels
+    steps_per_epoch = math.ceil(len(y_all) / batch_size)
+    total = max(1, int(round(epochs * steps_per_epoch)))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
+    model.train()
+    start = time.perf_counter()
+    step = 0
+    with tqdm(total=total, desc=f"train {arch}", unit="step", disable=not progress, leave=False) as bar:
+        while step < total:
+            for idx in torch.randperm(len(y_all), generator=gen).split(batch_size):
+                if step >= total:
+                    break
+                if len(idx) < 2:  # BatchNorm needs two samples in train mode
+                    continue
+                xb = _augment(x_all[idx], gen)
+                loss = F.cross_entropy(model(xb), y_all[idx], label_smoothing=0.1)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    data_cfg = data_config
+    model.pretrained_cfg = {**model.pretrained_cfg, **_pretrained_cfg(data_cfg, data.class_names)}
+    return TrainedParent(model, list(data.class_names), data_cfg, time.perf_counter() - start, epochs, len(y_all))
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(len(x), generator=gen) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=gen))
+    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+
+
+def _pretrained_cfg(cfg: DataConfig, class_names: list[str]) -> dict:
+    return {"input_size": tuple(cfg.input_size), "mean": tuple(cfg.mean), "std": tuple(cfg.std),
+            "interpolation": cfg.interpolation, "crop_pct": cfg.crop_pct, "num_classes": len(class_names),
+            "label_names": list(class_names)}
+
+
+def save_parent(parent: TrainedParent, directory: str | Path, dataset_id: str | None = None,
+                license: str = "mit", notes: str = "") -> Path:
+    """Write a timm-format repo: timm's own ``save_for_hf`` plus a short model card."""
+    from huggingface_hub import ModelCard, ModelCardData
+    from timm.models import save_for_hf
+
+    directory = Path(directory)
+    save_for_hf(parent.model, str(directory), model_config={"label_names": parent.class_names},
+                safe_serialization=True, data_config=parent.data_config.to_dict())
+    config = json.loads((directory / "config.json").read_text())
+    arch = config["architecture"]
+    data = ModelCardData(library_name="timm", license=license, tags=["image-classification", "timm", "hubmod-parent"],
+                         datasets=[dataset_id] if dataset_id else None)
+    body = (
+        f"# {arch} trained on {dataset_id or 'a local dataset'}\n\n"
+        f"A {arch} classifier for {len(parent.class_names)} classes ({', '.join(parent.class_names)}), trained "
+        f"from scratch for {parent.epochs} epoch(s) on {parent.train_samples} images in "
+        f"{parent.train_seconds:.0f} s by hubmod's parent trainer. Input: {list(parent.data_config.input_size)}.\n"
+        f"{notes}\n\n"
+        "```python\nimport timm\nmodel = timm.create_model('hf-hub:<this repo>', pretrained=True)\n```\n"
+    )
+    ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}").save(directory / "README.md")
+    return directory
+
+
+def publish_parent(parent: TrainedParent, repo_id: str, hub: str | Hub | None = None,
+                   dataset_id: str | None = None, notes: str = "") -> str:
+    """Push a trained parent as a timm-format repo; returns the commit sha."""
+    with tempfile.TemporaryDirectory(prefix="hubmod-parent-") as tmp:
+        save_parent(parent, tmp, dataset_id=dataset_id, notes=notes)
+        arch = parent.model.pretrained_cfg.get("architecture", "")
+        return get_hub(hub).push_folder(repo_id, Path(tmp), f"parent {arch}")

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command of the README and of CI: set up (idempotent), lint, run the default (fast) test suite.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m slow` for the end-to-end runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/python -m ruff check hubmod tests examples benchmarks
+.venv/bin/python -m pytest "$@"

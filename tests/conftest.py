@@ -1,0 +1,130 @@
+"""Shared fixtures: isolated hubmod/HF homes, the loopback hub, real Fashion-MNIST, tiny trained parents.
+
+The environment is fixed here, before anything imports huggingface_hub (whose constants are read
+at import): no Xet, no telemetry, caches in a temp dir, nothing pointing at the real Hub.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_SESSION_TMP = Path(tempfile.mkdtemp(prefix="hubmod-tests-"))
+os.environ.update({
+    "HF_HUB_DISABLE_XET": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_HOME": str(_SESSION_TMP / "hf-home"),
+    "HF_DATASETS_OFFLINE": "1",
+    "HUBMOD_HOME": str(_SESSION_TMP / "hubmod-home"),
+    "TQDM_DISABLE": "1",
+})
+for var in ("HF_ENDPOINT", "HF_TOKEN", "HUBMOD_HUB", "HF_HUB_OFFLINE"):
+    os.environ.pop(var, None)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# Tiny GradSplitter budget for tests: real masks and heads, trained for seconds.
+TINY_SPLIT = {"train_per_class": 40, "val_per_class": 30, "warmup_epochs": 3, "refit_epochs": 5, "max_cycles": 3,
+              "batch_size": 32, "mask_lr": 0.05, "tolerance": 5.0, "patience": 3}
+
+
+@pytest.fixture(autouse=True)
+def hubmod_home(tmp_path, monkeypatch):
+    """Every test gets its own embedded hub."""
+    home = tmp_path / "hubmod-home"
+    monkeypatch.setenv("HUBMOD_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def loopback(monkeypatch):
+    """The strict loopback hub, with huggingface_hub and timm pointed at it for this test."""
+    from huggingface_hub import constants
+    from loopback_hub import LoopbackHub
+
+    with LoopbackHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        template = hub.url + "/{repo_id}/resolve/{revision}/{filename}"
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+        monkeypatch.setenv("HF_HOME", str(_SESSION_TMP / f"hf-home-{id(hub)}"))
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(_SESSION_TMP / f"hf-cache-{id(hub)}"))
+        yield hub
+        assert hub.unexpected == [], f"hubmod or huggingface_hub called endpoints the hub lacks: {hub.unexpected}"
+
+
+@pytest.fixture(scope="session")
+def fmnist_train():
+    from hubmod.data import load_images
+
+    return load_images("fashion-mnist", "train")
+
+
+@pytest.fixture(scope="session")
+def fmnist_test():
+    from hubmod.data import load_images
+
+    return load_images("fashion-mnist", "test")
+
+
+def _balanced(data, per_class: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    return data.subset(data.stratified(per_class, g))
+
+
+def train_tiny(arch: str, data, epochs: float = 2.0, model_args: dict | None = None, in_chans: int = 1,
+               size: int = 28, seed: int = 0):
+    from hubmod.training import fashion_mnist_config, train_parent
+
+    return train_parent(arch, data, fashion_mnist_config(in_chans, size), epochs=epochs, batch_size=64, lr=3e-3,
+                        seed=seed, model_args=model_args, progress=False)
+
+
+TINY_ARCHS = {
+    "vgg": ("hubmod_vgg", {"cfg": [8, 8, "M", 16, 16, "M", 32, "M"]}),
+    "resnet": ("resnet18", {"channels": [8, 16, 24, 32], "stem_width": 8}),
+    "mobilenet": ("mobilenetv3_small_050", {}),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_parent_dirs(fmnist_train):
+    """Tiny parents trained for seconds on 3,000 real Fashion-MNIST images, saved as timm-format dirs."""
+    from hubmod.training import save_parent
+
+    data = _balanced(fmnist_train, 500, seed=1)
+    out = {}
+    for key, (arch, args) in TINY_ARCHS.items():
+        parent = train_tiny(arch, data, epochs=2.0, model_args=args)
+        out[key] = save_parent(parent, _SESSION_TMP / "parents" / key, dataset_id="zalando-datasets/fashion_mnist")
+    return out
+
+
+def publish_dir(directory: Path, repo_id: str, hub="local") -> str:
+    from hubmod.hub import get_hub
+
+    return get_hub(hub).push_folder(repo_id, directory, "parent")
+
+
+@pytest.fixture(scope="session")
+def small_fmnist_dir(fmnist_train, fmnist_test):
+    """A small Fashion-MNIST copy saved with datasets' save_to_disk (Image + ClassLabel features)."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+
+    from hubmod.data import FASHION_MNIST_CLASSES
+
+    feats = Features({"image": Image(), "label": ClassLabel(names=FASHION_MNIST_CLASSES)})
+
+    def to_ds(data):
+        return Dataset.from_dict({"image": [im[0].numpy() for im in data.images], "label": data.labels.tolist()},
+                                 features=feats)
+
+    path = _SESSION_TMP / "small-fmnist"
+    DatasetDict({"train": to_ds(_balanced(fmnist_train, 120, seed=2)),
+                 "test": to_ds(_balanced(fmnist_test, 60, seed=3))}).save_to_disk(str(path))
+    return path

@@ -1,0 +1,60 @@
+import pytest
+import timm
+import torch
+
+import hubmod.archs  # noqa: F401
+from hubmod.channels import GroupMasks, channel_groups, count_kernels, extract, rebuild
+from hubmod.errors import InvalidRepoError
+
+ARCHS = [("resnet18", {}), ("hubmod_vgg", {}), ("mobilenetv3_small_050", {})]
+
+
+def _model(arch, args):
+    torch.manual_seed(0)
+    return timm.create_model(arch, num_classes=10, in_chans=1, **args).eval()
+
+
+@pytest.mark.parametrize("arch,args", ARCHS)
+def test_masked_forward_equals_physical_extraction(arch, args):
+    model = _model(arch, args)
+    example = torch.zeros(1, 1, 28, 28)
+    groups = channel_groups(model, example)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    n = 3
+    gen = torch.Generator().manual_seed(1)
+    masks = {g.name: (torch.rand(n, g.size, generator=gen) < 0.35).float() for g in groups}
+    masks[groups[1].name][2] = 0  # module 2 switches a whole group off
+    x = torch.randn(5, 1, 28, 28, generator=gen)
+    hooks = GroupMasks(model, groups)
+    with torch.no_grad(), hooks.active():
+        hooks.set(masks)
+        masked = model(x.repeat(n, 1, 1, 1)).view(n, 5, -1)
+    assert not model._forward_hooks and all(not m._forward_hooks for m in model.modules())
+    for i in range(n):
+        kept = {g.name: torch.nonzero(masks[g.name][i]).flatten().tolist() for g in groups}
+        pruned, final, zeroed = extract(model, groups, kept, example)
+        with torch.no_grad():
+            out = pruned(x)
+        assert torch.allclose(out, masked[i], atol=1e-5), (arch, i, (out - masked[i]).abs().max())
+        assert count_kernels(pruned) < count_kernels(model)
+        if i == 2:
+            assert groups[1].name in zeroed
+        fresh = _model(arch, args)
+        rebuilt = rebuild(fresh, {g.name: g.size for g in groups}, final, example)
+        rebuilt.load_state_dict(pruned.state_dict(), strict=True)
+        with torch.no_grad():
+            assert torch.equal(rebuilt(x), out)
+
+
+def test_residual_groups_couple_the_stream():
+    groups = channel_groups(_model("resnet18", {}), torch.zeros(1, 1, 28, 28))
+    stem = next(g for g in groups if g.name == "conv1")
+    assert {"conv1", "layer1.0.conv2", "layer1.1.conv2"} <= set(stem.conv_modules)
+    assert len(groups) == 12 and sum(len(g.conv_modules) > 1 for g in groups) == 4
+
+
+def test_rebuild_refuses_a_foreign_architecture():
+    groups = channel_groups(_model("resnet18", {}), torch.zeros(1, 1, 28, 28))
+    with pytest.raises(InvalidRepoError, match="not in the parent architecture"):
+        rebuild(_model("hubmod_vgg", {}), {g.name: g.size for g in groups}, {}, torch.zeros(1, 1, 28, 28))

@@ -1,0 +1,91 @@
+"""End to end: tiny parents trained on real Fashion-MNIST, split, published, loaded, composed."""
+
+import json
+
+import pytest
+import torch
+from conftest import TINY_SPLIT
+
+import hubmod
+from hubmod import ClassModule, ComposedClassifier
+from hubmod.data import FASHION_MNIST_CLASSES
+from hubmod.hub import HfHub, LocalHub
+
+
+def test_split_publish_load_compose_through_the_loopback_hub(loopback, tiny_parent_dirs, fmnist_test):
+    hub = HfHub()
+    parent_sha = hub.push_folder("alice/vgg-fmnist", tiny_parent_dirs["vgg"], "parent")
+    report = hubmod.split("alice/vgg-fmnist", "fashion-mnist", hub="hf", options=TINY_SPLIT, seed=0, progress=False)
+    assert [r.repo_id for r in report.rows][:2] == ["alice/vgg-fmnist-t-shirt-top", "alice/vgg-fmnist-trouser"]
+    assert all(len(r.revision) == 40 for r in report.rows)
+    assert report.parent_revision == parent_sha and report.index_repo == "alice/vgg-fmnist"
+
+    # each module loads with from_pretrained and gives exactly the outputs it had before publishing
+    x = fmnist_test.images[:300]
+    for row, module in zip(report.rows[::3], report.modules[::3], strict=True):
+        loaded = ClassModule.from_pretrained(row.repo_id, hub="hf")
+        assert torch.equal(loaded.score(x), module.score(x))
+        assert loaded.config.parent["revision"] == parent_sha
+        by_sha = ClassModule.from_pretrained(row.repo_id, revision=row.revision, hub="hf")
+        assert by_sha.source.sha == row.revision
+
+    # compose every class through the split index of the parent repo, publish, reload, evaluate
+    refs = [f"alice/vgg-fmnist:{c}" for c in FASHION_MNIST_CLASSES]
+    composed = hubmod.compose(refs, output="alice/vgg-fmnist-all", hub="hf")
+    assert composed.calibration == "none"  # modules of one split compete directly
+    assert [p["revision"] for p in composed.provenance] == [r.revision for r in report.rows]
+    reloaded = ComposedClassifier.from_pretrained("alice/vgg-fmnist-all", hub="hf")
+    rep = hubmod.evaluate("alice/vgg-fmnist-all", "fashion-mnist", hub="hf")
+    parent_rep = hubmod.evaluate("alice/vgg-fmnist", "fashion-mnist", hub="hf")
+    assert rep.accuracy == pytest.approx(report.composed_accuracy, abs=1e-9)
+    assert rep.accuracy >= parent_rep.accuracy - 0.10, (rep.accuracy, parent_rep.accuracy)
+    assert torch.equal(reloaded(x), composed(x))
+    snap = hub.snapshot("alice/vgg-fmnist-all")
+    cfg = json.loads((snap.path / "config.json").read_text())
+    assert [m["revision"] for m in cfg["modules"]] == [r.revision for r in report.rows]
+    assert (snap.path / "README.md").read_text().count("alice/vgg-fmnist-") >= 10
+
+
+def test_disjoint_parents_compose_on_raw_images(tiny_parent_dirs, fmnist_train, fmnist_test):
+    """Classes 0-4 from a 1-channel 28px VGG, 5-9 from a 3-channel 32px ResNet: raw images in, both work."""
+    from conftest import _balanced, train_tiny
+
+    from hubmod.training import publish_parent
+
+    first, second = FASHION_MNIST_CLASSES[:5], FASHION_MNIST_CLASSES[5:]
+    data = _balanced(fmnist_train, 400, seed=4)
+    a = train_tiny("hubmod_vgg", data.for_classes(first, "a"), epochs=3,
+                   model_args={"cfg": [8, 8, "M", 16, 16, "M", 32, "M"]})
+    b = train_tiny("resnet18", data.for_classes(second, "b"), epochs=3, in_chans=3, size=32,
+                   model_args={"channels": [8, 16, 24, 32], "stem_width": 8})
+    publish_parent(a, "me/vgg-first5", "local")
+    publish_parent(b, "me/resnet-last5", "local")
+    ra = hubmod.split("me/vgg-first5", "fashion-mnist", options=TINY_SPLIT, progress=False)
+    rb = hubmod.split("me/resnet-last5", "fashion-mnist", options=TINY_SPLIT, progress=False)
+    assert rb.modules[0].data_config.input_size == (3, 32, 32)
+    refs = [f"me/vgg-first5:{c}" for c in first] + [f"me/resnet-last5:{c}" for c in second]
+    composed = hubmod.compose(refs, output="me/mixed", hub="local")
+    assert composed.calibration == "platt"
+    rep = hubmod.evaluate("me/mixed", "fashion-mnist")
+    assert rep.n == 10000 and rep.accuracy > 0.4  # chance is 0.1; each parent alone knows half the classes
+    inside = [rep.per_class[c]["recall"] for c in FASHION_MNIST_CLASSES]
+    assert min(inside) > 0.0
+    assert ra.composed_accuracy > 0.5 and rb.composed_accuracy > 0.5
+    few = fmnist_test.images[:3]
+    assert composed.predict(few) == [composed.class_names[i] for i in composed(few).argmax(1)]
+
+
+@pytest.mark.parametrize("key", ["resnet", "mobilenet"])
+def test_residual_and_depthwise_parents_split(key, tiny_parent_dirs, small_fmnist_dir):
+    """resnet18 (residual coupling) and mobilenetv3 (depthwise + squeeze-excite) through a save_to_disk dataset."""
+    hub = LocalHub()
+    hub.push_folder(f"me/{key}", tiny_parent_dirs[key], "parent")
+    opts = dict(TINY_SPLIT, train_per_class=30, val_per_class=20, tolerance=100.0, alpha=3.0)
+    report = hubmod.split(f"me/{key}", f"{small_fmnist_dir}", options=opts, progress=False, classes=["Bag", "Sneaker"])
+    assert [r.class_name for r in report.rows] == ["Sneaker", "Bag"]
+    assert report.n_test == 120
+    assert all(r.kept_kernels < 1.0 for r in report.rows)
+    for row, module in zip(report.rows, report.modules, strict=True):
+        loaded = ClassModule.from_pretrained(row.repo_id)
+        x = torch.randint(0, 255, (8, 1, 28, 28), dtype=torch.uint8)
+        assert torch.equal(loaded.score(x), module.score(x))

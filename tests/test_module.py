@@ -1,0 +1,99 @@
+import json
+import shutil
+
+import pytest
+import torch
+from conftest import TINY_SPLIT
+
+import hubmod
+from hubmod import ClassModule
+from hubmod.errors import HubmodError, InvalidRepoError
+
+
+@pytest.fixture(scope="module")
+def vgg_split(tiny_parent_dirs, tmp_path_factory):
+    """One tiny split of the VGG parent, measured but not published."""
+    return hubmod.split(f"{tiny_parent_dirs['vgg']}", "fashion-mnist", options=TINY_SPLIT, seed=0,
+                        publish=False, progress=False)
+
+
+def test_module_output_identical_after_save_and_load(vgg_split, tmp_path, fmnist_test):
+    module = vgg_split.modules[7]
+    module.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "README.md", "config.json", "kept_channels.png", "model.safetensors"]
+    loaded = ClassModule.from_pretrained(tmp_path / "m")
+    x = fmnist_test.images[:200]
+    assert torch.equal(loaded.score(x), module.score(x))
+    assert loaded.class_name == "Sneaker"
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["hubmod_kind"] == "class_module" and cfg["parent"]["architecture"] == "hubmod_vgg"
+    assert len(cfg["parent"]["revision"]) == 40  # the parent's content hash for a local dir
+
+
+def test_module_accepts_pil_uint8_and_preprocessed(vgg_split, fmnist_test):
+    from PIL import Image
+
+    from hubmod.preprocess import preprocess
+
+    module = vgg_split.modules[0]
+    raw = fmnist_test.images[:4]
+    pil = [Image.fromarray(im[0].numpy()) for im in raw]
+    pre = preprocess(raw, module.data_config)
+    s = module.score(raw)
+    assert torch.allclose(module.score(pil), s) and torch.allclose(module.score(pre), s)
+    p = module.probability(raw)
+    assert ((p >= 0) & (p <= 1)).all()
+
+
+def test_card_front_matter(vgg_split, tmp_path):
+    from huggingface_hub import ModelCard
+
+    vgg_split.modules[3].save_pretrained(tmp_path / "m")
+    card = ModelCard.load(tmp_path / "m" / "README.md")
+    data = card.data.to_dict()
+    assert data["library_name"] == "hubmod"
+    assert {"hubmod", "class-module", "gradsplitter"} <= set(data["tags"])
+    assert data["datasets"] == ["zalando-datasets/fashion_mnist"]
+    assert data["license"] == "mit"
+    assert "model-index" in data
+    assert "hubmod split" in card.text and "Dress" in card.text and "kept_channels.png" in card.text
+
+
+def test_corrupt_weights_are_one_clear_error(vgg_split, tmp_path):
+    d = tmp_path / "m"
+    vgg_split.modules[0].save_pretrained(d)
+    (d / "model.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(InvalidRepoError, match="corrupt or not safetensors"):
+        ClassModule.from_pretrained(d)
+
+
+def test_mismatched_config_is_refused(vgg_split, tmp_path):
+    d = tmp_path / "m"
+    vgg_split.modules[0].save_pretrained(d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["channels"]["groups"][0]["kept"] = cfg["channels"]["groups"][0]["kept"] + [10_000]
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InvalidRepoError, match="malformed"):
+        ClassModule.from_pretrained(d)
+    cfg["channels"]["groups"][0]["kept"] = [0]
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InvalidRepoError, match="weights do not match"):
+        ClassModule.from_pretrained(d)
+
+
+def test_pickle_only_repo_is_refused(vgg_split, tmp_path):
+    d = tmp_path / "m"
+    vgg_split.modules[0].save_pretrained(d)
+    shutil.move(d / "model.safetensors", d / "pytorch_model.bin")
+    with pytest.raises(HubmodError, match="only loads safetensors"):
+        ClassModule.from_pretrained(d)
+
+
+def test_split_report_is_consistent(vgg_split):
+    r = vgg_split
+    assert [row.class_name for row in r.rows] == r.modules[0].config.parent["label_names"]
+    assert 0 < r.mean_kept_kernels <= 1
+    assert all(row.kernels < r.parent_kernels or row.kept_kernels == 1 for row in r.rows)
+    assert r.n_test == 10000 and 0.3 < r.parent_accuracy < 1
+    assert {"search", "extract", "evaluate", "total"} <= set(r.seconds)
