@@ -56,9 +56,10 @@ def _run(fn):
 
 
 def _console():
+    """Rich console; when output is not a terminal (pipes, CI logs) tables get room instead of '…'."""
     from rich.console import Console
 
-    return Console()
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def _pct(x: float) -> str:
@@ -120,7 +121,7 @@ def _print_split(report) -> None:
     con = _console()
     table = Table(title=f"{report.method} split of {report.parent} @ {report.parent_revision[:12]}")
     for col in ("class", "repo", "kept kernels", "params", "MACs", "precision", "recall", "F1"):
-        table.add_column(col, justify="left" if col in ("class", "repo") else "right")
+        table.add_column(col, justify="left" if col in ("class", "repo") else "right", overflow="fold")
     for r in report.rows:
         table.add_row(r.class_name, f"{r.repo_id}@{r.revision[:8]}" if r.repo_id and r.revision else "-",
                       _pct(r.kept_kernels), f"{r.params:,}", f"{r.macs:,}", _pct(r.test_precision),
@@ -242,15 +243,22 @@ def inspect(
             typer.echo(json.dumps(info, indent=1, default=str))
             return
         con = _console()
+        from rich.table import Table
+
         for key, value in info.items():
             if isinstance(value, list) and value and isinstance(value[0], dict):
-                from rich.table import Table
-
                 table = Table(title=key)
                 for col in value[0]:
-                    table.add_column(str(col))
+                    table.add_column(str(col), overflow="fold")
                 for row in value:
                     table.add_row(*[_fmt(v) for v in row.values()])
+                con.print(table)
+            elif isinstance(value, dict) and value:
+                table = Table(title=key, show_header=False)
+                table.add_column("key", style="bold")
+                table.add_column("value", overflow="fold")
+                for k, v in value.items():
+                    table.add_row(str(k), _fmt(v))
                 con.print(table)
             else:
                 con.print(f"[bold]{key}[/bold]: {_fmt(value)}")

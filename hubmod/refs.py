@@ -17,7 +17,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import HubmodError
+from .errors import HubmodError, NotFoundError
 
 HF_PREFIX = "hf-hub:"
 _PATH_PREFIXES = ("/", "./", "../", "~")
@@ -143,4 +143,4 @@ def match_class(name: str, class_names: list[str], where: str) -> int:
     slugs = class_slugs(class_names)
     if name in slugs:
         return slugs.index(name)
-    raise HubmodError(f"unknown class {name!r} in {where}; valid classes: {', '.join(class_names)}")
+    raise NotFoundError(f"unknown class {name!r} in {where}; valid classes: {', '.join(class_names)}")

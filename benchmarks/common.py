@@ -1,0 +1,78 @@
+"""Shared helpers for the benchmark scripts: machine description, parents, and BENCHMARKS.md sections."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+
+
+def setup_home() -> Path:
+    """Benchmarks use their own embedded hub so they never touch the user's."""
+    home = Path(os.environ.setdefault("HUBMOD_HOME", str(ROOT / "benchmarks" / ".work" / "hubmod-home")))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        cpu = re.search(r"model name\s*:\s*(.+)", text).group(1).strip()
+    except (OSError, AttributeError):
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
+            f"load average {load:.2f} at start; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+
+
+def command() -> str:
+    return " ".join(["python", *[a if " " not in a else repr(a) for a in sys.argv]])
+
+
+def ensure_parent(repo: str, args: list[str]) -> dict:
+    """Train and publish a parent with examples/train_parent.py unless the hub already has it."""
+    from hubmod.hub import LocalHub
+
+    hub = LocalHub()
+    cache = RESULTS / "parents.json"
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    if hub.repo_exists(repo) and repo in known:
+        return known[repo]
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "train_parent.py"), "--repo", repo, *args],
+                         check=True, capture_output=True, text=True, env=os.environ.copy())
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    info["args"] = args
+    known[repo] = info
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(known, indent=1))
+    return info
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or append) the section between <!-- name --> markers in BENCHMARKS.md."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# hubmod benchmarks\n"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    BENCHMARKS_MD.write_text(text)
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f} %"

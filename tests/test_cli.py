@@ -1,0 +1,82 @@
+"""The hubmod command line, driven through typer's test runner on a tiny real parent."""
+
+import json
+
+import pytest
+from conftest import TINY_SPLIT
+from typer.testing import CliRunner
+
+from hubmod.cli import app
+from hubmod.hub import LocalHub
+
+runner = CliRunner()
+TINY_P = [arg for k, v in TINY_SPLIT.items() for arg in ("-p", f"{k}={v}")]
+
+
+def _run(*args, code=0):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, (result.output, result.stderr, result.exception)
+    return result
+
+
+def test_help_teaches():
+    out = _run("--help").output
+    for cmd in ("split", "compose", "eval", "inspect", "methods"):
+        assert cmd in out
+    split_help = _run("split", "--help").output
+    assert "--dataset" in split_help and "--repo-prefix" in split_help and "--hub" in split_help
+    methods = _run("methods").output
+    assert "gradsplitter" in methods and "alpha=" in methods and "train_per_class=" in methods
+
+
+@pytest.fixture
+def published_parent(tiny_parent_dirs):
+    LocalHub().push_folder("cli/vgg", tiny_parent_dirs["vgg"], "parent")
+    return "cli/vgg"
+
+
+def test_split_compose_eval_inspect(published_parent):
+    res = _run("split", published_parent, "--dataset", "fashion-mnist", "--json", "--seed", "1", *TINY_P)
+    report = json.loads(res.stdout)
+    assert len(report["rows"]) == 10 and report["index_repo"] == "cli/vgg"
+    assert 0 <= report["composed_accuracy"] <= 1
+
+    res = _run("compose", "cli/vgg:Sneaker", "cli/vgg:Bag", "cli/vgg-ankle-boot", "--output", "cli/shoes-bags",
+               "--json")
+    info = json.loads(res.stdout)
+    assert info["classes"] == ["Sneaker", "Bag", "Ankle boot"] and len(info["revision"]) == 40
+
+    res = _run("eval", "cli/shoes-bags", "--dataset", "fashion-mnist", "--json")
+    ev = json.loads(res.stdout)
+    assert ev["n"] == 3000 and 0.5 < ev["accuracy"] <= 1
+    assert set(ev["per_class"]) == {"Sneaker", "Bag", "Ankle boot"}
+    assert {"precision", "recall", "f1"} <= set(ev["per_class"]["Bag"])
+
+    res = _run("inspect", "cli/vgg-sneaker", "--json")
+    info = json.loads(res.stdout)
+    assert info["kind"] == "class module" and info["method"]["name"] == "gradsplitter"
+    res = _run("inspect", "cli/vgg")
+    assert "parent" in res.output and "split_index" in res.output
+    assert "Sneaker" in _run("inspect", "cli/shoes-bags").output
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["compose", "cli/vgg:Penguin"], 1, "split it first with `hubmod split cli/vgg"),
+    (["compose", "nobody/none:Bag"], 2, "repo nobody/none not found"),
+    (["split", "cli/vgg", "--dataset", "fashion-mnist", "-p", "bogus=1"], 1, "unknown option(s) bogus"),
+    (["split", "cli/vgg", "--dataset", "fashion-mnist", "--classes", "Penguin"], 2, "unknown class"),
+    (["split", "cli/vgg", "--dataset", "./no/such/data"], 2, "does not exist"),
+    (["eval", "cli/vgg@0000000", "--dataset", "fashion-mnist"], 2, "revision '0000000' not found"),
+    (["split", "cli/vgg", "--dataset", "fashion-mnist", "--hub", "ftp"], 1, "unknown hub"),
+])
+def test_bad_input_is_one_line(published_parent, args, code, needle):
+    res = _run(*args, code=code)
+    err = res.stderr.strip()
+    assert err.startswith("error: ") and needle in err and "\n" not in err, err
+    assert "Traceback" not in res.output
+
+
+def test_failed_split_publishes_nothing(published_parent):
+    before = sorted(p.name for p in (LocalHub().root / "models" / "cli").iterdir())
+    _run("split", "cli/vgg", "--dataset", "fashion-mnist", "--classes", "Sneaker,Penguin", code=2)
+    assert sorted(p.name for p in (LocalHub().root / "models" / "cli").iterdir()) == before
