@@ -114,6 +114,9 @@ def extract(
     kept indices actually used, and the names of the groups kept as one zeroed channel.
     """
     model = copy.deepcopy(parent)
+    for m in model.modules():  # hooks (e.g. active GroupMasks) must not follow the copy
+        m._forward_hooks.clear()
+        m._forward_pre_hooks.clear()
     for p in model.parameters():
         p.requires_grad_(True)
     final: dict[str, list[int]] = {}

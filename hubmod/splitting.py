@@ -151,7 +151,7 @@ def split(
         parent_val_acc = float((model(val_x).argmax(1) == val_y).float().mean())
 
     t = time.perf_counter()
-    ctx = SplitContext(model, groups, len(names), train_x, train_y, val_x, val_y, targets, seed, progress,
+    ctx = SplitContext(model, groups, len(names), train_x, train_y, val_x, val_y, targets, example, seed, progress,
                        parent_val_acc)
     outcome = splitter.split(ctx)
     times["search"] = time.perf_counter() - t

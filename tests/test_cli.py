@@ -80,3 +80,16 @@ def test_failed_split_publishes_nothing(published_parent):
     before = sorted(p.name for p in (LocalHub().root / "models" / "cli").iterdir())
     _run("split", "cli/vgg", "--dataset", "fashion-mnist", "--classes", "Sneaker,Penguin", code=2)
     assert sorted(p.name for p in (LocalHub().root / "models" / "cli").iterdir()) == before
+
+
+def test_dataset_without_the_needed_classes(published_parent, fmnist_test, tmp_path):
+    from datasets import ClassLabel, Dataset, Features, Image
+
+    three = fmnist_test.for_classes(["T-shirt/top", "Trouser", "Pullover"], "test").subset(list(range(30)))
+    feats = Features({"image": Image(), "label": ClassLabel(names=three.class_names)})
+    Dataset.from_dict({"image": [im[0].numpy() for im in three.images], "label": three.labels.tolist()},
+                      features=feats).to_parquet(str(tmp_path / "three.parquet"))
+    res = _run("split", "cli/vgg", "--dataset", str(tmp_path / "three.parquet"), code=1)
+    assert "has no class 'Dress', 'Coat'" in res.stderr and "\n" not in res.stderr.strip()
+    res = _run("eval", "cli/vgg", "--dataset", str(tmp_path / "three.parquet"), "--split", "train", code=1)
+    assert "has no class" in res.stderr

@@ -97,3 +97,30 @@ def test_split_report_is_consistent(vgg_split):
     assert all(row.kernels < r.parent_kernels or row.kept_kernels == 1 for row in r.rows)
     assert r.n_test == 10000 and 0.3 < r.parent_accuracy < 1
     assert {"search", "extract", "evaluate", "total"} <= set(r.seconds)
+
+
+def test_same_seed_same_modules(vgg_split, tiny_parent_dirs):
+    again = hubmod.split(f"{tiny_parent_dirs['vgg']}", "fashion-mnist", options=TINY_SPLIT, seed=0,
+                         publish=False, progress=False)
+    for a, b in zip(vgg_split.modules, again.modules, strict=True):
+        assert a.config.kept == b.config.kept
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_card_usage_snippet_runs_when_pasted(vgg_split, fmnist_test):
+    import re
+
+    from huggingface_hub import ModelCard
+
+    from hubmod.hub import LocalHub
+
+    module = vgg_split.modules[5]
+    module.push_to_hub("me/sandal", hub="local")
+    card = ModelCard.load(LocalHub().snapshot("me/sandal").path / "README.md")
+    code = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)
+    scope = {"images": fmnist_test.images[:16]}
+    exec(code, scope)  # the snippet exactly as a user would paste it
+    assert torch.allclose(scope["probability"], module.probability(fmnist_test.images[:16]))
+    cli = re.search(r"```bash\n(hubmod compose .*?)\n```", card.text, re.S).group(1)
+    assert "me/sandal" in cli and "--hub local" in cli

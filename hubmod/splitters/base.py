@@ -32,6 +32,7 @@ class SplitContext:
     val_x: torch.Tensor
     val_y: torch.Tensor
     targets: list[int]
+    example_input: torch.Tensor | None = None  # one zero image, for tracing the graph
     seed: int = 0
     progress: bool = True
     parent_val_accuracy: float = 0.0
