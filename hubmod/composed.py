@@ -9,8 +9,6 @@ safetensors file so loading it needs one download.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,12 +17,13 @@ import torch
 import torch.nn as nn
 
 from . import __version__, calibration
+from .artifact import HubArtifact
 from .errors import HubmodError, InvalidRepoError
 from .hub import Hub, Snapshot, get_hub, hub_named, open_ref
 from .module import MODULE_KIND, ClassModule
 from .parents import WEIGHTS, load_state
-from .preprocess import DataConfig, prepare_input, preprocess, to_uint8_batch
-from .refs import RepoRef, match_class, parse_ref, parse_source
+from .preprocess import prepare_input, preprocess, to_uint8_batch
+from .refs import match_class, parse_ref
 
 COMPOSED_KIND = "composed_classifier"
 SPLIT_INDEX = "hubmod_split.json"
@@ -32,8 +31,10 @@ SPLIT_INDEX_KIND = "split_index"
 FORMAT_VERSION = 1
 
 
-class ComposedClassifier(nn.Module):
+class ComposedClassifier(HubArtifact, nn.Module):
     """argmax over calibrated module scores; one output per module, in the order given."""
+
+    kind = COMPOSED_KIND
 
     def __init__(self, modules: Sequence[ClassModule], calibration_method: str = "none",
                  provenance: Sequence[dict] | None = None):
@@ -87,7 +88,7 @@ class ComposedClassifier(nn.Module):
         names = self.class_names
         return [names[i] for i in self(images).argmax(1).tolist()]
 
-    # ------------------------------------------------------------------ saving
+    # ------------------------------------------------------------------ repo files
 
     def config_dict(self) -> dict:
         return {
@@ -101,38 +102,18 @@ class ComposedClassifier(nn.Module):
             "consolidated_weights": True,
         }
 
-    def save_pretrained(self, directory: str | Path, card: bool = True, repo_id: str | None = None,
-                        hub_name: str | None = None) -> Path:
-        from safetensors.torch import save_file
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {f"modules.{i}.{k}": v for i, m in enumerate(self.class_modules) for k, v in m.state_dict().items()}
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {}
-        for i, m in enumerate(self.class_modules):
-            state.update({f"modules.{i}.{k}": v.contiguous() for k, v in m.state_dict().items()})
-        save_file(state, str(directory / WEIGHTS), metadata={"format": "pt", "hubmod_kind": COMPOSED_KIND})
-        (directory / "config.json").write_text(json.dumps(self.config_dict(), indent=1))
-        if card:
-            from .cards import write_composed_card
+    def write_card(self, directory: Path, repo_id: str | None, hub_name: str | None) -> None:
+        from .cards import write_composed_card
 
-            write_composed_card(self, directory, repo_id=repo_id, hub_name=hub_name)
-        return directory
+        write_composed_card(self, directory, repo_id=repo_id, hub_name=hub_name)
 
-    def push_to_hub(self, repo_id: str, hub: str | Hub | None = None, message: str | None = None) -> str:
-        hub = get_hub(hub)
-        with tempfile.TemporaryDirectory(prefix="hubmod-composed-") as tmp:
-            self.save_pretrained(tmp, repo_id=repo_id, hub_name=hub.name)
-            return hub.push_folder(repo_id, Path(tmp), message or f"hubmod: compose {', '.join(self.class_names)}")
+    def commit_message(self) -> str:
+        return f"hubmod: compose {', '.join(self.class_names)}"
 
     # ------------------------------------------------------------------ loading
-
-    @classmethod
-    def from_pretrained(cls, source: str | Path, revision: str | None = None,
-                        hub: str | Hub | None = None) -> ComposedClassifier:
-        ref = parse_source(str(source.resolve()) if isinstance(source, Path) else source)
-        if revision is not None:
-            ref = RepoRef(ref.kind, ref.repo_id, revision, ref.path)
-        return cls.from_snapshot(open_ref(ref, hub), hub)
 
     @classmethod
     def from_snapshot(cls, snap: Snapshot, hub: str | Hub | None = None) -> ComposedClassifier:
@@ -243,8 +224,3 @@ def compose(refs: Sequence[str], output: str | None = None, calibration_method: 
     if output:
         model.push_to_hub(output, hub)
     return model
-
-
-def shared_data_config(modules: Sequence[ClassModule]) -> DataConfig | None:
-    configs = {m.data_config for m in modules}
-    return next(iter(configs)) if len(configs) == 1 else None

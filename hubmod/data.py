@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from .errors import HubmodError, NotFoundError
-from .refs import match_class
 
 FASHION_MNIST = "fashion-mnist"
 FASHION_MNIST_HF_ID = "zalando-datasets/fashion_mnist"
@@ -284,7 +283,3 @@ def load_for_model(spec: str, split: str, class_names: list[str], where: str,
                    size: tuple[int, int] | None = None) -> LabeledImages:
     """One split, relabelled to a model's classes (by name)."""
     return load_images(spec, split, size).for_classes(class_names, where)
-
-
-def class_index(data: LabeledImages, name: str) -> int:
-    return match_class(name, data.class_names, f"dataset {data.name}")

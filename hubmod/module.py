@@ -9,8 +9,6 @@ repo is run and nothing is unpickled.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,13 +17,13 @@ import torch
 import torch.nn as nn
 
 from . import __version__, calibration
-from .channels import count_kernels, count_macs, count_params, rebuild
+from .artifact import HubArtifact
+from .channels import rebuild
 from .errors import HubmodError, InvalidRepoError
 from .heads import build_head
-from .hub import Hub, Snapshot, get_hub, open_ref
+from .hub import Hub, Snapshot
 from .parents import WEIGHTS, ParentSpec, load_state, load_weights
 from .preprocess import DataConfig, prepare_input
-from .refs import parse_source
 
 MODULE_KIND = "class_module"
 FORMAT_VERSION = 1
@@ -109,8 +107,10 @@ class ModuleConfig:
         return {g["name"]: g["kept"] for g in self.channels["groups"]}
 
 
-class ClassModule(nn.Module):
+class ClassModule(HubArtifact, nn.Module):
     """A standalone model that scores how much an image looks like one class."""
+
+    kind = MODULE_KIND
 
     def __init__(self, backbone: nn.Module, head: nn.Module, config: ModuleConfig):
         super().__init__()
@@ -143,56 +143,26 @@ class ClassModule(nn.Module):
     def calibrated(self, raw: torch.Tensor, method: str) -> torch.Tensor:
         return calibration.apply(method, raw, self.config.calibration)
 
-    # ------------------------------------------------------------------ size
+    # ------------------------------------------------------------------ repo files
 
-    def size_report(self) -> dict:
-        ex = torch.zeros(self.config.channels["example_input"])
-        return {"kernels": count_kernels(self.backbone), "params": count_params(self),
-                "macs": count_macs(self.backbone, ex)}
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.state_dict()
 
-    # ------------------------------------------------------------------ saving
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
 
-    def save_pretrained(self, directory: str | Path, card: bool = True, repo_id: str | None = None,
-                        hub_name: str | None = None) -> Path:
-        """Write config.json, model.safetensors and (by default) the model card to ``directory``."""
-        from safetensors.torch import save_file
+    def write_card(self, directory: Path, repo_id: str | None, hub_name: str | None) -> None:
+        from .cards import write_module_card
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS), metadata={"format": "pt", "hubmod_kind": MODULE_KIND})
-        (directory / CONFIG).write_text(json.dumps(self.config.to_dict(), indent=1))
-        if card:
-            from .cards import write_module_card
+        write_module_card(self, directory, repo_id=repo_id, hub_name=hub_name)
 
-            write_module_card(self, directory, repo_id=repo_id, hub_name=hub_name)
-        return directory
-
-    def push_to_hub(self, repo_id: str, hub: str | Hub | None = None, message: str | None = None) -> str:
-        """Publish as one commit on the hub; returns the commit sha."""
-        hub = get_hub(hub)
-        with tempfile.TemporaryDirectory(prefix="hubmod-module-") as tmp:
-            self.save_pretrained(tmp, repo_id=repo_id, hub_name=hub.name)
-            return hub.push_folder(repo_id, Path(tmp), message or f"hubmod: module {self.class_name}")
+    def commit_message(self) -> str:
+        return f"hubmod: module {self.class_name}"
 
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def from_pretrained(cls, source: str | Path, revision: str | None = None,
-                        hub: str | Hub | None = None) -> ClassModule:
-        """Load a module from a repo id (``ns/name``, ``hf-hub:ns/name``) or a local directory."""
-        ref = parse_source(str(source) if not isinstance(source, Path) else f"{source.resolve()}")
-        if revision is not None:
-            if ref.kind == "dir":
-                raise HubmodError("revision= applies to hub repos, not to local directories")
-            ref = type(ref)(ref.kind, ref.repo_id, revision)
-        snap = open_ref(ref, hub)
-        module = cls.from_snapshot(snap)
-        module.source = snap
-        return module
-
-    @classmethod
-    def from_snapshot(cls, snap: Snapshot) -> ClassModule:
+    def from_snapshot(cls, snap: Snapshot, hub: str | Hub | None = None) -> ClassModule:
         data = snap.read_json(CONFIG)
         if data.get("hubmod_kind") != MODULE_KIND:
             raise HubmodError(f"{snap.name} is not a class module (it is a "

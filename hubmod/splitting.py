@@ -22,15 +22,14 @@ from . import calibration
 from .channels import channel_groups, count_kernels, count_macs, count_params, extract
 from .composed import SPLIT_INDEX, SPLIT_INDEX_KIND, ComposedClassifier
 from .data import LabeledImages, dataset_splits, load_for_model
-from .errors import HubmodError
 from .heads import build_head
-from .hub import Hub, get_hub
-from .metrics import model_logits, per_class_metrics, refit_classifier
+from .hub import Hub, get_hub, open_ref
+from .metrics import model_logits, per_class_metrics, pre_logits, refit_classifier
 from .module import ClassModule, ModuleConfig
 from .parents import Parent, parent_from_snapshot
 from .preprocess import preprocess
 from .refs import class_slugs, match_class, parse_source, validate_repo_id
-from .splitters import SplitContext, get_splitter
+from .splitters import ClassSlice, SplitContext, get_splitter
 
 HELD_OUT_FRACTION = 0.2
 
@@ -91,6 +90,37 @@ def default_prefix(source: str) -> str:
     return ref.repo_id
 
 
+@dataclass
+class _SplitData:
+    """Disjoint training, validation and held-out test images, relabelled to the parent's classes."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test: LabeledImages
+    hub_id: str | None
+
+
+def _load_data(dataset: str, parent: Parent, train_per_class: int, val_per_class: int, seed: int) -> _SplitData:
+    cfg, names = parent.data_config, parent.class_names
+    size = tuple(cfg.input_size[1:])
+    train = load_for_model(dataset, "train", names, parent.display_name, size)
+    gen = torch.Generator().manual_seed(seed)
+    held_out: torch.Tensor | None = None
+    if "test" in dataset_splits(dataset):
+        test = load_for_model(dataset, "test", names, parent.display_name, size)
+    else:  # carve a held-out test part out of train, disjoint from everything the search sees
+        held_out = train.stratified(max(1, int(HELD_OUT_FRACTION * len(train) / len(names))), gen)
+        test = train.subset(held_out)
+        test.split = "train (held-out part)"
+    val_idx = train.stratified(val_per_class, gen, exclude=held_out)
+    exclude = val_idx if held_out is None else torch.cat([val_idx, held_out])
+    train_idx = train.stratified(train_per_class, gen, exclude=exclude)
+    return _SplitData(preprocess(train.images[train_idx], cfg), train.labels[train_idx],
+                      preprocess(train.images[val_idx], cfg), train.labels[val_idx], test, train.hub_id)
+
+
 def split(
     source: str,
     dataset: str,
@@ -109,137 +139,127 @@ def split(
     hub_obj = get_hub(hub)
     splitter = get_splitter(method, options)  # bad options fail before any work
     prefix = validate_repo_id(repo_prefix or default_prefix(source))
-
-    from .hub import open_ref
-
     parent = parent_from_snapshot(open_ref(parse_source(source), hub_obj))
     names = parent.class_names
-    if classes:
-        targets = sorted({match_class(c, names, parent.display_name) for c in classes})
-    else:
-        targets = list(range(len(names)))
+    targets = (sorted({match_class(c, names, parent.display_name) for c in classes}) if classes
+               else list(range(len(names))))
     slugs = class_slugs(names)
     repo_ids = {c: validate_repo_id(f"{prefix}-{slugs[c]}") for c in targets}
     times["load_parent"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    cfg = parent.data_config
-    size = tuple(cfg.input_size[1:])
-    train = load_for_model(dataset, "train", names, parent.display_name, size)
-    gen = torch.Generator().manual_seed(seed)
     mcfg = splitter.config
-    if "test" in dataset_splits(dataset):
-        test = load_for_model(dataset, "test", names, parent.display_name, size)
-        held_out: torch.Tensor | None = None
-    else:  # carve a held-out test part out of train, disjoint from everything the search sees
-        held_out = train.stratified(max(1, int(HELD_OUT_FRACTION * len(train) / len(names))), gen)
-        test = train.subset(held_out)
-        test.split = "train (held-out part)"
-    val_idx = train.stratified(mcfg.val_per_class, gen, exclude=held_out)
-    exclude = val_idx if held_out is None else torch.cat([val_idx, held_out])
-    train_idx = train.stratified(mcfg.train_per_class, gen, exclude=exclude)
-    train_x, train_y = preprocess(train.images[train_idx], cfg), train.labels[train_idx]
-    val_x, val_y = preprocess(train.images[val_idx], cfg), train.labels[val_idx]
+    data = _load_data(dataset, parent, mcfg.train_per_class, mcfg.val_per_class, seed)
     times["load_data"] = time.perf_counter() - t
 
     model = parent.model.eval()
-    example = torch.zeros(1, *cfg.input_size)
+    example = torch.zeros(1, *parent.data_config.input_size)
     groups = channel_groups(model, example)  # before freezing: torch-pruning traces through autograd
     for p in model.parameters():
         p.requires_grad_(False)
     with torch.no_grad():
-        parent_val_acc = float((model(val_x).argmax(1) == val_y).float().mean())
+        parent_val_acc = float((model(data.val_x).argmax(1) == data.val_y).float().mean())
 
     t = time.perf_counter()
-    ctx = SplitContext(model, groups, len(names), train_x, train_y, val_x, val_y, targets, example, seed, progress,
-                       parent_val_acc)
+    ctx = SplitContext(model, groups, len(names), data.train_x, data.train_y, data.val_x, data.val_y, targets,
+                       example, seed, progress, parent_val_acc)
     outcome = splitter.split(ctx)
     times["search"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    split_id = _split_id(parent, method, mcfg.to_dict(), seed, dataset)
+    base = {
+        "parent": {**parent.spec.to_dict(), "repo_id": parent.snapshot.repo_id, "revision": parent.snapshot.sha,
+                   "hub": parent.snapshot.hub, "license": parent.license},
+        "data_config": parent.data_config.to_dict(),
+        "method": {"name": method, "params": mcfg.to_dict()},
+        "dataset": {"name": dataset, "hub_id": data.hub_id, "train_samples": len(data.train_y),
+                    "val_samples": len(data.val_y), "seed": seed},
+        "split_id": _split_id(parent, method, mcfg.to_dict(), seed, dataset),
+        "command": _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options),
+    }
     parent_sizes = {"kernels": count_kernels(model), "params": count_params(model), "macs": count_macs(model, example)}
-    parent_dict = {**parent.spec.to_dict(), "repo_id": parent.snapshot.repo_id, "revision": parent.snapshot.sha,
-                   "hub": parent.snapshot.hub, "license": parent.license}
-    command = _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options)
-    modules = []
-    for s in outcome.slices:
-        backbone, kept, zeroed = extract(model, groups, s.kept, example)
-        head = build_head(s.head, len(names))
-        head.load_state_dict({k[len("head."):]: v for k, v in s.head_state.items()}, strict=True)
-        config = ModuleConfig(
-            class_name=names[s.class_index], class_index=s.class_index, parent=parent_dict,
-            data_config=cfg.to_dict(),
-            channels={"example_input": list(example.shape),
-                      "groups": [{"name": g.name, "size": g.size, "kept": kept[g.name],
-                                  **({"zeroed": True} if g.name in zeroed else {})} for g in groups]},
-            head=s.head, calibration={}, method={"name": method, "params": mcfg.to_dict()},
-            dataset={"name": dataset, "hub_id": train.hub_id, "train_samples": len(train_idx),
-                     "val_samples": len(val_idx), "seed": seed},
-            split_id=split_id, command=command,
-        )
-        module = ClassModule(backbone, head, config)
-        raw = module.score(val_x)
-        own = val_y == s.class_index
-        config.calibration = calibration.fit(raw[own], raw[~own])
-        prob = calibration.apply("platt", raw, config.calibration)
-        val_m = per_class_metrics((prob >= 0.5).long(), own.long(), ["rest", "own"])["own"]
-        sizes = {"kernels": count_kernels(backbone), "params": count_params(module),
-                 "macs": count_macs(backbone, example)}
-        config.metrics = {
-            **sizes, **{f"parent_{k}": v for k, v in parent_sizes.items()},
-            "kept_kernels": sizes["kernels"] / parent_sizes["kernels"],
-            "val_precision": val_m["precision"], "val_recall": val_m["recall"], "val_f1": val_m["f1"],
-        }
-        modules.append(module)
+    modules = [_build_module(s, model, groups, example, base, parent_sizes, data) for s in outcome.slices]
     times["extract"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    composed = ComposedClassifier(modules, "none")
-    scores = composed(test.images)
-    mask = torch.isin(test.labels, torch.tensor(targets))
-    target_pos = {c: j for j, c in enumerate(targets)}
-    y_local = torch.tensor([target_pos[int(c)] for c in test.labels[mask]], dtype=torch.long)
-    pred = scores[mask].argmax(1)
-    composed_acc = float((pred == y_local).float().mean())
-    test_metrics = per_class_metrics(pred, y_local, [names[c] for c in targets])
-    parent_pred = model_logits(model, test.images, cfg).argmax(1)
-    parent_acc = float((parent_pred[mask] == test.labels[mask]).float().mean())
-    clf = refit_classifier(model, train_x, train_y, len(names), seed)
-    with torch.no_grad():
-        from .metrics import pre_logits
-
-        refit_pred = torch.cat([clf(pre_logits(model, preprocess(test.images[i : i + 512], cfg))).argmax(1)
-                                for i in range(0, len(test), 512)])
-    refit_acc = float((refit_pred[mask] == test.labels[mask]).float().mean())
-    for module in modules:
-        m = test_metrics[module.class_name]
-        module.config.metrics.update({
-            "test_precision": m["precision"], "test_recall": m["recall"], "test_f1": m["f1"],
-            "test_split": test.split, "split_composed_accuracy": composed_acc, "parent_accuracy": parent_acc,
-        })
+    measured = _measure(modules, parent, targets, data, seed)
     times["evaluate"] = time.perf_counter() - t
 
     rows = [
-        ModuleRow(mod.class_name, repo_ids[mod.config.class_index] if publish else None, None,
-                  mod.config.metrics["kept_kernels"], mod.config.metrics["kernels"], mod.config.metrics["params"],
-                  mod.config.metrics["macs"], mod.config.metrics["test_precision"], mod.config.metrics["test_recall"],
-                  mod.config.metrics["test_f1"], mod.config.metrics["val_f1"])
-        for mod in modules
+        ModuleRow(m.class_name, repo_ids[m.config.class_index] if publish else None, None,
+                  m.config.metrics["kept_kernels"], m.config.metrics["kernels"], m.config.metrics["params"],
+                  m.config.metrics["macs"], m.config.metrics["test_precision"], m.config.metrics["test_recall"],
+                  m.config.metrics["test_f1"], m.config.metrics["val_f1"])
+        for m in modules
     ]
     report = SplitReport(
         parent=parent.display_name, parent_revision=parent.snapshot.sha, method=method, dataset=dataset,
-        eval_split=test.split, rows=rows, parent_accuracy=parent_acc, parent_refit_accuracy=refit_acc,
-        composed_accuracy=composed_acc, n_test=int(mask.sum()), parent_kernels=parent_sizes["kernels"],
-        parent_params=parent_sizes["params"], parent_macs=parent_sizes["macs"], seconds=times,
-        method_metrics=outcome.metrics, modules=modules,
+        eval_split=data.test.split, rows=rows, parent_accuracy=measured["parent"],
+        parent_refit_accuracy=measured["refit"], composed_accuracy=measured["composed"], n_test=measured["n"],
+        parent_kernels=parent_sizes["kernels"], parent_params=parent_sizes["params"],
+        parent_macs=parent_sizes["macs"], seconds=times, method_metrics=outcome.metrics, modules=modules,
     )
     if publish:
         t = time.perf_counter()
-        _publish(report, modules, repo_ids, parent, prefix, hub_obj, command, test)
+        _publish(report, modules, repo_ids, parent, prefix, hub_obj, base["command"], data.test)
         times["publish"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     return report
+
+
+def _build_module(s: ClassSlice, model: torch.nn.Module, groups: list, example: torch.Tensor, base: dict,
+                  parent_sizes: dict, data: _SplitData) -> ClassModule:
+    """The standalone module of one class: extracted, with its head, calibrated on validation images."""
+    if s.backbone is not None:
+        backbone, kept, zeroed = s.backbone, s.kept, s.zeroed
+    else:
+        backbone, kept, zeroed = extract(model, groups, s.kept, example)
+    head = build_head(s.head, len(base["parent"]["label_names"]))
+    head.load_state_dict({k[len("head."):]: v for k, v in s.head_state.items()}, strict=True)
+    channels = {"example_input": list(example.shape),
+                "groups": [{"name": g.name, "size": g.size, "kept": kept[g.name],
+                            **({"zeroed": True} if g.name in zeroed else {})} for g in groups]}
+    config = ModuleConfig(class_name=base["parent"]["label_names"][s.class_index], class_index=s.class_index,
+                          channels=channels, head=s.head, calibration={}, **base)
+    module = ClassModule(backbone, head, config)
+    raw = module.score(data.val_x)
+    own = data.val_y == s.class_index
+    config.calibration = calibration.fit(raw[own], raw[~own])
+    prob = calibration.apply("platt", raw, config.calibration)
+    val = per_class_metrics((prob >= 0.5).long(), own.long(), ["rest", "own"])["own"]
+    sizes = {"kernels": count_kernels(backbone), "params": count_params(module), "macs": count_macs(backbone, example)}
+    config.metrics = {**sizes, **{f"parent_{k}": v for k, v in parent_sizes.items()},
+                      "kept_kernels": sizes["kernels"] / parent_sizes["kernels"],
+                      "val_precision": val["precision"], "val_recall": val["recall"], "val_f1": val["f1"]}
+    return module
+
+
+def _measure(modules: list[ClassModule], parent: Parent, targets: list[int], data: _SplitData, seed: int) -> dict:
+    """Held-out accuracy of the composed modules, of the parent, and of the parent with a refit classifier.
+
+    Only test images of the split's classes count, so a split of a few classes is compared with the
+    parent on exactly those images. Per-class test metrics are written into each module's config.
+    """
+    test, model, cfg = data.test, parent.model, parent.data_config
+    mask = torch.isin(test.labels, torch.tensor(targets))
+    position = {c: j for j, c in enumerate(targets)}
+    y_local = torch.tensor([position[int(c)] for c in test.labels[mask]], dtype=torch.long)
+    pred = ComposedClassifier(modules, "none")(test.images[mask]).argmax(1)
+    composed = float((pred == y_local).float().mean())
+    per_class = per_class_metrics(pred, y_local, [m.class_name for m in modules])
+    parent_acc = float((model_logits(model, test.images[mask], cfg).argmax(1) == test.labels[mask]).float().mean())
+    clf = refit_classifier(model, data.train_x, data.train_y, len(parent.class_names), seed)
+    with torch.no_grad():
+        feats = torch.cat([pre_logits(model, preprocess(test.images[mask][i : i + 512], cfg))
+                           for i in range(0, int(mask.sum()), 512)])
+        refit_acc = float((clf(feats).argmax(1) == test.labels[mask]).float().mean())
+    for module in modules:
+        m = per_class[module.class_name]
+        module.config.metrics.update({
+            "test_precision": m["precision"], "test_recall": m["recall"], "test_f1": m["f1"],
+            "test_split": test.split, "split_composed_accuracy": composed, "parent_accuracy": parent_acc,
+        })
+    return {"composed": composed, "parent": parent_acc, "refit": refit_acc, "n": int(mask.sum())}
 
 
 def _publish(report: SplitReport, modules: list[ClassModule], repo_ids: dict[int, str], parent: Parent,
@@ -289,9 +309,3 @@ def _command(source, dataset, method, classes, repo_prefix, hub: Hub, seed, opti
     for k, v in sorted((options or {}).items()):
         parts += ["-p", f"{k}={v}"]
     return shlex.join(parts)
-
-
-def check_publishable(prefix: str) -> None:
-    validate_repo_id(prefix)
-    if not prefix:
-        raise HubmodError("empty repo prefix")

@@ -58,3 +58,18 @@ def test_rebuild_refuses_a_foreign_architecture():
     groups = channel_groups(_model("resnet18", {}), torch.zeros(1, 1, 28, 28))
     with pytest.raises(InvalidRepoError, match="not in the parent architecture"):
         rebuild(_model("hubmod_vgg", {}), {g.name: g.size for g in groups}, {}, torch.zeros(1, 1, 28, 28))
+
+
+def test_batchnorm_recalibration_matches_the_data():
+    from hubmod.channels import recalibrate_batchnorm
+
+    model = _model("hubmod_vgg", {"cfg": [8, "M", 16]})
+    bn = model.features[1]
+    before = bn.running_mean.clone()
+    x = torch.randn(300, 1, 28, 28) * 3 + 1
+    recalibrate_batchnorm(model, x, batch_size=100)  # equal batches: the cumulative mean is the mean
+    assert not model.training and not torch.allclose(bn.running_mean, before)
+    with torch.no_grad():
+        feats = model.features[0](x)
+    assert torch.allclose(bn.running_mean, feats.mean((0, 2, 3)), atol=1e-4)
+    assert bn.momentum == 0.1

@@ -46,6 +46,10 @@ class ClassSlice:
     kept: dict[str, list[int]]
     head: dict
     head_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    # A method that already extracted (and adapted) the module hands it over with the groups it
+    # kept as one zeroed channel; otherwise the shared pipeline extracts it from ``kept``.
+    backbone: nn.Module | None = None
+    zeroed: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..channels import GroupMasks, extract
+from ..channels import GroupMasks, extract, recalibrate_batchnorm
 from ..errors import HubmodError
 from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter
 
@@ -47,6 +47,9 @@ class GradSplitterConfig(MethodConfig):
     max_cycles: int = 8
     patience: int = 3
     tolerance: float = 1.0
+    recalibrate_bn: bool = True
+    adapt_alpha: bool = True
+    sigmoid_scores: bool = True
 
     option_docs: ClassVar[dict[str, str]] = {
         "train_per_class": "training images per class (the data budget)",
@@ -63,6 +66,9 @@ class GradSplitterConfig(MethodConfig):
         "max_cycles": "most mask epochs",
         "patience": "stop after this many mask epochs without a better choice",
         "tolerance": "accuracy points below the parent (validation) a choice may lose",
+        "recalibrate_bn": "re-estimate BatchNorm statistics of each extracted module on the training images",
+        "adapt_alpha": "halve alpha after a mask epoch below tolerance, raise it by a quarter after one within",
+        "sigmoid_scores": "cross-entropy over the modules' sigmoid scores (the paper) rather than raw head outputs",
     }
 
     def validate(self) -> None:
@@ -166,10 +172,16 @@ class GradSplitter(Splitter):
             for i in range(n):
                 kept = {g.name: torch.nonzero(bin_masks[g.name][i]).flatten().tolist() for g in groups}
                 net, _, _ = extract(model, groups, kept, example)
+                if cfg.recalibrate_bn:
+                    recalibrate_batchnorm(net, ctx.train_x)
                 with torch.no_grad():
-                    for out, x in zip(outs, xs, strict=True):
-                        out.append(torch.cat([net(x[j : j + 512]) for j in range(0, len(x), 512)]))
+                    for out, inputs in zip(outs, xs, strict=True):
+                        out.append(torch.cat([net(inputs[j : j + 512]) for j in range(0, len(inputs), 512)]))
             return [torch.stack(o) for o in outs]
+
+        def competing(raw: torch.Tensor) -> torch.Tensor:
+            """[n, B] raw head outputs -> [B, n] scores fed to the cross-entropy."""
+            return (torch.sigmoid(raw) if cfg.sigmoid_scores else raw).T
 
         def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
             with torch.no_grad():
@@ -179,7 +191,7 @@ class GradSplitter(Splitter):
             opt = torch.optim.Adam(heads.parameters(), lr=lr)
             for _ in range(epochs):
                 for idx in torch.randperm(len(y), generator=gen).split(cfg.batch_size):
-                    loss = F.cross_entropy(torch.sigmoid(heads(logits[:, idx])).T, y[idx])
+                    loss = F.cross_entropy(competing(heads(logits[:, idx])), y[idx])
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
@@ -194,6 +206,7 @@ class GradSplitter(Splitter):
         snapshots = [(history[0], {g.name: torch.ones(n, g.size, dtype=torch.bool) for g in groups},
                       {k: v.detach().clone() for k, v in heads.state_dict().items()}, torch.ones(n))]
         best_cycle, since_best, below = 0, 0, 0
+        alpha = cfg.alpha
         bar = _progress(ctx.progress, cfg.max_cycles * steps)
         try:
             for cycle in range(1, cfg.max_cycles + 1):
@@ -205,8 +218,8 @@ class GradSplitter(Splitter):
                         bin_masks = binary()
                         hooks.set(bin_masks)
                         logits = model(xb.repeat(n, 1, 1, 1)).view(n, len(idx), -1)
-                        scores = torch.sigmoid(heads(logits)).T  # [B, n]: modules compete per image
-                        loss = F.cross_entropy(scores, yb) + cfg.alpha * retention(bin_masks).mean()
+                        scores = competing(heads(logits))  # [B, n]: modules compete per image
+                        loss = F.cross_entropy(scores, yb) + alpha * retention(bin_masks).mean()
                         opt.zero_grad()
                         loss.backward()
                         opt.step()
@@ -217,7 +230,7 @@ class GradSplitter(Splitter):
                 train_logits, val_logits = module_logits([x, ctx.val_x], fixed)
                 fit_heads(train_logits, y, cfg.refit_epochs, cfg.joint_head_lr)
                 acc = accuracy(val_logits, ctx.val_y)
-                record = {"cycle": cycle, "val_accuracy": acc, "retention": float(per_module.mean())}
+                record = {"cycle": cycle, "val_accuracy": acc, "retention": float(per_module.mean()), "alpha": alpha}
                 history.append(record)
                 snapshots.append((record, {k: v.bool() for k, v in fixed.items()},
                                   {k: v.detach().clone() for k, v in heads.state_dict().items()}, per_module))
@@ -230,21 +243,23 @@ class GradSplitter(Splitter):
                 below = below + 1 if acc < threshold else 0
                 if since_best >= cfg.patience or below >= cfg.patience:
                     break
+                if cfg.adapt_alpha:  # steer along the accuracy boundary instead of running past it
+                    alpha = alpha * 0.5 if acc < threshold else alpha * 1.25
         finally:
             bar.close()
 
         chosen = _choose(history, threshold)
         record, bin_masks, head_state, per_module = snapshots[chosen]
         heads.load_state_dict(head_state)
-        slices = [
-            ClassSlice(
-                class_index=c,
-                kept={g.name: torch.nonzero(bin_masks[g.name][c]).flatten().tolist() for g in groups},
-                head={"type": "mlp", "in_features": n, "hidden": cfg.hidden},
-                head_state=heads.export(c),
-            )
-            for c in ctx.targets
-        ]
+        slices = []
+        for c in ctx.targets:
+            kept = {g.name: torch.nonzero(bin_masks[g.name][c]).flatten().tolist() for g in groups}
+            net, kept, zeroed = extract(model, groups, kept, example)
+            if cfg.recalibrate_bn and record["cycle"] > 0:
+                recalibrate_batchnorm(net, x)
+            head = {"type": "mlp", "in_features": n, "hidden": cfg.hidden}
+            slices.append(ClassSlice(class_index=c, kept=kept, head=head, head_state=heads.export(c), backbone=net,
+                                     zeroed=zeroed))
         metrics = {
             "chosen_cycle": record["cycle"],
             "cycles_run": len(history) - 1,

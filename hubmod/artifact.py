@@ -1,0 +1,81 @@
+"""save_pretrained / push_to_hub / from_pretrained, shared by every kind of hubmod repo.
+
+The same idea as huggingface_hub's ``ModelHubMixin``: a model class says what its weights, its
+config.json and its card are, and gets saving, publishing as one commit, and loading by repo id,
+``hf-hub:`` id or directory — with hubmod's rules (safetensors and JSON only, commit shas kept).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import ClassVar, TypeVar
+
+import torch
+
+from .errors import HubmodError
+from .hub import Hub, Snapshot, get_hub, open_ref
+from .parents import WEIGHTS
+from .refs import RepoRef, parse_source
+
+T = TypeVar("T", bound="HubArtifact")
+
+
+class HubArtifact:
+    kind: ClassVar[str]  # the config.json ``hubmod_kind``
+
+    # ---------------------------------------------------------------- what a subclass provides
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def config_dict(self) -> dict:
+        raise NotImplementedError
+
+    def write_card(self, directory: Path, repo_id: str | None, hub_name: str | None) -> None:
+        raise NotImplementedError
+
+    def commit_message(self) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def from_snapshot(cls: type[T], snap: Snapshot, hub: str | Hub | None = None) -> T:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- shared behaviour
+
+    def save_pretrained(self, directory: str | Path, card: bool = True, repo_id: str | None = None,
+                        hub_name: str | None = None) -> Path:
+        """Write model.safetensors, config.json and (by default) README.md to ``directory``."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in self.weights().items()}
+        save_file(state, str(directory / WEIGHTS), metadata={"format": "pt", "hubmod_kind": self.kind})
+        (directory / "config.json").write_text(json.dumps(self.config_dict(), indent=1))
+        if card:
+            self.write_card(directory, repo_id, hub_name)
+        return directory
+
+    def push_to_hub(self, repo_id: str, hub: str | Hub | None = None, message: str | None = None) -> str:
+        """Publish as one commit; returns its sha. The repo is built in a temporary folder first."""
+        hub = get_hub(hub)
+        with tempfile.TemporaryDirectory(prefix=f"hubmod-{self.kind}-") as tmp:
+            self.save_pretrained(tmp, repo_id=repo_id, hub_name=hub.name)
+            return hub.push_folder(repo_id, Path(tmp), message or self.commit_message())
+
+    @classmethod
+    def from_pretrained(cls: type[T], source: str | Path, revision: str | None = None,
+                        hub: str | Hub | None = None) -> T:
+        """Load from a repo id (``ns/name``, ``hf-hub:ns/name``) or a local directory."""
+        ref = parse_source(str(source.resolve()) if isinstance(source, Path) else source)
+        if revision is not None:
+            if ref.kind == "dir":
+                raise HubmodError("revision= applies to hub repos, not to local directories")
+            ref = RepoRef(ref.kind, ref.repo_id, revision)
+        snap = open_ref(ref, hub)
+        obj = cls.from_snapshot(snap, hub)
+        obj.source = snap
+        return obj
