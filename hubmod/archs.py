@@ -4,7 +4,8 @@ Why hubmod ships an architecture at all: timm's own ``vgg*`` fix their layer wid
 (64..512 channels, ~150 M MACs even at 32 px) and end in a 4096-wide convolutional MLP that would
 dominate every kernel count, so they are neither laptop-sized nor a fair plain-CNN test case. This
 model is built from timm's parts and created through ``timm.create_model`` like any timm model, so
-hubmod's parents, config.json format and data config work unchanged. ``import hubmod`` registers it;
+hubmod's parents, config.json format and data config work unchanged. ``import hubmod.archs`` registers it
+(hubmod does so whenever it builds or trains a parent);
 after that ``timm.create_model('hf-hub:...')`` loads a ``hubmod_vgg`` parent too.
 """
 

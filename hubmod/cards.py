@@ -85,6 +85,9 @@ def write_module_card(module: ClassModule, directory: Path, repo_id: str | None 
     head = cfg.head
     head_desc = {"mlp": f"GradSplitter's head (ReLU, Linear({head.get('in_features')}, {head.get('hidden')}), ReLU, "
                         "Linear(…, 1)) on the pruned network's logits",
+                 "features_mlp": f"a small head (Linear({head.get('in_features')}, {head.get('hidden')}), ReLU, "
+                                 "Linear(…, 1)) on the pruned network's pooled features (the parent's classifier "
+                                 "is not part of the module)",
                  "logit": "the parent's own logit for the class",
                  "margin": "the class's logit margin over the other classes"}.get(head.get("type"), head.get("type"))
     rows = []

@@ -29,6 +29,7 @@ class ChannelGroup:
     size: int
     out_modules: tuple[str, ...]  # modules whose outputs carry these channels (masked in training)
     conv_modules: tuple[str, ...]  # convolutions among them: each kept channel keeps one kernel of each
+    feeds_classifier: bool = False  # these channels are the pooled features entering the classifier
 
     @property
     def kernels(self) -> int:
@@ -64,14 +65,15 @@ def channel_groups(model: nn.Module, example_input: torch.Tensor) -> list[Channe
     groups = []
     for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
         root = group[0].dep.target.module
-        outs, convs = [], []
+        outs, convs, feeds = [], [], False
         for item in group:
             mod = item.dep.target.module
+            feeds = feeds or (mod in ignored and dg.is_in_channel_pruning_fn(item.dep.handler))
             if mod in names and dg.is_out_channel_pruning_fn(item.dep.handler) and names[mod] not in outs:
                 outs.append(names[mod])
                 if isinstance(mod, nn.Conv2d):
                     convs.append(names[mod])
-        groups.append(ChannelGroup(names[root], len(group[0].idxs), tuple(outs), tuple(convs)))
+        groups.append(ChannelGroup(names[root], len(group[0].idxs), tuple(outs), tuple(convs), feeds))
     groups.sort(key=lambda g: order[g.name])  # forward order, for tables and charts
     if not groups:
         raise InvalidRepoError(
@@ -79,6 +81,36 @@ def channel_groups(model: nn.Module, example_input: torch.Tensor) -> list[Channe
             "hubmod splits CNNs whose conv channels it can group"
         )
     return groups
+
+
+def drop_classifier(model: nn.Module) -> nn.Module:
+    """Replace a timm model's classifier with Identity, in place, so it outputs pooled features.
+
+    timm models apply the classifier last in ``forward_head``, so this turns ``model(x)`` into
+    ``forward_head(..., pre_logits=True)`` for every architecture without touching its code.
+    """
+    clf = _classifier(model)
+    if clf is None or isinstance(clf, nn.Identity):
+        return model
+    for name, mod in model.named_modules():
+        if mod is clf:
+            parent_name, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, attr, nn.Identity())
+            return model
+    return model
+
+
+def feature_channels(groups: Sequence[ChannelGroup], kept: Mapping[str, Sequence[int]], width: int) -> list[int]:
+    """Which of the parent's ``width`` pooled features a module with ``kept`` channels still has."""
+    feeding = [g for g in groups if g.feeds_classifier]
+    if len(feeding) == 1 and feeding[0].size == width:
+        return sorted(int(i) for i in kept[feeding[0].name])
+    if not feeding:
+        return list(range(width))
+    raise InvalidRepoError(
+        f"cannot map the classifier's {width} inputs to channel groups "
+        f"({', '.join(g.name for g in feeding)}); split with head_input=logits"
+    )
 
 
 def count_kernels(model: nn.Module) -> int:

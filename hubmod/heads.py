@@ -1,8 +1,11 @@
-"""What sits on top of a module's pruned backbone: the part that turns N logits into one score.
+"""What sits on top of a module's pruned backbone: the part that turns its output into one score.
 
 Heads are described by a small JSON spec in the module's config.json, so any method's module is
-rebuilt by the same code: GradSplitter trains an MLP on the pruned parent's logits, CNNSplitter
-reads the parent's own logit for the class.
+rebuilt by the same code. A head reads either the pruned parent's N logits (GradSplitter as
+published, CNNSplitter's own-logit score) or, for ``features_mlp``, the pooled features that enter
+the parent's classifier — the classifier is then dropped from the module. Reading features lets
+the head re-weigh what the remaining channels still say about the class, which the parent's fixed
+classifier cannot once most channels are gone.
 """
 
 from __future__ import annotations
@@ -23,6 +26,18 @@ class MLPHead(nn.Module):
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         return self.fc2(torch.relu(self.fc1(torch.relu(logits)))).squeeze(-1)
+
+
+class FeatureMLPHead(nn.Module):
+    """Linear(F, H) -> ReLU -> Linear(H, 1) on the pruned backbone's pooled features."""
+
+    def __init__(self, in_features: int, hidden: int = 10):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.fc2 = nn.Linear(hidden, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(features))).squeeze(-1)
 
 
 class LogitHead(nn.Module):
@@ -48,19 +63,27 @@ class MarginHead(nn.Module):
         return logits[:, self.index] - torch.logsumexp(others, dim=1)
 
 
-def build_head(spec: dict, num_logits: int) -> nn.Module:
-    """A head from its config.json spec, validated against the backbone's number of logits."""
+FEATURE_HEADS = ("features_mlp",)
+
+
+def reads_features(spec: dict) -> bool:
+    """Whether a head reads the pooled features (so the module carries no parent classifier)."""
+    return isinstance(spec, dict) and spec.get("type") in FEATURE_HEADS
+
+
+def build_head(spec: dict, width: int) -> nn.Module:
+    """A head from its config.json spec, validated against the width of what the backbone outputs."""
     kind = spec.get("type") if isinstance(spec, dict) else None
-    if spec.get("in_features") != num_logits if isinstance(spec, dict) else True:
-        raise InvalidRepoError(f"head spec {spec!r} does not fit a backbone with {num_logits} outputs")
-    if kind == "mlp":
+    if not isinstance(spec, dict) or spec.get("in_features") != width:
+        raise InvalidRepoError(f"head spec {spec!r} does not fit a backbone with {width} outputs")
+    if kind in ("mlp", "features_mlp"):
         hidden = spec.get("hidden")
         if not isinstance(hidden, int) or not 1 <= hidden <= 4096:
-            raise InvalidRepoError(f"mlp head needs 1 <= hidden <= 4096 (got {hidden!r})")
-        return MLPHead(num_logits, hidden)
+            raise InvalidRepoError(f"{kind} head needs 1 <= hidden <= 4096 (got {hidden!r})")
+        return (MLPHead if kind == "mlp" else FeatureMLPHead)(width, hidden)
     if kind in ("logit", "margin"):
         index = spec.get("index")
-        if not isinstance(index, int) or not 0 <= index < num_logits:
-            raise InvalidRepoError(f"{kind} head index {index!r} is outside 0..{num_logits - 1}")
-        return (LogitHead if kind == "logit" else MarginHead)(num_logits, index)
-    raise InvalidRepoError(f"unknown head type {kind!r} in config.json (known: mlp, logit, margin)")
+        if not isinstance(index, int) or not 0 <= index < width:
+            raise InvalidRepoError(f"{kind} head index {index!r} is outside 0..{width - 1}")
+        return (LogitHead if kind == "logit" else MarginHead)(width, index)
+    raise InvalidRepoError(f"unknown head type {kind!r} in config.json (known: mlp, features_mlp, logit, margin)")

@@ -18,9 +18,9 @@ import torch.nn as nn
 
 from . import __version__, calibration
 from .artifact import HubArtifact
-from .channels import rebuild
+from .channels import drop_classifier, rebuild
 from .errors import HubmodError, InvalidRepoError
-from .heads import build_head
+from .heads import build_head, reads_features
 from .hub import Hub, Snapshot
 from .parents import WEIGHTS, ParentSpec, load_state, load_weights
 from .preprocess import DataConfig, prepare_input
@@ -178,9 +178,24 @@ class ClassModule(HubArtifact, nn.Module):
         groups = config.channels["groups"]
         example = torch.zeros(config.channels["example_input"])
         backbone = rebuild(spec.build(), {g["name"]: g["size"] for g in groups}, config.kept, example)
-        head = build_head(config.head, spec.num_classes)
+        backbone, head = attach_head(backbone, config.head, spec.num_classes, example)
         module = cls(backbone, head, config)
         load_weights(module, state, where)
         for p in module.parameters():
             p.requires_grad_(False)
         return module
+
+
+def attach_head(backbone: nn.Module, spec: dict, num_classes: int,
+                example: torch.Tensor) -> tuple[nn.Module, nn.Module]:
+    """The backbone as the head expects it (classifier dropped for feature heads) and the head.
+
+    The head is checked against what the pruned backbone really outputs, so a config.json whose
+    head does not fit its channels fails here with one line rather than inside a matmul.
+    """
+    width = num_classes
+    if reads_features(spec):
+        drop_classifier(backbone)
+        with torch.no_grad():
+            width = int(backbone.eval()(example).shape[-1])
+    return backbone, build_head(spec, width)

@@ -22,10 +22,9 @@ from . import calibration
 from .channels import channel_groups, count_kernels, count_macs, count_params, extract
 from .composed import SPLIT_INDEX, SPLIT_INDEX_KIND, ComposedClassifier
 from .data import LabeledImages, dataset_splits, load_for_model
-from .heads import build_head
 from .hub import Hub, get_hub, open_ref
 from .metrics import model_logits, per_class_metrics, pre_logits, refit_classifier
-from .module import ClassModule, ModuleConfig
+from .module import ClassModule, ModuleConfig, attach_head
 from .parents import Parent, parent_from_snapshot
 from .preprocess import preprocess
 from .refs import class_slugs, match_class, parse_source, validate_repo_id
@@ -214,7 +213,7 @@ def _build_module(s: ClassSlice, model: torch.nn.Module, groups: list, example: 
         backbone, kept, zeroed = s.backbone, s.kept, s.zeroed
     else:
         backbone, kept, zeroed = extract(model, groups, s.kept, example)
-    head = build_head(s.head, len(base["parent"]["label_names"]))
+    backbone, head = attach_head(backbone, s.head, len(base["parent"]["label_names"]), example)
     head.load_state_dict({k[len("head."):]: v for k, v in s.head_state.items()}, strict=True)
     channels = {"example_input": list(example.shape),
                 "groups": [{"name": g.name, "size": g.size, "kept": kept[g.name],

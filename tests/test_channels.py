@@ -3,7 +3,15 @@ import timm
 import torch
 
 import hubmod.archs  # noqa: F401
-from hubmod.channels import GroupMasks, channel_groups, count_kernels, extract, rebuild
+from hubmod.channels import (
+    GroupMasks,
+    channel_groups,
+    count_kernels,
+    drop_classifier,
+    extract,
+    feature_channels,
+    rebuild,
+)
 from hubmod.errors import InvalidRepoError
 
 ARCHS = [("resnet18", {}), ("hubmod_vgg", {}), ("mobilenetv3_small_050", {})]
@@ -45,6 +53,35 @@ def test_masked_forward_equals_physical_extraction(arch, args):
         rebuilt.load_state_dict(pruned.state_dict(), strict=True)
         with torch.no_grad():
             assert torch.equal(rebuilt(x), out)
+
+
+@pytest.mark.parametrize("arch,args", ARCHS)
+def test_pruned_features_are_the_kept_channels_of_the_feeding_group(arch, args):
+    """A feature head reads exactly the masked parent's pooled features at the kept positions."""
+    model = _model(arch, args)
+    example = torch.zeros(1, 1, 28, 28)
+    groups = channel_groups(model, example)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    feeding = [g for g in groups if g.feeds_classifier]
+    width = model.get_classifier().in_features
+    assert len(feeding) == 1 and feeding[0].size == width
+    gen = torch.Generator().manual_seed(2)
+    masks = {g.name: (torch.rand(1, g.size, generator=gen) < 0.4).float() for g in groups}
+    x = torch.randn(4, 1, 28, 28, generator=gen)
+    hooks = GroupMasks(model, groups)
+    with torch.no_grad(), hooks.active():
+        hooks.set(masks)
+        masked = model.forward_head(model.forward_features(x), pre_logits=True)
+    kept = {g.name: torch.nonzero(masks[g.name][0]).flatten().tolist() for g in groups}
+    pruned, final, _ = extract(model, groups, kept, example)
+    columns = feature_channels(groups, final, width)
+    with torch.no_grad():
+        features = drop_classifier(pruned)(x)
+    assert features.shape == (4, len(columns))
+    assert torch.allclose(features, masked[:, columns], atol=1e-5)
+    off = sorted(set(range(width)) - set(columns))
+    assert torch.count_nonzero(masked[:, off]) == 0
 
 
 def test_residual_groups_couple_the_stream():

@@ -81,10 +81,14 @@ def test_residual_and_depthwise_parents_split(key, tiny_parent_dirs, small_fmnis
     hub = LocalHub()
     hub.push_folder(f"me/{key}", tiny_parent_dirs[key], "parent")
     opts = dict(TINY_SPLIT, train_per_class=30, val_per_class=20, tolerance=100.0, alpha=3.0)
+    if key == "mobilenet":  # the paper's head on the N logits, beside the default feature head on resnet
+        opts["head_input"] = "logits"
     report = hubmod.split(f"me/{key}", f"{small_fmnist_dir}", options=opts, progress=False, classes=["Bag", "Sneaker"])
     assert [r.class_name for r in report.rows] == ["Sneaker", "Bag"]
     assert report.n_test == 120
     assert all(r.kept_kernels < 1.0 for r in report.rows)
+    expected_head = "mlp" if key == "mobilenet" else "features_mlp"
+    assert all(m.config.head["type"] == expected_head for m in report.modules)
     for row, module in zip(report.rows, report.modules, strict=True):
         loaded = ClassModule.from_pretrained(row.repo_id)
         x = torch.randint(0, 255, (8, 1, 28, 28), dtype=torch.uint8)
