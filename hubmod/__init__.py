@@ -15,6 +15,8 @@ _EXPORTS = {
     "ComposedClassifier": "hubmod.composed",
     "compose": "hubmod.composed",
     "split": "hubmod.splitting",
+    "PatchedClassifier": "hubmod.patching",
+    "patch": "hubmod.patching",
     "SplitReport": "hubmod.splitting",
     "evaluate": "hubmod.loading",
     "load": "hubmod.loading",
@@ -26,8 +28,8 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "ClassModule", "ComposedClassifier", "HfHub", "HubmodError", "LocalHub", "SplitReport", "__version__",
-    "compose", "evaluate", "get_hub", "load", "load_parent", "split",
+    "ClassModule", "ComposedClassifier", "HfHub", "HubmodError", "LocalHub", "PatchedClassifier", "SplitReport",
+    "__version__", "compose", "evaluate", "get_hub", "load", "load_parent", "patch", "split",
 ]
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from .loading import evaluate, load
     from .module import ClassModule
     from .parents import load_parent
+    from .patching import PatchedClassifier, patch
     from .splitting import SplitReport, split
 
 

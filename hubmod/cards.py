@@ -16,6 +16,7 @@ from .hub import LOCAL
 if TYPE_CHECKING:
     from .composed import ComposedClassifier
     from .module import ClassModule
+    from .patching import PatchedClassifier
 
 CHART = "kept_channels.png"
 
@@ -168,6 +169,38 @@ def write_composed_card(model: ComposedClassifier, directory: Path, repo_id: str
         metric_rows=metric_rows, repo_id=name, hub_arg=hub_arg, hub_flag=hub_flag,
         command=command or f"hubmod compose {refs} --calibration {model.calibration} --output {name}{hub_flag}",
         hubmod_version=__version__,
+    )
+
+
+def write_patched_card(model: PatchedClassifier, directory: Path, repo_id: str | None = None,
+                       hub_name: str | None = None) -> None:
+    from huggingface_hub import ModelCardData
+
+    from . import __version__
+
+    prov, cfg = model.provenance, model.module.config
+    name = repo_id or directory.name
+    bases = [r for r, h in ((prov.get("weak_repo_id"), prov.get("weak_hub")),
+                            (prov.get("module_repo_id"), prov.get("module_hub"))) if r and h not in (None, "dir")]
+    card_data = ModelCardData(
+        library_name="hubmod", tags=["hubmod", "patched-classifier", "image-classification"],
+        base_model=bases or None, datasets=[cfg.dataset["hub_id"]] if cfg.dataset.get("hub_id") else None,
+        pipeline_tag="image-classification", model_name=name,
+    )
+    target = model.class_names[model.target]
+    weak_repo = prov.get("weak_repo_id") or "local weak model"
+    module_repo = prov.get("module_repo_id") or "local module"
+    hub_arg, hub_flag = _usage(hub_name)
+    _render(
+        "patched.md.j2", card_data, directory / "README.md",
+        title=f"{name}: {weak_repo} with {target} patched", weak_repo=weak_repo,
+        weak_revision=(prov.get("weak_revision") or "")[:12], weak_arch=model.weak_spec.architecture,
+        num_others=len(model.class_names) - 1, target=target, module_repo=module_repo,
+        module_revision=(prov.get("module_revision") or "")[:12], method=_method_info(cfg.method.get("name", ""))[0],
+        module_parent=cfg.parent.get("repo_id") or "a local parent", strategy=model.strategy, repo_id=name,
+        hub_arg=hub_arg, hub_flag=hub_flag, hubmod_version=__version__,
+        command=(f"hubmod patch {weak_repo} --module {module_repo} --strategy {model.strategy} "
+                 f"--output {name}{hub_flag}"),
     )
 
 

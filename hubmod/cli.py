@@ -186,6 +186,54 @@ def compose(
     _run(body)
 
 
+@app.command()
+def patch(
+    weak_model: Annotated[str, typer.Argument(help="The timm-format classifier to patch (a SOURCE).")],
+    module: Annotated[str, typer.Option("--module", "-m", help="REF of the module that answers for its class: "
+                                        "REPO:CLASS or a module repo.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Publish the patched classifier as this repo.")],
+    class_name: Annotated[str | None, typer.Option("--class", help="The weak model's class to patch (default: "
+                                                   "the module's class, matched by name).")] = None,
+    strategy: Annotated[str, typer.Option(help="How the module's score meets the weak model's softmax: minmax "
+                                          "(CNNSplitter's rule) or platt.")] = "minmax",
+    hub: HubOpt = None,
+    dataset: Annotated[str | None, typer.Option("--eval-dataset", help="Also evaluate the weak and the patched "
+                                                "model on this dataset's test split.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replace a weak classifier's output for one class with a stronger module's.
+
+    Example: hubmod patch me/weak-fmnist --module demo/resnet18-fmnist:Shirt --output me/weak-fmnist-patched
+    """
+
+    def body():
+        from .hub import get_hub
+        from .patching import patch as run_patch
+
+        model = run_patch(weak_model, module, class_name=class_name, strategy=strategy, output=output, hub=hub)
+        target = model.class_names[model.target]
+        info = {"output": output, "revision": get_hub(hub).snapshot(output).sha, "patched_class": target,
+                "strategy": strategy, **model.provenance}
+        if dataset:
+            from .loading import evaluate
+
+            before, after = evaluate(weak_model, dataset, hub=hub), evaluate(output, dataset, hub=hub)
+            info["eval"] = {"before": before.to_dict(), "after": after.to_dict()}
+        if as_json:
+            typer.echo(json.dumps(info, indent=1))
+            return
+        con = _console()
+        con.print(f"patched {target} of {weak_model} with {info.get('module_repo_id') or module}; "
+                  f"published {output}@{info['revision'][:12]}")
+        if dataset:
+            b, a = info["eval"]["before"], info["eval"]["after"]
+            con.print(f"accuracy {_pct(b['accuracy'])} -> {_pct(a['accuracy'])}; {target}: "
+                      + ", ".join(f"{k} {_pct(b['per_class'][target][k])} -> {_pct(a['per_class'][target][k])}"
+                                  for k in ("precision", "recall", "f1")))
+
+    _run(body)
+
+
 def _fake_snapshot(name: str | None):
     from pathlib import Path
 

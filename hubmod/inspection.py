@@ -6,7 +6,7 @@ import torch
 
 from .channels import count_kernels, count_macs, count_params
 from .hub import Hub
-from .loading import COMPOSED, INDEX, MODULE, PARENT, load
+from .loading import COMPOSED, INDEX, MODULE, PARENT, PATCHED, load
 
 
 def describe(source: str, hub: str | Hub | None = None) -> dict:
@@ -50,6 +50,19 @@ def describe(source: str, hub: str | Hub | None = None) -> dict:
                          "parent": m.config.parent.get("repo_id"), "method": m.config.method.get("name"),
                          "kept_kernels": m.config.metrics.get("kept_kernels")}
                         for m, p in zip(model.class_modules, model.provenance, strict=True)],
+        })
+    elif loaded.kind == PATCHED:
+        model = loaded.obj
+        prov = model.provenance
+        info.update({
+            "classes": model.class_names,
+            "patched_class": model.class_names[model.target],
+            "strategy": model.strategy,
+            "weak_model": f"{prov.get('weak_repo_id') or 'local dir'}@{prov.get('weak_revision')} "
+                          f"({model.weak_spec.architecture})",
+            "module": f"{prov.get('module_repo_id') or 'local dir'}@{prov.get('module_revision')} "
+                      f"({model.module.config.method.get('name')}, parent "
+                      f"{model.module.config.parent.get('repo_id')})",
         })
     elif loaded.kind == INDEX:
         index = loaded.obj

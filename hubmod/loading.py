@@ -18,15 +18,16 @@ from .hub import Hub, Snapshot, open_ref
 from .metrics import EvalReport, model_logits, report
 from .module import MODULE_KIND, ClassModule
 from .parents import Parent, parent_from_snapshot
+from .patching import PATCHED_KIND, PatchedClassifier
 from .refs import RepoRef, parse_source
 
-PARENT, MODULE, COMPOSED, INDEX = "parent", "class_module", "composed_classifier", "split_index"
+PARENT, MODULE, COMPOSED, INDEX, PATCHED = "parent", "class_module", "composed_classifier", "split_index", PATCHED_KIND
 
 
 @dataclass
 class Loaded:
     kind: str
-    obj: Any  # Parent | ClassModule | ComposedClassifier | dict (split index)
+    obj: Any  # Parent | ClassModule | ComposedClassifier | PatchedClassifier | dict (split index)
     snapshot: Snapshot
 
 
@@ -46,6 +47,8 @@ def load(source: str, hub: str | Hub | None = None, revision: str | None = None)
         return Loaded(MODULE, ClassModule.from_snapshot(snap), snap)
     if kind == COMPOSED_KIND:
         return Loaded(COMPOSED, ComposedClassifier.from_snapshot(snap, hub), snap)
+    if kind == PATCHED_KIND:
+        return Loaded(PATCHED, PatchedClassifier.from_snapshot(snap, hub), snap)
     if config is not None:
         return Loaded(PARENT, parent_from_snapshot(snap), snap)
     if snap.file(SPLIT_INDEX, required=False) is not None:
@@ -56,7 +59,7 @@ def load(source: str, hub: str | Hub | None = None, revision: str | None = None)
 def class_names_of(loaded: Loaded) -> list[str]:
     if loaded.kind == PARENT:
         return loaded.obj.class_names
-    if loaded.kind == COMPOSED:
+    if loaded.kind in (COMPOSED, PATCHED):
         return loaded.obj.class_names
     if loaded.kind == MODULE:
         return [loaded.obj.class_name]
@@ -64,7 +67,7 @@ def class_names_of(loaded: Loaded) -> list[str]:
 
 
 def evaluate(source: str | Loaded, dataset: str, split: str = "test", hub: str | Hub | None = None) -> EvalReport:
-    """Accuracy and per-class precision/recall/F1 of a parent, module or composed classifier.
+    """Accuracy and per-class precision/recall/F1 of a parent, module, composed or patched classifier.
 
     A module is evaluated as a one-vs-rest detector (its calibrated probability >= 0.5) on every
     image of the split; the others are evaluated as classifiers on the images of their classes.
@@ -86,6 +89,14 @@ def evaluate(source: str | Loaded, dataset: str, split: str = "test", hub: str |
         pred = model(data.images).argmax(1)
         return report(pred, data.labels, data.class_names, model=name, dataset=dataset, split=split,
                       extra={"calibration": model.calibration})
+    if loaded.kind == PATCHED:
+        patched: PatchedClassifier = loaded.obj
+        size = max((patched.weak_spec.data_config.input_size[1:], patched.module.data_config.input_size[1:]),
+                   key=lambda s: s[0] * s[1])
+        data = load_images(dataset, split, tuple(size)).for_classes(patched.class_names, name)
+        pred = patched(data.images).argmax(1)
+        return report(pred, data.labels, data.class_names, model=name, dataset=dataset, split=split,
+                      extra={"patched_class": patched.class_names[patched.target], "strategy": patched.strategy})
     module: ClassModule = loaded.obj
     data = load_images(dataset, split, tuple(module.data_config.input_size[1:]))
     own = _own_class_labels(data, module.class_name, name)

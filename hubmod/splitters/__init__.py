@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from ..errors import HubmodError
 from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter
+from .cnnsplitter import CNNSplitter, CNNSplitterConfig
 from .gradsplitter import GradSplitter, GradSplitterConfig
 
-METHODS: dict[str, type[Splitter]] = {cls.name: cls for cls in (GradSplitter,)}
+METHODS: dict[str, type[Splitter]] = {cls.name: cls for cls in (GradSplitter, CNNSplitter)}
 
 
 def get_splitter(name: str, options: dict | None = None) -> Splitter:
@@ -17,6 +18,6 @@ def get_splitter(name: str, options: dict | None = None) -> Splitter:
 
 
 __all__ = [
-    "METHODS", "ClassSlice", "GradSplitter", "GradSplitterConfig", "MethodConfig", "SplitContext",
-    "SplitOutcome", "Splitter", "get_splitter",
+    "METHODS", "CNNSplitter", "CNNSplitterConfig", "ClassSlice", "GradSplitter", "GradSplitterConfig",
+    "MethodConfig", "SplitContext", "SplitOutcome", "Splitter", "get_splitter",
 ]

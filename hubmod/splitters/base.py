@@ -126,3 +126,10 @@ class Splitter(ABC):
 
     @abstractmethod
     def split(self, ctx: SplitContext) -> SplitOutcome: ...
+
+
+def progress_bar(enabled: bool, total: int, desc: str, unit: str):
+    """The search's progress bar (tqdm; off when ``enabled`` is false, e.g. in tests and --json runs)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=False)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from ..channels import GroupMasks, extract, feature_channels, recalibrate_batchnorm
 from ..errors import HubmodError
-from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter
+from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, progress_bar
 
 
 @dataclass
@@ -246,7 +246,7 @@ class GradSplitter(Splitter):
                       {k: v.detach().clone() for k, v in heads.state_dict().items()}, torch.ones(n))]
         best_cycle, since_best, below = 0, 0, 0
         alpha = cfg.alpha
-        bar = _progress(ctx.progress, cfg.max_cycles * steps)
+        bar = progress_bar(ctx.progress, cfg.max_cycles * steps, "gradsplitter", "step")
         try:
             for cycle in range(1, cfg.max_cycles + 1):
                 opt = torch.optim.Adam([{"params": masks.parameters(), "lr": cfg.mask_lr},
@@ -319,8 +319,3 @@ def _choose(history: list[dict], threshold: float) -> int:
         return min(ok, key=lambda i: (round(history[i]["retention"], 4), -history[i]["val_accuracy"]))
     return max(range(len(history)), key=lambda i: history[i]["val_accuracy"])
 
-
-def _progress(enabled: bool, total: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="gradsplitter", unit="step", disable=not enabled, leave=False)

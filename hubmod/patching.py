@@ -1,0 +1,175 @@
+"""PatchedClassifier: a weak classifier whose output for one class comes from a stronger module.
+
+CNNSplitter's patching scenario (Qi et al., ASE 2022): the weak model keeps deciding among its
+other classes, through its softmax over them, and the module answers for the patched class with
+its score rescaled by statistics of its own class (min-max by default, as the authors did, so
+"looks like my class" lands near 1 like a confident softmax). The prediction is the argmax of the
+two. The patched model is a repo like any composed one: the weak model's spec and commit, the
+module's config and commit, all weights in one safetensors file, and a card.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from . import __version__
+from .artifact import HubArtifact
+from .composed import resolve_ref
+from .errors import HubmodError, InvalidRepoError
+from .hub import Hub, Snapshot
+from .module import ClassModule
+from .parents import WEIGHTS, ParentSpec, load_parent, load_state, load_weights
+from .preprocess import prepare_input, preprocess, to_uint8_batch
+from .refs import match_class
+
+PATCHED_KIND = "patched_classifier"
+FORMAT_VERSION = 1
+STRATEGIES = ("minmax", "platt")
+
+
+class PatchedClassifier(HubArtifact, nn.Module):
+    """The weak model's classes, with ``target`` scored by ``module`` instead of the weak model."""
+
+    kind = PATCHED_KIND
+
+    def __init__(self, weak: nn.Module, weak_spec: ParentSpec, module: ClassModule, target: int,
+                 strategy: str = "minmax", provenance: dict | None = None):
+        super().__init__()
+        if strategy not in STRATEGIES:
+            raise HubmodError(f"unknown patch strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+        if not 0 <= target < weak_spec.num_classes:
+            raise HubmodError(f"target class index {target} is outside the weak model's {weak_spec.num_classes}")
+        self.weak = weak.eval()
+        self.module = module
+        self.weak_spec = weak_spec
+        self.target = target
+        self.strategy = strategy
+        self.provenance = provenance or {}
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.weak_spec.label_names)
+
+    @torch.no_grad()
+    def forward(self, images: Any, batch_size: int = 256) -> torch.Tensor:
+        """[B, N] scores: the weak model's softmax over its other classes, the module's for the target."""
+        weak_cfg, module_cfg = self.weak_spec.data_config, self.module.data_config
+        if isinstance(images, torch.Tensor) and images.is_floating_point():
+            if weak_cfg != module_cfg:
+                raise HubmodError("the weak model and the module expect different preprocessing: "
+                                  "pass raw uint8 or PIL images")
+            x = prepare_input(images, weak_cfg)
+            batches = ((x[i : i + batch_size], x[i : i + batch_size]) for i in range(0, len(x), batch_size))
+        else:
+            raw = to_uint8_batch(images)
+            batches = ((preprocess(raw[i : i + batch_size], weak_cfg), preprocess(raw[i : i + batch_size], module_cfg))
+                       for i in range(0, len(raw), batch_size))
+        out = []
+        others = [c for c in range(self.weak_spec.num_classes) if c != self.target]
+        for xw, xm in batches:
+            logits = self.weak(xw)
+            scores = torch.empty_like(logits)
+            scores[:, others] = logits[:, others].softmax(1)
+            scores[:, self.target] = self.module.calibrated(self.module(xm), self.strategy)
+            out.append(scores)
+        return torch.cat(out)
+
+    def predict(self, images: Any) -> list[str]:
+        names = self.class_names
+        return [names[i] for i in self(images).argmax(1).tolist()]
+
+    # ------------------------------------------------------------------ repo files
+
+    def config_dict(self) -> dict:
+        return {
+            "hubmod_kind": PATCHED_KIND,
+            "format_version": FORMAT_VERSION,
+            "hubmod_version": __version__,
+            "class_names": self.class_names,
+            "target_class": self.class_names[self.target],
+            "target_index": self.target,
+            "strategy": self.strategy,
+            "weak": {**{k: self.provenance.get(f"weak_{k}") for k in ("repo_id", "revision", "hub")},
+                     "spec": self.weak_spec.to_dict()},
+            "module": {**{k: self.provenance.get(f"module_{k}") for k in ("repo_id", "revision", "hub")},
+                       "config": self.module.config.to_dict()},
+        }
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        state = {f"weak.{k}": v for k, v in self.weak.state_dict().items()}
+        state.update({f"module.{k}": v for k, v in self.module.state_dict().items()})
+        return state
+
+    def write_card(self, directory: Path, repo_id: str | None, hub_name: str | None) -> None:
+        from .cards import write_patched_card
+
+        write_patched_card(self, directory, repo_id=repo_id, hub_name=hub_name)
+
+    def commit_message(self) -> str:
+        return f"hubmod: patch class {self.class_names[self.target]}"
+
+    @classmethod
+    def from_snapshot(cls, snap: Snapshot, hub: str | Hub | None = None) -> PatchedClassifier:
+        data = snap.read_json("config.json")
+        if data.get("hubmod_kind") != PATCHED_KIND:
+            raise HubmodError(f"{snap.name} is not a patched classifier (config.json hubmod_kind is "
+                              f"{data.get('hubmod_kind')!r})")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise InvalidRepoError(f"{snap.name} uses patched format {data.get('format_version')!r}; upgrade hubmod")
+        weak_entry, module_entry = data.get("weak"), data.get("module")
+        if not isinstance(weak_entry, dict) or not isinstance(module_entry, dict):
+            raise InvalidRepoError(f"{snap.name}: config.json needs 'weak' and 'module' objects")
+        if snap.file(WEIGHTS, required=False) is None:
+            raise InvalidRepoError(f"{snap.name} has no {WEIGHTS}; hubmod only loads safetensors weights")
+        state = load_state(snap.file(WEIGHTS), snap.name)
+        spec = ParentSpec.from_config(weak_entry.get("spec") or {}, f"{snap.name} weak model")
+        weak = spec.build()
+        load_weights(weak, {k[5:]: v for k, v in state.items() if k.startswith("weak.")}, f"{snap.name} weak model")
+        module = ClassModule.from_config(module_entry.get("config") or {},
+                                         {k[7:]: v for k, v in state.items() if k.startswith("module.")},
+                                         f"{snap.name} module")
+        target = data.get("target_index")
+        if not isinstance(target, int) or not 0 <= target < spec.num_classes:
+            raise InvalidRepoError(f"{snap.name}: config.json target_index {target!r} is not a class of the weak model")
+        provenance = {f"weak_{k}": weak_entry.get(k) for k in ("repo_id", "revision", "hub")}
+        provenance.update({f"module_{k}": module_entry.get(k) for k in ("repo_id", "revision", "hub")})
+        return cls(weak, spec, module, target, str(data.get("strategy")), provenance)
+
+
+def patch(weak_source: str, module_ref: str, class_name: str | None = None, strategy: str = "minmax",
+          output: str | None = None, hub: str | Hub | None = None) -> PatchedClassifier:
+    """Patch ``weak_source``'s class (the module's, or ``class_name``) with the module ``module_ref`` names.
+
+    The class is matched by name, so the module may come from a parent with other classes, another
+    architecture or another input format.
+    """
+    if strategy not in STRATEGIES:
+        raise HubmodError(f"unknown patch strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    weak = load_parent(weak_source, hub)
+    pairs = resolve_ref(module_ref, hub)
+    if len(pairs) != 1:
+        raise HubmodError(f"{module_ref} names {len(pairs)} modules; name one, e.g. {module_ref}:CLASS")
+    module, prov = pairs[0]
+    wanted = class_name or module.class_name
+    target = match_class(wanted, weak.class_names, f"weak model {weak.display_name}")
+    if class_name is not None:
+        try:
+            match_class(class_name, [module.class_name], module_ref)
+        except HubmodError:
+            raise HubmodError(f"--class {class_name!r} is not the module's class {module.class_name!r}: a module "
+                              "only patches its own class") from None
+    snap = weak.snapshot
+    provenance = {"weak_repo_id": snap.repo_id, "weak_revision": snap.sha, "weak_hub": snap.hub,
+                  **{f"module_{k}": v for k, v in prov.items()}}
+    model = PatchedClassifier(weak.model, weak.spec, module, target, strategy, provenance)
+    if output:
+        model.push_to_hub(output, hub)
+    return model
+

@@ -1,0 +1,341 @@
+"""CNNSplitter (Qi et al., ASE 2022): modules found by a genetic search over groups of kernels.
+
+For every class, the channels of each channel group are ranked by how strongly they respond to
+that class's confidently predicted images and cut into a few rank groups; a gene switches one rank
+group of one module on or off. Because genes live on torch-pruning's channel groups, layers coupled
+by residual additions share their genes without any per-architecture table. An individual holds
+the genes of all N modules; its fitness is the accuracy of the N masked modules composed by
+argmax of their own-class logits, plus a little of their diversity (1 - Jaccard of kept kernels).
+
+What hubmod does where the authors worked by hand or on a GPU:
+
+* the per-layer keep ratios that seed the population come from an automatic sensitivity analysis
+  (each group pruned alone, by mean importance, until the parent loses ``sensitivity_drop`` points);
+* a candidate's N modules are evaluated as one batched masked forward on a small fitness set,
+  and fitness is memoised per genome, since steady-state crossover keeps producing known genomes;
+* the search stops when the best fitness has not improved for ``patience`` generations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn as nn
+
+from ..channels import ChannelGroup, GroupMasks
+from ..errors import HubmodError
+from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, progress_bar
+
+
+@dataclass
+class CNNSplitterConfig(MethodConfig):
+    train_per_class: int = 200
+    val_per_class: int = 200
+    fitness_per_class: int = 30
+    confidence: float = 0.9
+    population: int = 20
+    generations: int = 40
+    offspring: int = 6
+    mutation: float = 0.02
+    accuracy_weight: float = 0.9
+    sensitivity_drop: float = 1.0
+    tolerance: float = 1.0
+    patience: int = 10
+
+    option_docs: ClassVar[dict[str, str]] = {
+        "train_per_class": "images per class for kernel importance",
+        "val_per_class": "held-out images per class for sensitivity, the final check and calibration",
+        "fitness_per_class": "validation images per class that every candidate is scored on",
+        "confidence": "only images the parent predicts with at least this probability rank kernels",
+        "population": "individuals kept by the steady-state search",
+        "generations": "most generations",
+        "offspring": "children made (and scored) per generation",
+        "mutation": "probability that a child's gene flips",
+        "accuracy_weight": "weight of composed accuracy in the fitness (the rest is module diversity)",
+        "sensitivity_drop": "accuracy points a layer may cost when pruned alone (sets initial keep ratios)",
+        "tolerance": "below parent accuracy minus this many points, fitness is accuracy alone",
+        "patience": "stop after this many generations without a better best fitness",
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        checks = {
+            "fitness_per_class": self.fitness_per_class >= 1, "confidence": 0 <= self.confidence < 1,
+            "population": self.population >= 2, "generations": self.generations >= 0,
+            "offspring": self.offspring >= 1, "mutation": 0 <= self.mutation <= 1,
+            "accuracy_weight": 0 <= self.accuracy_weight <= 1, "sensitivity_drop": self.sensitivity_drop >= 0,
+            "tolerance": self.tolerance >= 0, "patience": self.patience >= 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise HubmodError(f"cnnsplitter option(s) out of range: {', '.join(bad)} ({self.describe()})")
+
+
+def rank_groups(size: int) -> int:
+    """How many genes a channel group gets: 10 rank groups below 256 channels, else 100 (the authors' rule)."""
+    return min(size, 10 if size < 256 else 100)
+
+
+def kernel_importance(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, y: torch.Tensor,
+                      num_classes: int, confidence: float) -> dict[str, torch.Tensor]:
+    """[num_classes, size] per group: mean post-ReLU activation of each channel on each class's images.
+
+    Only images the parent predicts correctly with at least ``confidence`` count (all of the class's
+    images if none do). Coupled outputs of a group (a residual stream) are averaged.
+    """
+    modules = dict(model.named_modules())
+    sums: dict[str, torch.Tensor] = {}
+
+    def hook(name: str):
+        def fn(_m, _i, out):
+            a = torch.relu(out)
+            v = a.mean(dim=tuple(d for d in range(a.ndim) if d != 1))
+            sums[name] = sums.get(name, 0) + v / len(groups_by_name[name].out_modules)
+        return fn
+
+    groups_by_name = {g.name: g for g in groups}
+    with torch.no_grad():
+        probs = torch.cat([model(x[i : i + 512]).softmax(1) for i in range(0, len(x), 512)])
+        out = {g.name: torch.zeros(num_classes, g.size) for g in groups}
+        handles = [modules[m].register_forward_hook(hook(g.name)) for g in groups for m in g.out_modules]
+        try:
+            for c in range(num_classes):
+                own = y == c
+                sure = own & (probs.argmax(1) == c) & (probs[:, c] >= confidence)
+                pick = x[sure] if sure.any() else x[own]
+                if len(pick) == 0:
+                    continue
+                sums.clear()
+                model(pick)
+                for name, v in sums.items():
+                    out[name][c] = v
+        finally:
+            for h in handles:
+                h.remove()
+    return out
+
+
+@dataclass
+class Genome:
+    """Gene layout: for each group, the channel -> rank-group map of every module."""
+
+    groups: list[ChannelGroup]
+    chunk_of: dict[str, torch.Tensor]  # [n, size] rank group of each channel for each module
+    genes: list[int]  # genes per group
+    weights: torch.Tensor  # [total channels] conv kernels carried by each channel
+
+    @classmethod
+    def from_importance(cls, groups: list[ChannelGroup], importance: dict[str, torch.Tensor]) -> Genome:
+        chunk_of, genes = {}, []
+        for g in groups:
+            k = rank_groups(g.size)
+            order = importance[g.name].argsort(dim=1, descending=True, stable=True)
+            rank = torch.empty_like(order)
+            rank.scatter_(1, order, torch.arange(g.size).expand_as(order).contiguous())
+            chunk_of[g.name] = rank * k // g.size  # most important channels in rank group 0
+            genes.append(k)
+        weights = torch.cat([torch.full((g.size,), float(len(g.conv_modules))) for g in groups])
+        return cls(groups, chunk_of, genes, weights)
+
+    @property
+    def offsets(self) -> list[int]:
+        return [0, *torch.tensor(self.genes).cumsum(0).tolist()]
+
+    def masks(self, individual: torch.Tensor) -> dict[str, torch.Tensor]:
+        """individual [n, total genes] (bool) -> per-group channel masks [n, size] (float)."""
+        off = self.offsets
+        return {g.name: individual[:, off[i] : off[i + 1]].gather(1, self.chunk_of[g.name]).float()
+                for i, g in enumerate(self.groups)}
+
+    def seed(self, n: int, keep_ratio: list[float], generator: torch.Generator, spread: float = 0.15) -> torch.Tensor:
+        """One individual: each module keeps the top ~keep_ratio of each group's rank groups."""
+        parts = []
+        for k, r in zip(self.genes, keep_ratio, strict=True):
+            jitter = (torch.rand(n, generator=generator) * 2 - 1) * spread
+            on = torch.clamp(torch.ceil((r + jitter) * k), 1, k).long()
+            parts.append(torch.arange(k)[None, :] < on[:, None])
+        return torch.cat(parts, dim=1)
+
+
+def single_point_crossover(a: torch.Tensor, b: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A child taking a's genes before a random cut of the flattened genome and b's after it."""
+    flat_a, flat_b = a.flatten(), b.flatten()
+    cut = int(torch.randint(1, flat_a.numel(), (1,), generator=generator)) if flat_a.numel() > 1 else 0
+    return torch.cat([flat_a[:cut], flat_b[cut:]]).view_as(a)
+
+
+def mutate(individual: torch.Tensor, rate: float, generator: torch.Generator, genes: list[int]) -> torch.Tensor:
+    """Flip each gene with probability ``rate``; every module keeps its top rank group in every group."""
+    flips = torch.rand(individual.shape, generator=generator) < rate
+    child = individual ^ flips
+    off = [0, *torch.tensor(genes).cumsum(0).tolist()]
+    for start in off[:-1]:
+        child[:, start] = True
+    return child
+
+
+def diversity(masks: dict[str, torch.Tensor], weights: torch.Tensor) -> float:
+    """Mean pairwise 1 - Jaccard of the modules' kept kernels (each channel weighted by its kernels)."""
+    kept = torch.cat([m for m in masks.values()], dim=1)  # [n, channels]
+    n = kept.shape[0]
+    if n < 2:
+        return 0.0
+    inter = (kept * weights) @ kept.T
+    total = (kept * weights).sum(1)
+    union = total[:, None] + total[None, :] - inter
+    jac = inter / union.clamp_min(1e-9)
+    iu = torch.triu_indices(n, n, 1)
+    return float((1 - jac[iu[0], iu[1]]).mean())
+
+
+class CNNSplitter(Splitter):
+    name = "cnnsplitter"
+    pretty_name = "CNNSplitter"
+    paper = ("Qi et al., Patching Weak Convolutional Neural Network Models through Modularization and "
+             "Composition, ASE 2022")
+    paper_url = "https://doi.org/10.1145/3551349.3561153"
+    config_class = CNNSplitterConfig
+
+    def split(self, ctx: SplitContext) -> SplitOutcome:
+        cfg: CNNSplitterConfig = self.config  # type: ignore[assignment]
+        gen = torch.Generator().manual_seed(ctx.seed)
+        torch.manual_seed(ctx.seed)
+        n, model, groups = ctx.num_classes, ctx.model, ctx.groups
+        hooks = GroupMasks(model, groups)
+        fx, fy = _per_class(ctx.val_x, ctx.val_y, n, cfg.fitness_per_class)
+
+        def composed_accuracy(masks: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
+            """Argmax over each module's own-class logit, all N modules in one masked forward per batch."""
+            correct = 0
+            step = max(1, 3072 // n)
+            with torch.no_grad(), hooks.active():
+                hooks.set(masks)
+                for i in range(0, len(x), step):
+                    xb = x[i : i + step]
+                    logits = model(xb.repeat(n, 1, 1, 1)).view(n, len(xb), -1)
+                    own = logits[torch.arange(n), :, torch.arange(n)]  # [n, B]
+                    correct += int((own.argmax(0) == y[i : i + step]).sum())
+            return correct / max(1, len(x))
+
+        importance = kernel_importance(model, groups, ctx.train_x, ctx.train_y, n, cfg.confidence)
+        genome = Genome.from_importance(groups, importance)
+        keep_ratio = _sensitivity(model, hooks, groups, importance, fx, fy, cfg.sensitivity_drop)
+        target = ctx.parent_val_accuracy - cfg.tolerance / 100
+        memo: dict[bytes, tuple[float, float, float]] = {}
+
+        def fitness(individual: torch.Tensor) -> tuple[float, float, float]:
+            key = individual.numpy().tobytes()
+            if key not in memo:
+                masks = genome.masks(individual)
+                acc, div = composed_accuracy(masks, fx, fy), diversity(masks, genome.weights)
+                w = 1.0 if acc < target else cfg.accuracy_weight
+                memo[key] = (w * acc + (1 - w) * div, acc, div)
+            return memo[key]
+
+        # individual 0 is exactly the sensitivity ratios; the rest jitter and mutate around them
+        population = [genome.seed(n, keep_ratio, gen, spread=0.0 if i == 0 else 0.15) for i in range(cfg.population)]
+        population = [mutate(p, cfg.mutation, gen, genome.genes) if i else p for i, p in enumerate(population)]
+        scored = sorted(((fitness(p), p) for p in population), key=lambda t: -t[0][0])
+        history = [_record(0, scored[0], genome)]
+        bar = progress_bar(ctx.progress, cfg.generations, "cnnsplitter", "gen")
+        stale = 0
+        try:
+            for generation in range(1, cfg.generations + 1):
+                best_before = scored[0][0][0]
+                for _ in range(cfg.offspring):
+                    a, b = _tournament(scored, gen), _tournament(scored, gen)
+                    child = mutate(single_point_crossover(a, b, gen), cfg.mutation, gen, genome.genes)
+                    scored.append((fitness(child), child))
+                scored = _unique_best(scored, cfg.population)
+                history.append(_record(generation, scored[0], genome))
+                bar.update(1)
+                bar.set_postfix(best=f"{scored[0][0][0]:.4f}", acc=f"{scored[0][0][1]:.4f}",
+                                kept=f"{history[-1]['retention']:.3f}")
+                stale = 0 if scored[0][0][0] > best_before + 1e-9 else stale + 1
+                if stale >= cfg.patience:
+                    break
+        finally:
+            bar.close()
+
+        best = scored[0][1]
+        masks = genome.masks(best)
+        val_accuracy = composed_accuracy(masks, ctx.val_x, ctx.val_y)
+        slices = []
+        for c in ctx.targets:
+            kept = {g.name: torch.nonzero(masks[g.name][c]).flatten().tolist() for g in groups}
+            slices.append(ClassSlice(class_index=c, kept=kept, head={"type": "logit", "in_features": n, "index": c}))
+        metrics = {
+            "generations_run": len(history) - 1,
+            "candidates_scored": len(memo),
+            "val_accuracy": val_accuracy,
+            "parent_val_accuracy": ctx.parent_val_accuracy,
+            "mean_retention": history[-1]["retention"],
+            "initial_keep_ratio": {g.name: r for g, r in zip(groups, keep_ratio, strict=True)},
+            "history": history,
+        }
+        return SplitOutcome(slices=slices, metrics=metrics)
+
+
+def _per_class(x: torch.Tensor, y: torch.Tensor, n: int, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = torch.cat([torch.nonzero(y == c).flatten()[:per_class] for c in range(n)])
+    return x[idx], y[idx]
+
+
+def _sensitivity(model: nn.Module, hooks: GroupMasks, groups: list[ChannelGroup], importance: dict[str, torch.Tensor],
+                 x: torch.Tensor, y: torch.Tensor, drop: float) -> list[float]:
+    """Per group, the smallest keep ratio (of 0.1 .. 1.0) that costs the parent at most ``drop`` points alone.
+
+    The candidate ratios of one group run as one batched masked forward.
+    """
+    ratios = [r / 10 for r in range(1, 10)]
+    m = len(ratios)
+    with torch.no_grad():
+        base = float((torch.cat([model(x[i : i + 512]) for i in range(0, len(x), 512)]).argmax(1) == y)
+                     .float().mean())
+    out = []
+    for g in groups:
+        order = importance[g.name].mean(0).argsort(descending=True)
+        masks = {h.name: torch.ones(m, h.size) for h in groups}
+        for j, r in enumerate(ratios):
+            masks[g.name][j] = 0
+            masks[g.name][j, order[: max(1, math.ceil(r * g.size))]] = 1
+        correct = torch.zeros(m)
+        step = max(1, 2048 // m)
+        with torch.no_grad(), hooks.active():
+            hooks.set(masks)
+            for i in range(0, len(x), step):
+                xb = x[i : i + step]
+                pred = model(xb.repeat(m, 1, 1, 1)).view(m, len(xb), -1).argmax(2)
+                correct += (pred == y[i : i + step]).sum(1)
+        acc = correct / len(x)
+        ok = [r for r, a in zip(ratios, acc.tolist(), strict=True) if a >= base - drop / 100]
+        out.append(min(ok) if ok else 1.0)
+    return out
+
+
+def _tournament(scored: list, generator: torch.Generator, size: int = 3) -> torch.Tensor:
+    picks = torch.randint(0, len(scored), (size,), generator=generator).tolist()
+    return scored[min(picks)][1]  # scored is sorted best first
+
+
+def _unique_best(scored: list, keep: int) -> list:
+    seen, out = set(), []
+    for item in sorted(scored, key=lambda t: -t[0][0]):
+        key = item[1].numpy().tobytes()
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out[:keep]
+
+
+def _record(generation: int, best: tuple, genome: Genome) -> dict:
+    (fit, acc, div), individual = best
+    masks = genome.masks(individual)
+    kept = torch.cat(list(masks.values()), dim=1)
+    retention = float(((kept * genome.weights).sum(1) / genome.weights.sum()).mean())
+    return {"generation": generation, "fitness": fit, "fitness_accuracy": acc, "diversity": div,
+            "retention": retention}
+
