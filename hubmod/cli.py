@@ -329,7 +329,7 @@ def methods() -> None:
 
     for name, cls in METHODS.items():
         typer.echo(f"{name}: {cls.pretty_name} — {cls.paper} ({cls.paper_url})")
-        for item in cls.config_class.describe().split("; "):
+        for item in cls.config_class.option_lines():
             typer.echo(f"    -p {item}")
 
 

@@ -1,5 +1,6 @@
 """The hubmod command line, driven through typer's test runner on a tiny real parent."""
 
+import dataclasses
 import json
 
 import pytest
@@ -21,12 +22,19 @@ def _run(*args, code=0):
 
 def test_help_teaches():
     out = _run("--help").output
-    for cmd in ("split", "compose", "eval", "inspect", "methods"):
+    for cmd in ("split", "compose", "eval", "inspect", "methods", "patch"):
         assert cmd in out
     split_help = _run("split", "--help").output
     assert "--dataset" in split_help and "--repo-prefix" in split_help and "--hub" in split_help
+    patch_help = _run("patch", "--help").output
+    assert "--module" in patch_help and "--strategy" in patch_help and "--output" in patch_help
     methods = _run("methods").output
-    assert "gradsplitter" in methods and "alpha=" in methods and "train_per_class=" in methods
+    assert "gradsplitter" in methods and "cnnsplitter" in methods and "population=" in methods
+    from hubmod.splitters import METHODS
+
+    option_lines = [line.strip() for line in methods.splitlines() if line.strip().startswith("-p ")]
+    assert len(option_lines) == sum(len(dataclasses.fields(m.config_class)) for m in METHODS.values())
+    assert any(line.startswith("-p alpha=1.0 (") and "higher gives smaller modules" in line for line in option_lines)
 
 
 @pytest.fixture

@@ -94,10 +94,15 @@ class MethodConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def describe(cls) -> str:
+    def option_lines(cls) -> list[str]:
+        """``name=default (what it does)`` for every option, in declaration order."""
         docs = getattr(cls, "option_docs", {})
-        return "; ".join(f"{f.name}={f.default!r}" + (f" ({docs[f.name]})" if f.name in docs else "")
-                         for f in dataclasses.fields(cls))
+        return [f"{f.name}={f.default!r}" + (f" ({docs[f.name]})" if f.name in docs else "")
+                for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def describe(cls) -> str:
+        return "; ".join(cls.option_lines())
 
 
 def _coerce(value: Any, typ: type) -> Any:
