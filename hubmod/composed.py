@@ -21,8 +21,8 @@ from .artifact import HubArtifact
 from .errors import HubmodError, InvalidRepoError
 from .hub import Hub, Snapshot, get_hub, hub_named, open_ref
 from .module import MODULE_KIND, ClassModule
-from .parents import WEIGHTS, load_state
-from .preprocess import prepare_input, preprocess, to_uint8_batch
+from .parents import WEIGHTS, load_state, substate
+from .preprocess import batches_by_config
 from .refs import match_class, parse_ref
 
 COMPOSED_KIND = "composed_classifier"
@@ -65,23 +65,12 @@ class ComposedClassifier(HubArtifact, nn.Module):
     @torch.no_grad()
     def forward(self, images: Any, batch_size: int = 256) -> torch.Tensor:
         """Calibrated scores [B, k] for raw images (or preprocessed input, if every module shares it)."""
-        configs = {m.data_config for m in self.class_modules}
-        if isinstance(images, torch.Tensor) and images.is_floating_point():
-            if len(configs) > 1:
-                raise HubmodError("these modules expect different preprocessing: pass raw uint8 or PIL images")
-            raw = None
-            prepared = {next(iter(configs)): prepare_input(images, next(iter(configs)))}
-        else:
-            raw = to_uint8_batch(images)
-            prepared = {}
-        n = len(raw) if raw is not None else len(next(iter(prepared.values())))
-        out = torch.empty(n, len(self.class_modules))
-        for start in range(0, n, batch_size):
-            inputs = {cfg: (preprocess(raw[start : start + batch_size], cfg) if raw is not None
-                            else prepared[cfg][start : start + batch_size]) for cfg in configs}
-            for j, m in enumerate(self.class_modules):
-                out[start : start + batch_size, j] = m.calibrated(m(inputs[m.data_config]), self.calibration)
-        return out
+        configs = [m.data_config for m in self.class_modules]
+        out = []
+        for inputs in batches_by_config(images, configs, batch_size, "these modules"):
+            scores = [m.calibrated(m(inputs[m.data_config]), self.calibration) for m in self.class_modules]
+            out.append(torch.stack(scores, dim=1))
+        return torch.cat(out) if out else torch.empty(0, len(self.class_modules))
 
     def predict(self, images: Any) -> list[str]:
         """Class names, one per image."""
@@ -128,9 +117,8 @@ class ComposedClassifier(HubArtifact, nn.Module):
             state = load_state(snap.file(WEIGHTS), snap.name)
             modules = []
             for i, entry in enumerate(entries):
-                prefix = f"modules.{i}."
-                sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-                modules.append(ClassModule.from_config(entry.get("config") or {}, sub, f"{snap.name} module {i}"))
+                modules.append(ClassModule.from_config(entry.get("config") or {}, substate(state, f"modules.{i}."),
+                                                       f"{snap.name} module {i}"))
         else:  # no consolidated weights: fetch each module at its pinned commit
             modules = [_pinned_module(e, hub) for e in entries]
         provenance = [{k: e.get(k) for k in ("repo_id", "revision", "hub")} for e in entries]

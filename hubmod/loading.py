@@ -6,6 +6,7 @@ The kind is read from the repo's own files (``hubmod_kind`` in config.json, or a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from .metrics import EvalReport, model_logits, report
 from .module import MODULE_KIND, ClassModule
 from .parents import Parent, parent_from_snapshot
 from .patching import PATCHED_KIND, PatchedClassifier
+from .preprocess import DataConfig
 from .refs import RepoRef, parse_source
 
 PARENT, MODULE, COMPOSED, INDEX, PATCHED = "parent", "class_module", "composed_classifier", "split_index", PATCHED_KIND
@@ -57,9 +59,7 @@ def load(source: str, hub: str | Hub | None = None, revision: str | None = None)
 
 
 def class_names_of(loaded: Loaded) -> list[str]:
-    if loaded.kind == PARENT:
-        return loaded.obj.class_names
-    if loaded.kind in (COMPOSED, PATCHED):
+    if loaded.kind in (PARENT, COMPOSED, PATCHED):
         return loaded.obj.class_names
     if loaded.kind == MODULE:
         return [loaded.obj.class_name]
@@ -84,16 +84,15 @@ def evaluate(source: str | Loaded, dataset: str, split: str = "test", hub: str |
         return report(pred, data.labels, data.class_names, model=name, dataset=dataset, split=split)
     if loaded.kind == COMPOSED:
         model: ComposedClassifier = loaded.obj
-        size = max((m.data_config.input_size[1:] for m in model.class_modules), key=lambda s: s[0] * s[1])
-        data = load_images(dataset, split, tuple(size)).for_classes(model.class_names, name)
+        data = load_images(dataset, split, _largest_size(m.data_config for m in model.class_modules))
+        data = data.for_classes(model.class_names, name)
         pred = model(data.images).argmax(1)
         return report(pred, data.labels, data.class_names, model=name, dataset=dataset, split=split,
                       extra={"calibration": model.calibration})
     if loaded.kind == PATCHED:
         patched: PatchedClassifier = loaded.obj
-        size = max((patched.weak_spec.data_config.input_size[1:], patched.module.data_config.input_size[1:]),
-                   key=lambda s: s[0] * s[1])
-        data = load_images(dataset, split, tuple(size)).for_classes(patched.class_names, name)
+        data = load_images(dataset, split, _largest_size([patched.weak_spec.data_config, patched.module.data_config]))
+        data = data.for_classes(patched.class_names, name)
         pred = patched(data.images).argmax(1)
         return report(pred, data.labels, data.class_names, model=name, dataset=dataset, split=split,
                       extra={"patched_class": patched.class_names[patched.target], "strategy": patched.strategy})
@@ -103,6 +102,11 @@ def evaluate(source: str | Loaded, dataset: str, split: str = "test", hub: str |
     pred = (module.probability(data.images) >= 0.5).long()
     return report(pred, own, ["rest", module.class_name], model=name, dataset=dataset, split=split,
                   extra={"mode": "one-vs-rest, Platt probability >= 0.5"})
+
+
+def _largest_size(configs: Iterable[DataConfig]) -> tuple[int, int]:
+    """The largest (height, width) among models that each resize the images themselves: decode once at that size."""
+    return tuple(max((tuple(c.input_size[1:]) for c in configs), key=lambda hw: hw[0] * hw[1]))
 
 
 def _own_class_labels(data: LabeledImages, class_name: str, where: str) -> torch.Tensor:

@@ -137,6 +137,11 @@ def load_state(path: Path, where: str) -> dict[str, torch.Tensor]:
         raise InvalidRepoError(f"{where}: {path.name} is corrupt or not safetensors ({e}); re-publish it") from None
 
 
+def substate(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors under ``prefix`` (e.g. ``"modules.3."``) with the prefix removed: one part of a consolidated file."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
     try:
         model.load_state_dict(state, strict=True)

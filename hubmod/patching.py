@@ -22,8 +22,8 @@ from .composed import resolve_ref
 from .errors import HubmodError, InvalidRepoError
 from .hub import Hub, Snapshot
 from .module import ClassModule
-from .parents import WEIGHTS, ParentSpec, load_parent, load_state, load_weights
-from .preprocess import prepare_input, preprocess, to_uint8_batch
+from .parents import WEIGHTS, ParentSpec, load_parent, load_state, load_weights, substate
+from .preprocess import batches_by_config
 from .refs import match_class
 
 PATCHED_KIND = "patched_classifier"
@@ -61,25 +61,15 @@ class PatchedClassifier(HubArtifact, nn.Module):
     def forward(self, images: Any, batch_size: int = 256) -> torch.Tensor:
         """[B, N] scores: the weak model's softmax over its other classes, the module's for the target."""
         weak_cfg, module_cfg = self.weak_spec.data_config, self.module.data_config
-        if isinstance(images, torch.Tensor) and images.is_floating_point():
-            if weak_cfg != module_cfg:
-                raise HubmodError("the weak model and the module expect different preprocessing: "
-                                  "pass raw uint8 or PIL images")
-            x = prepare_input(images, weak_cfg)
-            batches = ((x[i : i + batch_size], x[i : i + batch_size]) for i in range(0, len(x), batch_size))
-        else:
-            raw = to_uint8_batch(images)
-            batches = ((preprocess(raw[i : i + batch_size], weak_cfg), preprocess(raw[i : i + batch_size], module_cfg))
-                       for i in range(0, len(raw), batch_size))
-        out = []
         others = [c for c in range(self.weak_spec.num_classes) if c != self.target]
-        for xw, xm in batches:
-            logits = self.weak(xw)
+        out = []
+        for inputs in batches_by_config(images, (weak_cfg, module_cfg), batch_size, "the weak model and the module"):
+            logits = self.weak(inputs[weak_cfg])
             scores = torch.empty_like(logits)
             scores[:, others] = logits[:, others].softmax(1)
-            scores[:, self.target] = self.module.calibrated(self.module(xm), self.strategy)
+            scores[:, self.target] = self.module.calibrated(self.module(inputs[module_cfg]), self.strategy)
             out.append(scores)
-        return torch.cat(out)
+        return torch.cat(out) if out else torch.empty(0, self.weak_spec.num_classes)
 
     def predict(self, images: Any) -> list[str]:
         names = self.class_names
@@ -131,9 +121,8 @@ class PatchedClassifier(HubArtifact, nn.Module):
         state = load_state(snap.file(WEIGHTS), snap.name)
         spec = ParentSpec.from_config(weak_entry.get("spec") or {}, f"{snap.name} weak model")
         weak = spec.build()
-        load_weights(weak, {k[5:]: v for k, v in state.items() if k.startswith("weak.")}, f"{snap.name} weak model")
-        module = ClassModule.from_config(module_entry.get("config") or {},
-                                         {k[7:]: v for k, v in state.items() if k.startswith("module.")},
+        load_weights(weak, substate(state, "weak."), f"{snap.name} weak model")
+        module = ClassModule.from_config(module_entry.get("config") or {}, substate(state, "module."),
                                          f"{snap.name} module")
         target = data.get("target_index")
         if not isinstance(target, int) or not 0 <= target < spec.num_classes:

@@ -10,7 +10,7 @@ preprocessed without PIL in the loop.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -179,3 +179,23 @@ def prepare_input(images, cfg: DataConfig) -> torch.Tensor:
             )
         return images
     return preprocess(to_uint8_batch(images), cfg)
+
+
+def batches_by_config(images, configs: Iterable[DataConfig], batch_size: int,
+                      who: str = "these models") -> Iterator[dict[DataConfig, torch.Tensor]]:
+    """Batches of ``images``, each preprocessed once per distinct data config among ``configs``.
+
+    Models that share a data config share one preprocessed tensor. A float tensor is taken as
+    already preprocessed, which only makes sense when there is one data config.
+    """
+    distinct = list(dict.fromkeys(configs))
+    if isinstance(images, torch.Tensor) and images.is_floating_point():
+        if len(distinct) > 1:
+            raise HubmodError(f"{who} expect different preprocessing: pass raw uint8 or PIL images")
+        x = prepare_input(images, distinct[0])
+        for start in range(0, len(x), batch_size):
+            yield {distinct[0]: x[start : start + batch_size]}
+        return
+    raw = to_uint8_batch(images)
+    for start in range(0, len(raw), batch_size):
+        yield {cfg: preprocess(raw[start : start + batch_size], cfg) for cfg in distinct}

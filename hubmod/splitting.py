@@ -25,7 +25,7 @@ from .data import LabeledImages, dataset_splits, load_for_model
 from .hub import Hub, get_hub, open_ref
 from .metrics import model_logits, per_class_metrics, pre_logits, refit_classifier
 from .module import ClassModule, ModuleConfig, attach_head
-from .parents import Parent, parent_from_snapshot
+from .parents import Parent, parent_from_snapshot, substate
 from .preprocess import preprocess
 from .refs import class_slugs, match_class, parse_source, validate_repo_id
 from .splitters import ClassSlice, SplitContext, get_splitter
@@ -214,7 +214,7 @@ def _build_module(s: ClassSlice, model: torch.nn.Module, groups: list, example: 
     else:
         backbone, kept, zeroed = extract(model, groups, s.kept, example)
     backbone, head = attach_head(backbone, s.head, len(base["parent"]["label_names"]), example)
-    head.load_state_dict({k[len("head."):]: v for k, v in s.head_state.items()}, strict=True)
+    head.load_state_dict(substate(s.head_state, "head."), strict=True)
     channels = {"example_input": list(example.shape),
                 "groups": [{"name": g.name, "size": g.size, "kept": kept[g.name],
                             **({"zeroed": True} if g.name in zeroed else {})} for g in groups]}

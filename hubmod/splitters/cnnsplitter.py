@@ -19,6 +19,7 @@ What hubmod does where the authors worked by hand or on a GPU:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -142,7 +143,7 @@ class Genome:
 
     @property
     def offsets(self) -> list[int]:
-        return [0, *torch.tensor(self.genes).cumsum(0).tolist()]
+        return gene_offsets(self.genes)
 
     def masks(self, individual: torch.Tensor) -> dict[str, torch.Tensor]:
         """individual [n, total genes] (bool) -> per-group channel masks [n, size] (float)."""
@@ -160,6 +161,23 @@ class Genome:
         return torch.cat(parts, dim=1)
 
 
+def gene_offsets(genes: list[int]) -> list[int]:
+    """Where each group's genes start in an individual, and the total at the end."""
+    return [0, *torch.tensor(genes).cumsum(0).tolist()]
+
+
+def masked_logits(model: nn.Module, hooks: GroupMasks, masks: dict[str, torch.Tensor], x: torch.Tensor,
+                  images_per_pass: int) -> Iterator[tuple[slice, torch.Tensor]]:
+    """(rows of ``x``, logits [copies, rows, N]) with every mask copy run in one batched forward per chunk."""
+    copies = next(iter(masks.values())).shape[0]
+    step = max(1, images_per_pass // copies)
+    with torch.no_grad(), hooks.active():
+        hooks.set(masks)
+        for i in range(0, len(x), step):
+            xb = x[i : i + step]
+            yield slice(i, i + len(xb)), model(xb.repeat(copies, 1, 1, 1)).view(copies, len(xb), -1)
+
+
 def single_point_crossover(a: torch.Tensor, b: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A child taking a's genes before a random cut of the flattened genome and b's after it."""
     flat_a, flat_b = a.flatten(), b.flatten()
@@ -171,8 +189,7 @@ def mutate(individual: torch.Tensor, rate: float, generator: torch.Generator, ge
     """Flip each gene with probability ``rate``; every module keeps its top rank group in every group."""
     flips = torch.rand(individual.shape, generator=generator) < rate
     child = individual ^ flips
-    off = [0, *torch.tensor(genes).cumsum(0).tolist()]
-    for start in off[:-1]:
+    for start in gene_offsets(genes)[:-1]:
         child[:, start] = True
     return child
 
@@ -210,14 +227,9 @@ class CNNSplitter(Splitter):
         def composed_accuracy(masks: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
             """Argmax over each module's own-class logit, all N modules in one masked forward per batch."""
             correct = 0
-            step = max(1, 3072 // n)
-            with torch.no_grad(), hooks.active():
-                hooks.set(masks)
-                for i in range(0, len(x), step):
-                    xb = x[i : i + step]
-                    logits = model(xb.repeat(n, 1, 1, 1)).view(n, len(xb), -1)
-                    own = logits[torch.arange(n), :, torch.arange(n)]  # [n, B]
-                    correct += int((own.argmax(0) == y[i : i + step]).sum())
+            for rows, logits in masked_logits(model, hooks, masks, x, 3072):
+                own = logits[torch.arange(n), :, torch.arange(n)]  # [n, B]
+                correct += int((own.argmax(0) == y[rows]).sum())
             return correct / max(1, len(x))
 
         importance = kernel_importance(model, groups, ctx.train_x, ctx.train_y, n, cfg.confidence)
@@ -303,13 +315,8 @@ def _sensitivity(model: nn.Module, hooks: GroupMasks, groups: list[ChannelGroup]
             masks[g.name][j] = 0
             masks[g.name][j, order[: max(1, math.ceil(r * g.size))]] = 1
         correct = torch.zeros(m)
-        step = max(1, 2048 // m)
-        with torch.no_grad(), hooks.active():
-            hooks.set(masks)
-            for i in range(0, len(x), step):
-                xb = x[i : i + step]
-                pred = model(xb.repeat(m, 1, 1, 1)).view(m, len(xb), -1).argmax(2)
-                correct += (pred == y[i : i + step]).sum(1)
+        for rows, logits in masked_logits(model, hooks, masks, x, 2048):
+            correct += (logits.argmax(2) == y[rows]).sum(1)
         acc = correct / len(x)
         ok = [r for r, a in zip(ratios, acc.tolist(), strict=True) if a >= base - drop / 100]
         out.append(min(ok) if ok else 1.0)
