@@ -30,7 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="hubmod_vgg", help="parent architecture (hubmod_vgg is quick on a CPU)")
     ap.add_argument("--epochs", default="1", help="parent training epochs")
-    ap.add_argument("--quick", action="store_true", help="smaller split budget (about a minute)")
+    ap.add_argument("--quick", action="store_true", help="smaller split budget (train_per_class=200, max_cycles=4)")
     args = ap.parse_args()
     os.environ.setdefault("HUBMOD_HOME", str(ROOT / "runs" / "demo" / "hubmod-home"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
