@@ -10,6 +10,7 @@ from hubmod.channels import channel_groups
 from hubmod.errors import HubmodError
 from hubmod.splitters.cnnsplitter import (
     Genome,
+    OwnLogits,
     diversity,
     kernel_importance,
     mutate,
@@ -47,6 +48,28 @@ def test_genes_live_on_channel_groups_so_residual_layers_share_them():
                 assert kept.min() >= dropped.max()
     assert genome.weights.shape[0] == sum(g.size for g in groups)
     assert genome.weights.max() == max(len(g.conv_modules) for g in groups)
+
+
+def test_own_logits_run_only_new_modules_and_match_a_full_evaluation():
+    from hubmod.channels import GroupMasks
+    from hubmod.splitters.cnnsplitter import masked_logits
+
+    model, groups = _resnet()
+    gen = torch.Generator().manual_seed(1)
+    genome = Genome.from_importance(groups, {g.name: torch.rand(4, g.size, generator=gen) for g in groups})
+    hooks = GroupMasks(model, groups)
+    x = torch.randn(12, 1, 28, 28)
+    own = OwnLogits(model, hooks, genome, x, images_per_pass=20)
+    a = genome.seed(4, [0.6] * len(groups), gen)
+    b = a.clone()
+    b[2] = genome.seed(4, [0.3] * len(groups), gen)[2]  # only module 2 differs
+    out_a = own(a)
+    assert own.modules_run == 4
+    out_b = own(b)
+    assert own.modules_run == 5  # modules 0, 1, 3 came from the memo
+    assert torch.equal(out_b[[0, 1, 3]], out_a[[0, 1, 3]])
+    full = torch.cat([logits for _, logits in masked_logits(model, hooks, genome.masks(b), x, 1000)], dim=1)
+    assert torch.allclose(out_b, full[torch.arange(4), :, torch.arange(4)], atol=1e-5)
 
 
 def test_crossover_takes_a_prefix_and_a_suffix():

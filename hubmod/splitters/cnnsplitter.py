@@ -18,7 +18,6 @@ What hubmod does where the authors worked by hand or on a GPU:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -35,14 +34,14 @@ from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter
 class CNNSplitterConfig(MethodConfig):
     train_per_class: int = 200
     val_per_class: int = 200
-    fitness_per_class: int = 30
+    fitness_per_class: int = 50
     confidence: float = 0.9
     population: int = 20
     generations: int = 40
     offspring: int = 6
-    mutation: float = 0.02
+    mutation: float = 0.01
     accuracy_weight: float = 0.9
-    sensitivity_drop: float = 1.0
+    sensitivity_drop: float = 0.5
     tolerance: float = 1.0
     patience: int = 10
 
@@ -56,8 +55,8 @@ class CNNSplitterConfig(MethodConfig):
         "offspring": "children made (and scored) per generation",
         "mutation": "probability that a child's gene flips",
         "accuracy_weight": "weight of composed accuracy in the fitness (the rest is module diversity)",
-        "sensitivity_drop": "accuracy points a layer may cost when pruned alone (sets initial keep ratios)",
-        "tolerance": "below parent accuracy minus this many points, fitness is accuracy alone",
+        "sensitivity_drop": "accuracy points a channel group may cost when pruned alone (sets initial keep ratios)",
+        "tolerance": "accuracy points below the parent that a candidate may lose and still count as feasible",
         "patience": "stop after this many generations without a better best fitness",
     }
 
@@ -142,21 +141,30 @@ class Genome:
         return cls(groups, chunk_of, genes, weights)
 
     @property
+    def modules(self) -> int:
+        return next(iter(self.chunk_of.values())).shape[0]
+
+    @property
     def offsets(self) -> list[int]:
         return gene_offsets(self.genes)
 
-    def masks(self, individual: torch.Tensor) -> dict[str, torch.Tensor]:
-        """individual [n, total genes] (bool) -> per-group channel masks [n, size] (float)."""
+    def masks(self, individual: torch.Tensor, modules: list[int] | None = None) -> dict[str, torch.Tensor]:
+        """individual [m, total genes] (bool) -> per-group channel masks [m, size] (float).
+
+        The rows are modules ``modules`` (all n modules, in order, by default).
+        """
         off = self.offsets
-        return {g.name: individual[:, off[i] : off[i + 1]].gather(1, self.chunk_of[g.name]).float()
+        return {g.name: individual[:, off[i] : off[i + 1]].gather(
+                    1, self.chunk_of[g.name] if modules is None else self.chunk_of[g.name][modules]).float()
                 for i, g in enumerate(self.groups)}
 
-    def seed(self, n: int, keep_ratio: list[float], generator: torch.Generator, spread: float = 0.15) -> torch.Tensor:
-        """One individual: each module keeps the top ~keep_ratio of each group's rank groups."""
+    def seed(self, n: int, keep_ratio: list[float], generator: torch.Generator, spread: float = 0.15,
+             scale: float = 1.0) -> torch.Tensor:
+        """One individual: each module keeps the top ~scale x keep_ratio (+- spread) of each group's rank groups."""
         parts = []
         for k, r in zip(self.genes, keep_ratio, strict=True):
             jitter = (torch.rand(n, generator=generator) * 2 - 1) * spread
-            on = torch.clamp(torch.ceil((r + jitter) * k), 1, k).long()
+            on = torch.clamp(torch.ceil((r * scale + jitter) * k), 1, k).long()
             parts.append(torch.arange(k)[None, :] < on[:, None])
         return torch.cat(parts, dim=1)
 
@@ -176,6 +184,36 @@ def masked_logits(model: nn.Module, hooks: GroupMasks, masks: dict[str, torch.Te
         for i in range(0, len(x), step):
             xb = x[i : i + step]
             yield slice(i, i + len(xb)), model(xb.repeat(copies, 1, 1, 1)).view(copies, len(xb), -1)
+
+
+class OwnLogits:
+    """Each module's own-class logit on the fitness images, memoised per (module, its genes).
+
+    A child made by crossover and light mutation shares most of its modules with individuals
+    already scored, so only its new modules are run (as one batched masked forward); this, not
+    the memo per whole genome, is what makes the steady-state search cheap.
+    """
+
+    def __init__(self, model: nn.Module, hooks: GroupMasks, genome: Genome, x: torch.Tensor,
+                 images_per_pass: int = 3072):
+        self.model, self.hooks, self.genome, self.x = model, hooks, genome, x
+        self.images_per_pass = images_per_pass
+        self.memo: dict[tuple[int, bytes], torch.Tensor] = {}
+        self.modules_run = 0
+
+    def __call__(self, individual: torch.Tensor) -> torch.Tensor:
+        """[n, images] own-class logits of the individual's n modules."""
+        keys = [(c, individual[c].numpy().tobytes()) for c in range(individual.shape[0])]
+        new = [c for c, key in enumerate(keys) if key not in self.memo]
+        if new:
+            own = torch.empty(len(new), len(self.x))
+            masks = self.genome.masks(individual[new], new)
+            for rows, logits in masked_logits(self.model, self.hooks, masks, self.x, self.images_per_pass):
+                own[:, rows] = logits[torch.arange(len(new)), :, torch.tensor(new)]
+            for j, c in enumerate(new):
+                self.memo[keys[c]] = own[j]
+            self.modules_run += len(new)
+        return torch.stack([self.memo[key] for key in keys])
 
 
 def single_point_crossover(a: torch.Tensor, b: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -224,31 +262,28 @@ class CNNSplitter(Splitter):
         hooks = GroupMasks(model, groups)
         fx, fy = _per_class(ctx.val_x, ctx.val_y, n, cfg.fitness_per_class)
 
-        def composed_accuracy(masks: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
-            """Argmax over each module's own-class logit, all N modules in one masked forward per batch."""
-            correct = 0
-            for rows, logits in masked_logits(model, hooks, masks, x, 3072):
-                own = logits[torch.arange(n), :, torch.arange(n)]  # [n, B]
-                correct += int((own.argmax(0) == y[rows]).sum())
-            return correct / max(1, len(x))
-
         importance = kernel_importance(model, groups, ctx.train_x, ctx.train_y, n, cfg.confidence)
         genome = Genome.from_importance(groups, importance)
-        keep_ratio = _sensitivity(model, hooks, groups, importance, fx, fy, cfg.sensitivity_drop)
-        target = ctx.parent_val_accuracy - cfg.tolerance / 100
+        own_logits = OwnLogits(model, hooks, genome, fx)
+        parent_fitness_accuracy = own_accuracy(genome, own_logits, fy, [1.0] * len(groups), gen)
+        keep_ratio = _sensitivity(genome, own_logits, fy, gen, parent_fitness_accuracy - cfg.sensitivity_drop / 100)
+        target = parent_fitness_accuracy - cfg.tolerance / 100
         memo: dict[bytes, tuple[float, float, float]] = {}
 
         def fitness(individual: torch.Tensor) -> tuple[float, float, float]:
             key = individual.numpy().tobytes()
             if key not in memo:
-                masks = genome.masks(individual)
-                acc, div = composed_accuracy(masks, fx, fy), diversity(masks, genome.weights)
-                w = 1.0 if acc < target else cfg.accuracy_weight
-                memo[key] = (w * acc + (1 - w) * div, acc, div)
+                acc = float((own_logits(individual).argmax(0) == fy).float().mean())
+                div = diversity(genome.masks(individual), genome.weights)
+                # feasible individuals (within tolerance of the parent) always rank above the rest
+                fit = cfg.accuracy_weight * acc + (1 - cfg.accuracy_weight) * div if acc >= target else acc - 1
+                memo[key] = (fit, acc, div)
             return memo[key]
 
-        # individual 0 is exactly the sensitivity ratios; the rest jitter and mutate around them
-        population = [genome.seed(n, keep_ratio, gen, spread=0.0 if i == 0 else 0.15) for i in range(cfg.population)]
+        # individual 0 is exactly the sensitivity ratios; the others scale them down (to half at
+        # the last) with jitter, so the search starts from a range of module sizes
+        population = [genome.seed(n, keep_ratio, gen, spread=0.0 if i == 0 else 0.1,
+                                  scale=1.0 - 0.5 * i / max(1, cfg.population - 1)) for i in range(cfg.population)]
         population = [mutate(p, cfg.mutation, gen, genome.genes) if i else p for i, p in enumerate(population)]
         scored = sorted(((fitness(p), p) for p in population), key=lambda t: -t[0][0])
         history = [_record(0, scored[0], genome)]
@@ -274,7 +309,7 @@ class CNNSplitter(Splitter):
 
         best = scored[0][1]
         masks = genome.masks(best)
-        val_accuracy = composed_accuracy(masks, ctx.val_x, ctx.val_y)
+        val_accuracy = float((OwnLogits(model, hooks, genome, ctx.val_x)(best).argmax(0) == ctx.val_y).float().mean())
         slices = []
         for c in ctx.targets:
             kept = {g.name: torch.nonzero(masks[g.name][c]).flatten().tolist() for g in groups}
@@ -282,8 +317,10 @@ class CNNSplitter(Splitter):
         metrics = {
             "generations_run": len(history) - 1,
             "candidates_scored": len(memo),
+            "module_forwards": own_logits.modules_run,
             "val_accuracy": val_accuracy,
             "parent_val_accuracy": ctx.parent_val_accuracy,
+            "parent_fitness_accuracy": parent_fitness_accuracy,
             "mean_retention": history[-1]["retention"],
             "initial_keep_ratio": {g.name: r for g, r in zip(groups, keep_ratio, strict=True)},
             "history": history,
@@ -296,30 +333,30 @@ def _per_class(x: torch.Tensor, y: torch.Tensor, n: int, per_class: int) -> tupl
     return x[idx], y[idx]
 
 
-def _sensitivity(model: nn.Module, hooks: GroupMasks, groups: list[ChannelGroup], importance: dict[str, torch.Tensor],
-                 x: torch.Tensor, y: torch.Tensor, drop: float) -> list[float]:
-    """Per group, the smallest keep ratio (of 0.1 .. 1.0) that costs the parent at most ``drop`` points alone.
+def own_accuracy(genome: Genome, own_logits: OwnLogits, y: torch.Tensor, keep: list[float],
+                 generator: torch.Generator) -> float:
+    """Composed accuracy when every module keeps the top ``keep[g]`` of its own channels in each group."""
+    individual = genome.seed(genome.modules, keep, generator, spread=0.0)
+    return float((own_logits(individual).argmax(0) == y).float().mean())
 
-    The candidate ratios of one group run as one batched masked forward.
+
+def _sensitivity(genome: Genome, own_logits: OwnLogits, y: torch.Tensor, generator: torch.Generator,
+                 floor: float, ratios: tuple[float, ...] = tuple(r / 10 for r in range(9, 0, -1))) -> list[float]:
+    """Per group, the smallest keep ratio whose composed accuracy stays at or above ``floor`` alone.
+
+    Every module keeps its own most important channels of the group (the rest of the network
+    whole), and the modules are composed as in the fitness, so the ratios measure what a module
+    can lose rather than what the parent can. Ratios are tried from large to small until one fails.
     """
-    ratios = [r / 10 for r in range(1, 10)]
-    m = len(ratios)
-    with torch.no_grad():
-        base = float((torch.cat([model(x[i : i + 512]) for i in range(0, len(x), 512)]).argmax(1) == y)
-                     .float().mean())
     out = []
-    for g in groups:
-        order = importance[g.name].mean(0).argsort(descending=True)
-        masks = {h.name: torch.ones(m, h.size) for h in groups}
-        for j, r in enumerate(ratios):
-            masks[g.name][j] = 0
-            masks[g.name][j, order[: max(1, math.ceil(r * g.size))]] = 1
-        correct = torch.zeros(m)
-        for rows, logits in masked_logits(model, hooks, masks, x, 2048):
-            correct += (logits.argmax(2) == y[rows]).sum(1)
-        acc = correct / len(x)
-        ok = [r for r, a in zip(ratios, acc.tolist(), strict=True) if a >= base - drop / 100]
-        out.append(min(ok) if ok else 1.0)
+    for i in range(len(genome.groups)):
+        kept = 1.0
+        for r in ratios:
+            if own_accuracy(genome, own_logits, y, [r if j == i else 1.0 for j in range(len(genome.groups))],
+                            generator) < floor:
+                break
+            kept = r
+        out.append(kept)
     return out
 
 
