@@ -31,3 +31,7 @@ class HubAccessError(HubmodError):
     """The hub refused or failed a request (auth, network, server error)."""
 
     exit_code = 4
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient  # a server error or dropped connection that may pass if repeated

@@ -273,16 +273,13 @@ class HfHub(Hub):
         from huggingface_hub import snapshot_download
 
         validate_repo_id(repo_id)
-        with hf_errors(repo_id, revision, self.endpoint):
-            path = Path(
-                snapshot_download(
-                    repo_id,
-                    revision=revision,
-                    endpoint=self.endpoint,
-                    token=self.token,
-                    allow_patterns=READ_PATTERNS,
-                )
-            )
+
+        def download() -> Path:
+            with hf_errors(repo_id, revision, self.endpoint):
+                return Path(snapshot_download(repo_id, revision=revision, endpoint=self.endpoint, token=self.token,
+                                              allow_patterns=READ_PATTERNS))
+
+        path = retry_transient(download)
         sha = path.name  # the cache keeps each commit in snapshots/<sha>/
         if not is_commit_sha(sha):
             raise HubmodError(f"unexpected cache layout for {repo_id}: {path}")
@@ -321,29 +318,64 @@ def hf_errors(repo_id: str, revision: str | None, endpoint: str) -> Iterator[Non
             f"repo {repo_id} not found on {endpoint} (or it is private and you lack access): "
             "check the id, or log in with `hf auth login`"
         ) from None
-    except e.LocalEntryNotFoundError:  # before EntryNotFoundError: it is a subclass
+    except e.LocalEntryNotFoundError as err:  # before EntryNotFoundError: it is a subclass
+        # snapshot_download falls back to the cache when the server fails; say why it failed
+        cause = err.__cause__
+        if isinstance(cause, e.HfHubHTTPError) and getattr(cause, "response", None) is not None:
+            raise _http_error(cause, repo_id, endpoint) from None
+        if isinstance(cause, e.OfflineModeIsEnabled):
+            raise _offline_error(repo_id, endpoint) from None
         raise HubAccessError(
             f"{repo_id} is not in the local cache and {endpoint} cannot be reached "
             "(HF_HUB_OFFLINE=1 or no network): connect, or use the embedded hub with --hub local"
         ) from None
     except e.OfflineModeIsEnabled:
-        raise HubAccessError(
-            f"cannot reach {endpoint} for {repo_id}: HF_HUB_OFFLINE=1 is set; unset it or use --hub local"
-        ) from None
+        raise _offline_error(repo_id, endpoint) from None
     except e.EntryNotFoundError as err:
         raise NotFoundError(f"a file is missing in {repo_id} on {endpoint}: {_first_line(err)}") from None
     except e.HfHubHTTPError as err:
-        status = err.response.status_code if getattr(err, "response", None) is not None else None
-        if status in (401, 403):
-            raise HubAccessError(
-                f"{endpoint} refused access to {repo_id} (HTTP {status}): log in with `hf auth login` "
-                "or set HF_TOKEN with write access to that namespace"
-            ) from None
-        raise HubAccessError(f"{endpoint} failed for {repo_id} (HTTP {status}): {_first_line(err)}") from None
+        raise _http_error(err, repo_id, endpoint) from None
     except OSError as err:  # connection errors from httpx surface as OSError subclasses
         if isinstance(err, FileNotFoundError | PermissionError):
             raise
-        raise HubAccessError(f"cannot reach {endpoint} for {repo_id}: {_first_line(err)}") from None
+        raise HubAccessError(f"cannot reach {endpoint} for {repo_id}: {_first_line(err)}", transient=True) from None
+    except RuntimeError as err:  # huggingface_hub wraps a failed LFS upload (after its retries) this way
+        if err.__cause__ is None:
+            raise
+        raise HubAccessError(f"uploading to {repo_id} on {endpoint} failed ({_first_line(err)} "
+                             f"{_first_line(err.__cause__)}); nothing was committed, run the command again") from None
+
+
+def _http_error(err, repo_id: str, endpoint: str) -> HubAccessError:
+    status = err.response.status_code if getattr(err, "response", None) is not None else None
+    if status in (401, 403):
+        return HubAccessError(
+            f"{endpoint} refused access to {repo_id} (HTTP {status}): log in with `hf auth login` "
+            "or set HF_TOKEN with write access to that namespace"
+        )
+    return HubAccessError(f"{endpoint} failed for {repo_id} (HTTP {status}): {_first_line(err)}",
+                          transient=status is not None and (status >= 500 or status == 429))
+
+
+def _offline_error(repo_id: str, endpoint: str) -> HubAccessError:
+    return HubAccessError(f"cannot reach {endpoint} for {repo_id}: HF_HUB_OFFLINE=1 is set; "
+                          "unset it or use --hub local")
+
+
+def retry_transient(call, attempts: int = 3, first_wait: float = 0.5):
+    """Run ``call()``; repeat it after a short, doubling wait when the hub failed transiently (5xx, 429, drops).
+
+    Only for reads: repeating a read is always safe, repeating a commit is not.
+    """
+    wait = first_wait
+    for attempt in range(attempts):
+        try:
+            return call()
+        except HubAccessError as err:
+            if not err.transient or attempt == attempts - 1:
+                raise
+            time.sleep(wait)
+            wait *= 2
 
 
 def _first_line(err: BaseException) -> str:

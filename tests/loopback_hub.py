@@ -159,6 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.dumps(body).encode()
             headers = {"Content-Type": "application/json", **(headers or {})}
         body = body or b""
+        self._body()
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -174,8 +175,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, {"error": message}, headers, head=head)
 
     def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        """The request body, read once (an answer sent before it is read would break the connection)."""
+        if getattr(self, "_read_body", None) is None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self._read_body = self.rfile.read(length) if length else b""
+        return self._read_body
 
     def _authorized_write(self) -> bool:
         if self.hub.token is None:
@@ -188,6 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         path, query = url.path, parse_qs(url.query)
+        self._read_body = None  # one handler serves every request of a keep-alive connection
         self.hub.calls.append((method, self.path))
         fault = self.hub._fault_for(method, path)
         if fault is not None:

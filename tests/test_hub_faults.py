@@ -1,0 +1,109 @@
+"""Hub faults through the real huggingface_hub client: each maps to one clear error, nothing half-written."""
+
+import pytest
+
+from hubmod.errors import HubAccessError, NotFoundError
+from hubmod.hub import HfHub
+
+
+def _folder(tmp_path, value: int, big: bool = False):
+    d = tmp_path / f"repo-{value}"
+    d.mkdir()
+    (d / "config.json").write_text(f'{{"v": {value}}}')
+    (d / "model.safetensors").write_bytes(b"x" * (11 * 1024 * 1024 if big else 64))
+    return d
+
+
+def _one_line(err: pytest.ExceptionInfo) -> str:
+    text = str(err.value)
+    assert "\n" not in text and "Traceback" not in text
+    return text
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_server_error_on_first_push_leaves_no_repo(loopback, tmp_path, status):
+    loopback.fail("POST", r"/api/models/alice/new/commit/", status=status, times=10)
+    with pytest.raises(HubAccessError) as err:
+        HfHub().push_folder("alice/new", _folder(tmp_path, 1), "first")
+    assert f"HTTP {status}" in _one_line(err) and err.value.exit_code == 4
+    assert not HfHub().repo_exists("alice/new")  # the empty repo made for the push is gone
+
+
+def test_failed_push_keeps_the_previous_commit(loopback, tmp_path):
+    hub = HfHub()
+    sha = hub.push_folder("alice/kept", _folder(tmp_path, 1), "first")
+    loopback.fail("POST", r"/api/models/alice/kept/commit/", status=500, times=10)
+    with pytest.raises(HubAccessError):
+        hub.push_folder("alice/kept", _folder(tmp_path, 2), "second")
+    snap = hub.snapshot("alice/kept")
+    assert snap.sha == sha and (snap.path / "config.json").read_text() == '{"v": 1}'
+
+
+def test_connection_dropped_once_during_lfs_upload_is_retried(loopback, tmp_path):
+    loopback.fail("PUT", r"^/_lfs/", drop=True, times=1)
+    sha = HfHub().push_folder("alice/big", _folder(tmp_path, 1, big=True), "first")
+    assert sum(m == "PUT" for m, _ in loopback.calls) == 2
+    assert HfHub().snapshot("alice/big").sha == sha
+
+
+@pytest.mark.slow  # huggingface_hub backs off for ~25 s before giving up
+def test_connection_dropped_for_good_during_lfs_upload(loopback, tmp_path):
+    """The big file's PUT keeps dying: one line, and no repo left looking complete (or at all)."""
+    loopback.fail("PUT", r"^/_lfs/", drop=True, times=100)
+    with pytest.raises(HubAccessError, match="nothing was committed") as err:
+        HfHub().push_folder("alice/big", _folder(tmp_path, 1, big=True), "first")
+    _one_line(err)
+    assert not HfHub().repo_exists("alice/big")
+    assert not any(m == "POST" and p.startswith("/api/models/alice/big/commit/") for m, p in loopback.calls)
+
+
+def test_transient_download_error_is_retried_or_clear(loopback, tmp_path):
+    loopback.commit("bob/flaky", {"config.json": b'{"v": 7}'})
+    loopback.fail("GET", r"/bob/flaky/resolve/", status=502, times=1)
+    snap = HfHub().snapshot("bob/flaky")  # huggingface_hub retries a 5xx on a download
+    assert (snap.path / "config.json").read_text() == '{"v": 7}'
+    loopback.fail("GET", r"/bob/gone/resolve/|/api/models/bob/gone", status=503, times=50)
+    loopback.commit("bob/gone", {"config.json": b"{}"})
+    with pytest.raises(HubAccessError) as err:
+        HfHub().snapshot("bob/gone")
+    assert "503" in _one_line(err) or "cannot be reached" in _one_line(err)
+
+
+def test_wrong_token_is_refused_with_a_login_hint(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+    from loopback_hub import LoopbackHub
+
+    with LoopbackHub(token="right") as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+        with pytest.raises(HubAccessError) as err:
+            HfHub(endpoint=hub.url, token="wrong").push_folder("alice/x", _folder(tmp_path, 1), "first")
+        assert "HTTP 401" in _one_line(err) and "hf auth login" in str(err.value)
+        hub.fail("GET", r"/api/models/alice/y", status=403, times=20)
+        with pytest.raises(HubAccessError, match="HTTP 403"):
+            HfHub(endpoint=hub.url, token="right").snapshot("alice/y")
+        sha = HfHub(endpoint=hub.url, token="right").push_folder("alice/x", _folder(tmp_path, 2), "first")
+        assert len(sha) == 40
+
+
+def test_missing_repo_file_and_revision_are_distinct(loopback):
+    loopback.commit("bob/z", {"config.json": b"{}"})
+    with pytest.raises(NotFoundError, match="repo nobody/none not found") as e1:
+        HfHub().snapshot("nobody/none")
+    with pytest.raises(NotFoundError, match="revision 'v9' not found") as e2:
+        HfHub().snapshot("bob/z", "v9")
+    assert e1.value.exit_code == e2.value.exit_code == 2
+
+
+def test_offline_mode_reads_the_cache(loopback, monkeypatch):
+    from huggingface_hub import constants
+
+    sha = loopback.commit("bob/cached", {"config.json": b'{"v": 3}'})
+    assert HfHub().snapshot("bob/cached").sha == sha
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    calls = len(loopback.calls)
+    snap = HfHub().snapshot("bob/cached")
+    assert snap.sha == sha and (snap.path / "config.json").read_text() == '{"v": 3}'
+    assert len(loopback.calls) == calls  # nothing touched the server
+    with pytest.raises(HubAccessError, match="HF_HUB_OFFLINE|not in the local cache"):
+        HfHub().snapshot("bob/never-fetched")
