@@ -21,9 +21,10 @@ from .artifact import HubArtifact
 from .errors import HubmodError, InvalidRepoError
 from .hub import Hub, Snapshot, get_hub, hub_named, open_ref
 from .module import MODULE_KIND, ClassModule
-from .parents import WEIGHTS, load_state, substate
+from .parents import WEIGHTS
 from .preprocess import batches_by_config
 from .refs import match_class, parse_ref
+from .weights import load_parts
 
 COMPOSED_KIND = "composed_classifier"
 SPLIT_INDEX = "hubmod_split.json"
@@ -114,11 +115,9 @@ class ComposedClassifier(HubArtifact, nn.Module):
         if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
             raise InvalidRepoError(f"{snap.name}: config.json lists no modules")
         if snap.file(WEIGHTS, required=False) is not None:
-            state = load_state(snap.file(WEIGHTS), snap.name)
-            modules = []
-            for i, entry in enumerate(entries):
-                modules.append(ClassModule.from_config(entry.get("config") or {}, substate(state, f"modules.{i}."),
-                                                       f"{snap.name} module {i}"))
+            modules = [ClassModule.from_config(entry.get("config") or {}, f"{snap.name} module {i}")
+                       for i, entry in enumerate(entries)]
+            load_parts(snap.file(WEIGHTS), {f"modules.{i}.": m for i, m in enumerate(modules)}, snap.name)
         else:  # no consolidated weights: fetch each module at its pinned commit
             modules = [_pinned_module(e, hub) for e in entries]
         provenance = [{k: e.get(k) for k in ("repo_id", "revision", "hub")} for e in entries]

@@ -22,8 +22,9 @@ from .channels import drop_classifier, rebuild
 from .errors import HubmodError, InvalidRepoError
 from .heads import build_head, reads_features
 from .hub import Hub, Snapshot
-from .parents import WEIGHTS, ParentSpec, load_state, load_weights
+from .parents import WEIGHTS, ParentSpec
 from .preprocess import DataConfig, prepare_input
+from .weights import load_parts
 
 MODULE_KIND = "class_module"
 FORMAT_VERSION = 1
@@ -169,10 +170,13 @@ class ClassModule(HubArtifact, nn.Module):
                               f"{data.get('hubmod_kind') or 'timm model'}); use it as a parent or compose from it")
         if snap.file(WEIGHTS, required=False) is None:
             raise InvalidRepoError(f"{snap.name} has no {WEIGHTS}; hubmod only loads safetensors weights")
-        return cls.from_config(data, load_state(snap.file(WEIGHTS), snap.name), snap.name)
+        module = cls.from_config(data, snap.name)
+        load_parts(snap.file(WEIGHTS), {"": module}, snap.name)
+        return module
 
     @classmethod
-    def from_config(cls, data: dict, state: dict[str, torch.Tensor], where: str) -> ClassModule:
+    def from_config(cls, data: dict, where: str) -> ClassModule:
+        """The module config.json describes, with untrained weights: the shapes its weights file must have."""
         config = ModuleConfig.from_dict(data, where)
         spec = config.parent_spec
         groups = config.channels["groups"]
@@ -180,7 +184,6 @@ class ClassModule(HubArtifact, nn.Module):
         backbone = rebuild(spec.build(), {g["name"]: g["size"] for g in groups}, config.kept, example)
         backbone, head = attach_head(backbone, config.head, spec.num_classes, example)
         module = cls(backbone, head, config)
-        load_weights(module, state, where)
         for p in module.parameters():
             p.requires_grad_(False)
         return module

@@ -8,7 +8,6 @@ itself so that only safetensors and JSON are ever read and the commit sha is kno
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -17,6 +16,7 @@ from .errors import HubmodError, InvalidRepoError
 from .hub import Hub, Snapshot, open_ref
 from .preprocess import DataConfig
 from .refs import parse_source
+from .weights import load_parts
 
 WEIGHTS = "model.safetensors"
 _MAX_CLASSES = 100_000
@@ -126,31 +126,9 @@ class Parent:
         return self.snapshot.repo_id or self.snapshot.path.name
 
 
-def load_state(path: Path, where: str) -> dict[str, torch.Tensor]:
-    """Read a safetensors file; a corrupt file is a one-line error, never a deep traceback."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise InvalidRepoError(f"{where}: {path.name} is corrupt or not safetensors ({e}); re-publish it") from None
-
-
 def substate(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The tensors under ``prefix`` (e.g. ``"modules.3."``) with the prefix removed: one part of a consolidated file."""
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def load_weights(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        detail = str(e).splitlines()[0] if str(e) else "mismatch"
-        raise InvalidRepoError(
-            f"{where}: weights do not match the architecture in config.json ({detail}); "
-            "the repo is inconsistent, re-publish it"
-        ) from None
 
 
 def read_license(snapshot: Snapshot) -> str | None:
@@ -175,7 +153,7 @@ def parent_from_snapshot(snapshot: Snapshot) -> Parent:
     _refuse_pickles(snapshot)
     spec = ParentSpec.from_config(cfg, snapshot.name)
     model = spec.build()
-    load_weights(model, load_state(snapshot.file(WEIGHTS), snapshot.name), snapshot.name)
+    load_parts(snapshot.file(WEIGHTS), {"": model}, snapshot.name)
     return Parent(spec=spec, model=model, snapshot=snapshot, license=read_license(snapshot))
 
 

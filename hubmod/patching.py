@@ -22,9 +22,10 @@ from .composed import resolve_ref
 from .errors import HubmodError, InvalidRepoError
 from .hub import Hub, Snapshot
 from .module import ClassModule
-from .parents import WEIGHTS, ParentSpec, load_parent, load_state, load_weights, substate
+from .parents import WEIGHTS, ParentSpec, load_parent
 from .preprocess import batches_by_config
 from .refs import match_class
+from .weights import load_parts
 
 PATCHED_KIND = "patched_classifier"
 FORMAT_VERSION = 1
@@ -118,12 +119,10 @@ class PatchedClassifier(HubArtifact, nn.Module):
             raise InvalidRepoError(f"{snap.name}: config.json needs 'weak' and 'module' objects")
         if snap.file(WEIGHTS, required=False) is None:
             raise InvalidRepoError(f"{snap.name} has no {WEIGHTS}; hubmod only loads safetensors weights")
-        state = load_state(snap.file(WEIGHTS), snap.name)
         spec = ParentSpec.from_config(weak_entry.get("spec") or {}, f"{snap.name} weak model")
         weak = spec.build()
-        load_weights(weak, substate(state, "weak."), f"{snap.name} weak model")
-        module = ClassModule.from_config(module_entry.get("config") or {}, substate(state, "module."),
-                                         f"{snap.name} module")
+        module = ClassModule.from_config(module_entry.get("config") or {}, f"{snap.name} module")
+        load_parts(snap.file(WEIGHTS), {"weak.": weak, "module.": module}, snap.name)
         target = data.get("target_index")
         if not isinstance(target, int) or not 0 <= target < spec.num_classes:
             raise InvalidRepoError(f"{snap.name}: config.json target_index {target!r} is not a class of the weak model")

@@ -79,7 +79,10 @@ def parse_source(text: str) -> RepoRef:
         repo_id, revision = _split_revision(text[len(HF_PREFIX):])
         return RepoRef("hf", validate_repo_id(repo_id), revision)
     if text == "." or text.startswith(_PATH_PREFIXES):
-        return RepoRef("dir", path=Path(text).expanduser())
+        try:
+            return RepoRef("dir", path=Path(text).expanduser())
+        except RuntimeError:  # "~user" for a user this machine does not know
+            raise NotFoundError(f"cannot read {text!r} as a directory: no such home directory") from None
     repo_id, revision = _split_revision(text)
     if repo_id.count("/") != 1:
         raise HubmodError(

@@ -105,6 +105,15 @@ def tiny_parent_dirs(fmnist_train):
     return out
 
 
+@pytest.fixture(scope="session")
+def vgg_split(tiny_parent_dirs):
+    """One tiny split of the VGG parent, measured but not published."""
+    import hubmod
+
+    return hubmod.split(f"{tiny_parent_dirs['vgg']}", "fashion-mnist", options=TINY_SPLIT, seed=0,
+                        publish=False, progress=False)
+
+
 def publish_dir(directory: Path, repo_id: str, hub="local") -> str:
     from hubmod.hub import get_hub
 
