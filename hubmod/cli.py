@@ -92,6 +92,8 @@ def split(
     param: Annotated[list[str], typer.Option("--param", "-p", help="Method option NAME=VALUE (repeatable), "
                                              "e.g. -p alpha=1.0 -p train_per_class=300.")] = [],  # noqa: B006
     publish: Annotated[bool, typer.Option(help="Publish modules and index (--no-publish: only measure).")] = True,
+    resume: Annotated[bool, typer.Option(help="Finish a split that was stopped: reuse its finished search and skip "
+                                         "classes whose repo already holds this split's module.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -106,7 +108,7 @@ def split(
         report = run_split(source, dataset, method=method,
                            classes=[c.strip() for c in classes.split(",")] if classes else None,
                            repo_prefix=repo_prefix, hub=hub, seed=seed, options=_parse_params(param),
-                           publish=publish, progress=progress and not as_json)
+                           publish=publish, progress=progress and not as_json, resume=resume)
         if as_json:
             typer.echo(json.dumps(report.to_dict(), indent=1))
         else:
@@ -144,7 +146,7 @@ def compose(
                                               "bare module repo. Modules may come from different parents.")],
     output: Annotated[str | None, typer.Option("--output", "-o", help="Publish the classifier as this repo.")] = None,
     calibration: Annotated[str, typer.Option(help="How module scores are made comparable: auto (none for "
-                                             "modules of one split, else platt), none, minmax, platt.")] = "auto",
+                                             "modules of one split, else minmax), none, minmax, platt.")] = "auto",
     hub: HubOpt = None,
     dataset: Annotated[str | None, typer.Option("--eval-dataset", help="Also evaluate on this dataset's "
                                                 "test split.")] = None,
@@ -320,6 +322,43 @@ def _fmt(value) -> str:
     if isinstance(value, list | dict):
         return json.dumps(value)
     return str(value)
+
+
+@app.command()
+def export(
+    source: Annotated[str, typer.Argument(help="A composed classifier (or a single module) to export.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="The .onnx file to write.")],
+    input_size: Annotated[str | None, typer.Option(help="Raw image size C,H,W the graph takes (default: the "
+                                                   "first module's input size); the batch is dynamic.")] = None,
+    hub: HubOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write an ONNX graph: uint8 images in, one calibrated score out per class.
+
+    Preprocessing, every module and calibration are in the graph; it is checked against PyTorch
+    with onnxruntime before the file is written. Example: hubmod export me/shoes -o shoes.onnx
+    """
+
+    def body():
+        from .errors import HubmodError
+        from .onnx_export import export as run_export
+
+        size = None
+        if input_size:
+            try:
+                size = tuple(int(v) for v in input_size.split(","))
+            except ValueError:
+                size = ()
+            if len(size) != 3 or min(size) < 1:
+                raise HubmodError(f"--input-size {input_size!r} must be C,H,W (e.g. 1,28,28)")
+        info = run_export(source, output, size, hub)
+        if as_json:
+            typer.echo(json.dumps(info, indent=1))
+        else:
+            typer.echo(f"wrote {info['path']}: input uint8 {info['input']}, {len(info['outputs'])} outputs; "
+                       f"max |ONNX - PyTorch| {info['max_abs_diff']:.1e} on {info['checked_images']} images")
+
+    _run(body)
 
 
 @app.command()

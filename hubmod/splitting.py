@@ -28,6 +28,7 @@ from .module import ClassModule, ModuleConfig, attach_head
 from .parents import Parent, parent_from_snapshot, substate
 from .preprocess import preprocess
 from .refs import class_slugs, match_class, parse_source, validate_repo_id
+from .resume import clear_checkpoint, load_checkpoint, published_revision, save_checkpoint
 from .splitters import ClassSlice, SplitContext, get_splitter
 
 HELD_OUT_FRACTION = 0.2
@@ -131,8 +132,13 @@ def split(
     options: dict | None = None,
     publish: bool = True,
     progress: bool = True,
+    resume: bool = False,
 ) -> SplitReport:
-    """Split ``source`` into class modules on ``dataset`` and (by default) publish them to the hub."""
+    """Split ``source`` into class modules on ``dataset`` and (by default) publish them to the hub.
+
+    With ``resume``, a split stopped before its index was published continues: classes whose repo
+    already holds this split's module are not published again, and a finished search is reused.
+    """
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     hub_obj = get_hub(hub)
@@ -153,32 +159,45 @@ def split(
 
     model = parent.model.eval()
     example = torch.zeros(1, *parent.data_config.input_size)
-    groups = channel_groups(model, example)  # before freezing: torch-pruning traces through autograd
-    for p in model.parameters():
-        p.requires_grad_(False)
-    with torch.no_grad():
-        parent_val_acc = float((model(data.val_x).argmax(1) == data.val_y).float().mean())
-
-    t = time.perf_counter()
-    ctx = SplitContext(model, groups, len(names), data.train_x, data.train_y, data.val_x, data.val_y, targets,
-                       example, seed, progress, parent_val_acc)
-    outcome = splitter.split(ctx)
-    times["search"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    base = {
-        "parent": {**parent.spec.to_dict(), "repo_id": parent.snapshot.repo_id, "revision": parent.snapshot.sha,
-                   "hub": parent.snapshot.hub, "license": parent.license},
-        "data_config": parent.data_config.to_dict(),
-        "method": {"name": method, "params": mcfg.to_dict()},
-        "dataset": {"name": dataset, "hub_id": data.hub_id, "train_samples": len(data.train_y),
-                    "val_samples": len(data.val_y), "seed": seed},
-        "split_id": _split_id(parent, method, mcfg.to_dict(), seed, dataset),
-        "command": _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options),
-    }
     parent_sizes = {"kernels": count_kernels(model), "params": count_params(model), "macs": count_macs(model, example)}
-    modules = [_build_module(s, model, groups, example, base, parent_sizes, data) for s in outcome.slices]
-    times["extract"] = time.perf_counter() - t
+    split_id = _split_id(parent, method, mcfg.to_dict(), seed, dataset)
+    done = ({c: sha for c in targets if (sha := published_revision(hub_obj, repo_ids[c], split_id))}
+            if resume and publish else {})
+    restored = load_checkpoint(split_id, targets) if resume else None
+    if restored is None and done and len(done) == len(targets):  # all published, checkpoint gone
+        restored = ([ClassModule.from_pretrained(repo_ids[c], revision=done[c], hub=hub_obj) for c in targets],
+                    {"resumed_from": "published modules"})
+    if restored is not None:
+        modules, method_metrics = restored
+        times["search"] = times["extract"] = 0.0
+    else:
+        t = time.perf_counter()
+        groups = channel_groups(model, example)  # before freezing: torch-pruning traces through autograd
+        for p in model.parameters():
+            p.requires_grad_(False)
+        with torch.no_grad():
+            parent_val_acc = float((model(data.val_x).argmax(1) == data.val_y).float().mean())
+        ctx = SplitContext(model, groups, len(names), data.train_x, data.train_y, data.val_x, data.val_y, targets,
+                           example, seed, progress, parent_val_acc)
+        outcome = splitter.split(ctx)
+        times["search"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        base = {
+            "parent": {**parent.spec.to_dict(), "repo_id": parent.snapshot.repo_id,
+                       "revision": parent.snapshot.sha, "hub": parent.snapshot.hub, "license": parent.license},
+            "data_config": parent.data_config.to_dict(),
+            "method": {"name": method, "params": mcfg.to_dict()},
+            "dataset": {"name": dataset, "hub_id": data.hub_id, "train_samples": len(data.train_y),
+                        "val_samples": len(data.val_y), "seed": seed},
+            "split_id": split_id,
+            "command": _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options),
+        }
+        modules = [_build_module(s, model, groups, example, base, parent_sizes, data) for s in outcome.slices]
+        method_metrics = outcome.metrics
+        if publish:
+            save_checkpoint(split_id, modules, method_metrics)
+        times["extract"] = time.perf_counter() - t
 
     t = time.perf_counter()
     measured = _measure(modules, parent, targets, data, seed)
@@ -196,11 +215,12 @@ def split(
         eval_split=data.test.split, rows=rows, parent_accuracy=measured["parent"],
         parent_refit_accuracy=measured["refit"], composed_accuracy=measured["composed"], n_test=measured["n"],
         parent_kernels=parent_sizes["kernels"], parent_params=parent_sizes["params"],
-        parent_macs=parent_sizes["macs"], seconds=times, method_metrics=outcome.metrics, modules=modules,
+        parent_macs=parent_sizes["macs"], seconds=times, method_metrics=method_metrics, modules=modules,
     )
     if publish:
         t = time.perf_counter()
-        _publish(report, modules, repo_ids, parent, prefix, hub_obj, base["command"], data.test)
+        _publish(report, modules, repo_ids, parent, prefix, hub_obj, done, data.test)
+        clear_checkpoint(split_id)
         times["publish"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     return report
@@ -262,10 +282,12 @@ def _measure(modules: list[ClassModule], parent: Parent, targets: list[int], dat
 
 
 def _publish(report: SplitReport, modules: list[ClassModule], repo_ids: dict[int, str], parent: Parent,
-             prefix: str, hub: Hub, command: str, test: LabeledImages) -> None:
+             prefix: str, hub: Hub, done: dict[int, str], test: LabeledImages) -> None:
+    """Each module repo in one commit (skipping those a resumed run finds done), then the index."""
     for row, module in zip(report.rows, modules, strict=True):
-        row.revision = module.push_to_hub(repo_ids[module.config.class_index], hub,
-                                          f"hubmod split: {module.class_name} module of {parent.display_name}")
+        c = module.config.class_index
+        row.revision = done.get(c) or module.push_to_hub(
+            repo_ids[c], hub, f"hubmod split: {module.class_name} module of {parent.display_name}")
     index = {
         "hubmod_kind": SPLIT_INDEX_KIND,
         "format_version": 1,
@@ -273,7 +295,7 @@ def _publish(report: SplitReport, modules: list[ClassModule], repo_ids: dict[int
         "parent": {"repo_id": parent.snapshot.repo_id, "revision": parent.snapshot.sha, "hub": parent.snapshot.hub},
         "method": {"name": report.method, "params": modules[0].config.method["params"]},
         "split_id": modules[0].config.split_id,
-        "command": command,
+        "command": modules[0].config.command,
         "metrics": {"composed_accuracy": report.composed_accuracy, "parent_accuracy": report.parent_accuracy,
                     "eval_data": f"{test.name} ({test.split}, {report.n_test} images)"},
         "modules": [{"class_name": r.class_name, "class_index": m.config.class_index, "repo_id": r.repo_id,
