@@ -29,6 +29,7 @@ HF = "hf"
 # Only these are ever downloaded from a repo: hubmod reads safetensors and JSON, never pickles.
 READ_PATTERNS = ["*.json", "*.safetensors", "*.md", "*.png"]
 DEFAULT_ENDPOINT = "https://huggingface.co"
+MAX_JSON_BYTES = 64 * 2**20  # a composed config of hundreds of modules is a few MB
 
 
 def hubmod_home() -> Path:
@@ -58,6 +59,9 @@ class Snapshot:
 
     def read_json(self, filename: str = "config.json") -> dict:
         path = self.file(filename)
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise HubmodError(f"{filename} in {self.name} is {path.stat().st_size} bytes, over hubmod's "
+                              f"{MAX_JSON_BYTES // 2**20} MB limit for JSON; it is not a hubmod or timm config")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -20,6 +20,7 @@ from .weights import load_parts
 
 WEIGHTS = "model.safetensors"
 _MAX_CLASSES = 100_000
+MAX_PARAMETERS = 2_000_000_000  # above any timm classifier; a config asking for more is refused
 
 
 @dataclass
@@ -77,22 +78,32 @@ class ParentSpec:
         return DataConfig.from_pretrained_cfg(cfg)
 
     def build(self) -> nn.Module:
-        """The architecture with random weights, in eval mode."""
+        """The architecture with random weights, in eval mode.
+
+        It is first built on the meta device (no memory) and its size checked, so a config.json
+        asking for an absurd network fails in one line instead of exhausting memory.
+        """
+        with torch.device("meta"):
+            probe = self._create()
+        size = sum(p.numel() for p in probe.parameters())
+        if size > MAX_PARAMETERS:
+            raise InvalidRepoError(f"{self.architecture} with model_args {self.model_args} has {size:,} parameters, "
+                                   f"over hubmod's limit of {MAX_PARAMETERS:,}; config.json is not a sane model")
+        return self._create().eval()
+
+    def _create(self) -> nn.Module:
         import timm
 
+        from . import archs  # noqa: F401  (registers hubmod_vgg with timm)
+
         try:
-            model = timm.create_model(
-                self.architecture,
-                pretrained=False,
-                num_classes=self.num_classes,
-                pretrained_cfg_overlay=dict(self.pretrained_cfg),
-                **self.model_args,
-            )
-        except (TypeError, ValueError, KeyError, RuntimeError, AssertionError) as e:
+            return timm.create_model(self.architecture, pretrained=False, num_classes=self.num_classes,
+                                     pretrained_cfg_overlay=dict(self.pretrained_cfg), **self.model_args)
+        except Exception as e:  # any failure to build from an untrusted config is a damaged repo
+            detail = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise InvalidRepoError(
-                f"cannot build {self.architecture} with model_args {self.model_args}: {e}"
+                f"cannot build {self.architecture} with model_args {self.model_args}: {detail}"
             ) from None
-        return model.eval()
 
     def to_dict(self) -> dict:
         return {

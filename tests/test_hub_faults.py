@@ -107,3 +107,26 @@ def test_offline_mode_reads_the_cache(loopback, monkeypatch):
     assert len(loopback.calls) == calls  # nothing touched the server
     with pytest.raises(HubAccessError, match="HF_HUB_OFFLINE|not in the local cache"):
         HfHub().snapshot("bob/never-fetched")
+
+
+def _pull(args: tuple[str, str, str]) -> tuple[str, bytes]:
+    endpoint, cache, repo_id = args
+    import os
+
+    os.environ.update(HF_HUB_CACHE=cache, HF_HUB_DISABLE_XET="1", HF_ENDPOINT=endpoint)
+    from hubmod.hub import HfHub
+
+    snap = HfHub(endpoint=endpoint).snapshot(repo_id)
+    return snap.sha, (snap.path / "model.safetensors").read_bytes()
+
+
+def test_concurrent_pulls_from_several_processes(loopback, tmp_path):
+    """Four processes download the same repo into one shared cache at once: all get the whole commit."""
+    import multiprocessing as mp
+
+    d = _folder(tmp_path, 5, big=True)
+    sha = HfHub().push_folder("alice/popular", d, "first")
+    with mp.get_context("spawn").Pool(4) as pool:
+        results = pool.map(_pull, [(loopback.url, str(tmp_path / "shared-cache"), "alice/popular")] * 4)
+    assert all(s == sha for s, _ in results)
+    assert all(data == (d / "model.safetensors").read_bytes() for _, data in results)

@@ -153,3 +153,21 @@ def test_class_slugs_are_safe_unique_and_stable(names):
 def test_escaping_repo_ids_are_refused(name, tmp_path):
     with pytest.raises(HubmodError):
         LocalHub(tmp_path).snapshot(validate_repo_id(name))
+
+
+def test_oversized_config_is_refused_without_parsing(saved_module, monkeypatch):
+    import hubmod.hub
+
+    d = _copy(saved_module)
+    monkeypatch.setattr(hubmod.hub, "MAX_JSON_BYTES", 1024)
+    with pytest.raises(HubmodError, match="over hubmod's"):
+        ClassModule.from_pretrained(d)
+
+
+def test_absurd_architecture_is_refused_before_allocating(saved_module):
+    d = _copy(saved_module)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["parent"]["model_args"]["cfg"] = [200_000, 200_000, "M"]
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InvalidRepoError, match="over hubmod's limit"):
+        ClassModule.from_pretrained(d)
