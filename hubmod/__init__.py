@@ -19,6 +19,7 @@ _EXPORTS = {
     "patch": "hubmod.patching",
     "SplitReport": "hubmod.splitting",
     "evaluate": "hubmod.loading",
+    "export": "hubmod.onnx_export",
     "load": "hubmod.loading",
     "load_parent": "hubmod.parents",
     "HubmodError": "hubmod.errors",
@@ -29,7 +30,7 @@ _EXPORTS = {
 
 __all__ = [
     "ClassModule", "ComposedClassifier", "HfHub", "HubmodError", "LocalHub", "PatchedClassifier", "SplitReport",
-    "__version__", "compose", "evaluate", "get_hub", "load", "load_parent", "patch", "split",
+    "__version__", "compose", "evaluate", "export", "get_hub", "load", "load_parent", "patch", "split",
 ]
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from .hub import HfHub, LocalHub, get_hub
     from .loading import evaluate, load
     from .module import ClassModule
+    from .onnx_export import export
     from .parents import load_parent
     from .patching import PatchedClassifier, patch
     from .splitting import SplitReport, split

@@ -158,7 +158,11 @@ def _resize_crop(x: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
     new_h, new_w = max(new_h, h_out), max(new_w, w_out)
     if (new_h, new_w) != (h, w):
         mode = cfg.interpolation
-        kwargs = {"align_corners": False, "antialias": True} if mode in ("bilinear", "bicubic") else {}
+        # antialiasing only matters when shrinking (bilinear upsampling is identical without it, and
+        # then exports to ONNX); timm's bicubic differs without it, so it always keeps it
+        shrink = new_h < h or new_w < w
+        kwargs = ({"align_corners": False, "antialias": shrink or mode == "bicubic"}
+                  if mode in ("bilinear", "bicubic") else {})
         x = F.interpolate(x, size=(new_h, new_w), mode=mode, **kwargs)
         if mode == "bicubic":
             x = x.clamp_(0.0, 1.0)
