@@ -65,7 +65,7 @@ def test_disjoint_parents_compose_on_raw_images(tiny_parent_dirs, fmnist_train, 
     assert rb.modules[0].data_config.input_size == (3, 32, 32)
     refs = [f"me/vgg-first5:{c}" for c in first] + [f"me/resnet-last5:{c}" for c in second]
     composed = hubmod.compose(refs, output="me/mixed", hub="local")
-    assert composed.calibration == "platt"
+    assert composed.calibration == "minmax"
     rep = hubmod.evaluate("me/mixed", "fashion-mnist")
     assert rep.n == 10000 and rep.accuracy > 0.4  # chance is 0.1; each parent alone knows half the classes
     inside = [rep.per_class[c]["recall"] for c in FASHION_MNIST_CLASSES]
