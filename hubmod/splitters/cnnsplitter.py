@@ -40,7 +40,7 @@ class CNNSplitterConfig(MethodConfig):
     generations: int = 40
     offspring: int = 6
     mutation: float = 0.01
-    accuracy_weight: float = 0.9
+    accuracy_weight: float = 0.5
     sensitivity_drop: float = 0.5
     tolerance: float = 1.0
     patience: int = 10
@@ -54,7 +54,8 @@ class CNNSplitterConfig(MethodConfig):
         "generations": "most generations",
         "offspring": "children made (and scored) per generation",
         "mutation": "probability that a child's gene flips",
-        "accuracy_weight": "weight of composed accuracy in the fitness (the rest is module diversity)",
+        "accuracy_weight": "weight of composed accuracy in the fitness of feasible candidates (the rest is "
+                           "module diversity, which favours small class-specific modules)",
         "sensitivity_drop": "accuracy points a channel group may cost when pruned alone (sets initial keep ratios)",
         "tolerance": "accuracy points below the parent that a candidate may lose and still count as feasible",
         "patience": "stop after this many generations without a better best fitness",
@@ -280,10 +281,8 @@ class CNNSplitter(Splitter):
                 memo[key] = (fit, acc, div)
             return memo[key]
 
-        # individual 0 is exactly the sensitivity ratios; the others scale them down (to half at
-        # the last) with jitter, so the search starts from a range of module sizes
-        population = [genome.seed(n, keep_ratio, gen, spread=0.0 if i == 0 else 0.1,
-                                  scale=1.0 - 0.5 * i / max(1, cfg.population - 1)) for i in range(cfg.population)]
+        population = [genome.seed(n, ratio, gen, spread=0.0 if i == 0 else 0.1)
+                      for i, ratio in enumerate(_seed_ratios(keep_ratio, cfg.population))]
         population = [mutate(p, cfg.mutation, gen, genome.genes) if i else p for i, p in enumerate(population)]
         scored = sorted(((fitness(p), p) for p in population), key=lambda t: -t[0][0])
         history = [_record(0, scored[0], genome)]
@@ -331,6 +330,20 @@ class CNNSplitter(Splitter):
 def _per_class(x: torch.Tensor, y: torch.Tensor, n: int, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
     idx = torch.cat([torch.nonzero(y == c).flatten()[:per_class] for c in range(n)])
     return x[idx], y[idx]
+
+
+def _seed_ratios(keep_ratio: list[float], population: int) -> list[list[float]]:
+    """Keep ratios the population starts from: the sensitivity ratios themselves, then alternately
+    ratios moved towards keeping everything (alone, each group costs little, but the costs add up,
+    so the search needs feasible starting points) and ratios scaled down to half (small modules)."""
+    out = [list(keep_ratio)]
+    for i in range(1, population):
+        t = ((i + 1) // 2) / max(1, population // 2)
+        if i % 2:
+            out.append([r + (1 - r) * t for r in keep_ratio])
+        else:
+            out.append([r * (1 - 0.5 * t) for r in keep_ratio])
+    return out
 
 
 def own_accuracy(genome: Genome, own_logits: OwnLogits, y: torch.Tensor, keep: list[float],
