@@ -22,10 +22,12 @@ def _run(*args, code=0):
 
 def test_help_teaches():
     out = _run("--help").output
-    for cmd in ("split", "compose", "eval", "inspect", "methods", "patch"):
+    for cmd in ("split", "compose", "eval", "inspect", "methods", "patch", "export"):
         assert cmd in out
     split_help = _run("split", "--help").output
-    assert "--dataset" in split_help and "--repo-prefix" in split_help and "--hub" in split_help
+    assert "--dataset" in split_help and "--repo-prefix" in split_help and "--resume" in split_help
+    export_help = _run("export", "--help").output
+    assert "--input-size" in export_help and "onnxruntime" in export_help
     patch_help = _run("patch", "--help").output
     assert "--module" in patch_help and "--strategy" in patch_help and "--output" in patch_help
     methods = _run("methods").output
