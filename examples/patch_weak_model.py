@@ -6,7 +6,8 @@
 The scenario CNNSplitter was made for (Qi et al., ASE 2022). Step by step, on the embedded hub:
 
 1. a strong parent (``--strong``, trained by examples/train_parent.py if the hub lacks it);
-2. a weak model: a small VGG trained for one epoch on 100 images per class;
+2. a weak model: a small VGG trained for one epoch on all images except that it saw only 20 of
+   each of Shirt, Pullover and Coat, so it never predicts them (the classes to patch);
 3. the strong parent split with ``--method`` for the ``--classes`` to patch;
 4. ``hubmod patch WEAK --module STRONG:CLASS`` for each class;
 5. precision / recall / F1 of the patched class and accuracy on the other classes, before and after.
@@ -21,8 +22,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-WEAK_ARGS = ["--arch", "hubmod_vgg", "--epochs", "1", "--per-class", "100", "--model-args",
-             '{"cfg": [16, "M", 32, "M"]}', "--seed", "1"]
+WEAK_CLASSES = "Shirt,Pullover,Coat"
+WEAK_ARGS = ["--arch", "hubmod_vgg", "--epochs", "1", "--model-args", '{"cfg": [16, "M", 32, "M"]}',
+             "--scarce", WEAK_CLASSES, "--scarce-count", "20", "--seed", "1"]
 STRONG_ARGS = ["--arch", "hubmod_vgg", "--epochs", "3"]
 
 
@@ -95,9 +97,9 @@ def print_rows(result: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--strong", default="demo/vgg-fmnist", help="strong parent repo (trained if missing)")
-    ap.add_argument("--weak", default="demo/weak-vgg-fmnist", help="weak model repo (trained if missing)")
+    ap.add_argument("--weak", default="demo/weak-vgg-fmnist-scarce", help="weak model repo (trained if missing)")
     ap.add_argument("--method", default="cnnsplitter", help="splitting method for the modules")
-    ap.add_argument("--classes", default="Shirt,Pullover,Coat", help="classes to patch")
+    ap.add_argument("--classes", default=WEAK_CLASSES, help="classes to patch")
     ap.add_argument("--strategy", default="minmax", help="minmax (CNNSplitter's rule) or platt")
     ap.add_argument("-p", "--option", action="append", default=[], help="method option KEY=VALUE")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")

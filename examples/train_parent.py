@@ -3,6 +3,7 @@
     python examples/train_parent.py --arch resnet18 --repo demo/resnet18-fmnist --epochs 2
     python examples/train_parent.py --arch hubmod_vgg --repo demo/vgg-fmnist --classes 0-4
     python examples/train_parent.py --arch resnet18 --repo demo/rn18-rgb32 --in-chans 3 --size 32
+    python examples/train_parent.py --arch hubmod_vgg --repo demo/weak --scarce Shirt,Coat --epochs 1
 
 The repo holds config.json (architecture, model_args, label_names, pretrained_cfg with the data
 config) and model.safetensors, written by timm's own ``save_for_hf``: ``timm.create_model(
@@ -38,6 +39,18 @@ def parse_classes(text: str | None) -> list[str]:
     return out
 
 
+def keep_few(images, scarce: list[str], count: int) -> torch.Tensor:
+    """Indices of ``images`` with only the first ``count`` samples of each ``scarce`` class left."""
+    unknown = [c for c in scarce if c not in images.class_names]
+    if unknown:
+        raise SystemExit(f"--scarce: unknown class {unknown[0]!r}; classes: {', '.join(images.class_names)}")
+    keep = torch.ones(len(images), dtype=torch.bool)
+    for name in scarce:
+        idx = torch.nonzero(images.labels == images.class_names.index(name)).flatten()
+        keep[idx[count:]] = False
+    return torch.nonzero(keep).flatten()
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="resnet18",
@@ -48,6 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--epochs", type=float, default=2.0, help="epochs (fractional: part of one epoch)")
     ap.add_argument("--classes", help="train on these classes only: '0-4', '5,6', 'Sneaker,Bag' (default: all 10)")
     ap.add_argument("--per-class", type=int, default=0, help="training images per class (0: all 6,000)")
+    ap.add_argument("--scarce", help="classes to starve ('Shirt,Coat'): a model weak on just these, to patch")
+    ap.add_argument("--scarce-count", type=int, default=20, help="training images kept of each --scarce class")
     ap.add_argument("--in-chans", type=int, default=1, help="input channels (3: gray images are repeated)")
     ap.add_argument("--size", type=int, default=28, help="input size in pixels")
     ap.add_argument("--model-args", default="{}", help="JSON of extra timm model arguments")
@@ -61,6 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
     train = load_images(FASHION_MNIST, "train").for_classes(classes, args.arch)
     if args.per_class:
         train = train.subset(train.stratified(args.per_class, torch.Generator().manual_seed(args.seed)))
+    if args.scarce:
+        train = train.subset(keep_few(train, parse_classes(args.scarce), args.scarce_count))
     cfg = fashion_mnist_config(args.in_chans, args.size)
     parent = train_parent(args.arch, train, cfg, epochs=args.epochs, lr=args.lr, seed=args.seed,
                           model_args=json.loads(args.model_args))
