@@ -109,7 +109,8 @@ def render_patch(data: dict, weak_info: dict) -> str:
     for method, result in data.items():
         for r in result["rows"]:
             b, a = r["before"], r["after"]
-            cells = " | ".join(f"{pct(b[k])} → {pct(a[k])}" for k in ("precision", "recall", "f1", "other_accuracy", "accuracy"))
+            keys = ("precision", "recall", "f1", "other_accuracy", "accuracy")
+            cells = " | ".join(f"{pct(b[k])} → {pct(a[k])}" for k in keys)
             lines.append(f"| {method} | {r['class']} | {pct(r['kept_kernels'] or 0.0)} | {cells} |")
     for method, result in data.items():
         rows = result["rows"]
