@@ -17,6 +17,7 @@ _EXPORTS = {
     "split": "hubmod.splitting",
     "PatchedClassifier": "hubmod.patching",
     "patch": "hubmod.patching",
+    "replace": "hubmod.replacing",
     "SplitReport": "hubmod.splitting",
     "evaluate": "hubmod.loading",
     "export": "hubmod.onnx_export",
@@ -30,7 +31,8 @@ _EXPORTS = {
 
 __all__ = [
     "ClassModule", "ComposedClassifier", "HfHub", "HubmodError", "LocalHub", "PatchedClassifier", "SplitReport",
-    "__version__", "compose", "evaluate", "export", "get_hub", "load", "load_parent", "patch", "split",
+    "__version__", "compose", "evaluate", "export", "get_hub", "load", "load_parent", "patch", "replace",
+    "split",
 ]
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from .onnx_export import export
     from .parents import load_parent
     from .patching import PatchedClassifier, patch
+    from .replacing import replace
     from .splitting import SplitReport, split
 
 

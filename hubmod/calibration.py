@@ -8,14 +8,18 @@ one of these rules:
 * ``none``   — raw scores (right for modules of one split: they were trained to compete);
 * ``minmax`` — CNNSplitter's rule: rescale by the min and max over own-class validation samples;
 * ``platt``  — a logistic fit P(own class | score) on own vs other samples, class-balanced, so every
-  module answers the same question on the same 0..1 scale.
+  module answers the same question on the same 0..1 scale;
+* ``vote``   — Pan & Rajan's composition: a module votes when it says "mine" (P(own) > 0.5); voters
+  rank above non-voters, and ties among voters or no vote at all go to the highest P(own). P(own)
+  is the module's own class-vs-rest probability for a ``margin`` head (the activation method's),
+  else its Platt probability. Returned as P(own) + 1 for voters, so argmax applies the rule.
 """
 
 from __future__ import annotations
 
 import torch
 
-METHODS = ("none", "minmax", "platt")
+METHODS = ("none", "minmax", "platt", "vote")
 AUTO = "auto"
 
 
@@ -65,8 +69,8 @@ def _platt(own: torch.Tensor, other: torch.Tensor) -> dict:
     return {"a": float(a / sd), "b": float(b - a * mu / sd)}
 
 
-def apply(method: str, scores: torch.Tensor, calibration: dict) -> torch.Tensor:
-    """Calibrated scores [B] from raw scores [B]."""
+def apply(method: str, scores: torch.Tensor, calibration: dict, head_type: str | None = None) -> torch.Tensor:
+    """Calibrated scores [B] from raw scores [B] of a module whose head is ``head_type``."""
     if method == "none":
         return scores
     if method == "minmax":
@@ -75,4 +79,7 @@ def apply(method: str, scores: torch.Tensor, calibration: dict) -> torch.Tensor:
     if method == "platt":
         p = calibration["platt"]
         return torch.sigmoid(scores * p["a"] + p["b"])
+    if method == "vote":
+        mine = torch.sigmoid(scores) if head_type == "margin" else apply("platt", scores, calibration)
+        return mine + (mine > 0.5).to(mine.dtype)
     raise ValueError(f"unknown calibration {method!r}; use one of {', '.join(METHODS)}")

@@ -145,8 +145,9 @@ def compose(
     refs: Annotated[list[str], typer.Argument(help="REPO:CLASS (REPO a split parent or module repo), or a "
                                               "bare module repo. Modules may come from different parents.")],
     output: Annotated[str | None, typer.Option("--output", "-o", help="Publish the classifier as this repo.")] = None,
-    calibration: Annotated[str, typer.Option(help="How module scores are made comparable: auto (none for "
-                                             "modules of one split, else minmax), none, minmax, platt.")] = "auto",
+    calibration: Annotated[str, typer.Option(help="How module scores are made comparable: auto (vote for "
+                                             "activation modules, none for modules of one split, else "
+                                             "minmax), none, minmax, platt, vote.")] = "auto",
     hub: HubOpt = None,
     dataset: Annotated[str | None, typer.Option("--eval-dataset", help="Also evaluate on this dataset's "
                                                 "test split.")] = None,
@@ -232,6 +233,49 @@ def patch(
             con.print(f"accuracy {_pct(b['accuracy'])} -> {_pct(a['accuracy'])}; {target}: "
                       + ", ".join(f"{k} {_pct(b['per_class'][target][k])} -> {_pct(a['per_class'][target][k])}"
                                   for k in ("precision", "recall", "f1")))
+
+    _run(body)
+
+
+@app.command()
+def replace(
+    model: Annotated[str, typer.Argument(help="A composed classifier, or a split parent (all its modules).")],
+    class_name: Annotated[str, typer.Option("--class", help="The class whose module is swapped.")],
+    with_ref: Annotated[str, typer.Option("--with", help="REF of the better module of that class: REPO:CLASS "
+                                          "or a module repo.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Publish the new classifier as this repo.")],
+    calibration: Annotated[str, typer.Option(help="As in compose: auto, none, minmax, platt, vote.")] = "auto",
+    hub: HubOpt = None,
+    dataset: Annotated[str | None, typer.Option("--eval-dataset", help="Also evaluate the model before and "
+                                                "after on this dataset's test split.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Swap one class's module of a modular classifier for a better one; every other module stays pinned.
+
+    Example: hubmod replace me/fmnist-composed --class Shirt --with demo/resnet18-fmnist:Shirt --output me/fixed
+    """
+
+    def body():
+        from .hub import get_hub
+        from .replacing import replace as run_replace
+
+        new = run_replace(model, class_name, with_ref, output=output, calibration_method=calibration, hub=hub)
+        info = {"output": output, "revision": get_hub(hub).snapshot(output).sha, "classes": new.class_names,
+                "calibration": new.calibration, "modules": new.provenance}
+        if dataset:
+            from .loading import evaluate
+
+            before, after = evaluate(model, dataset, hub=hub), evaluate(output, dataset, hub=hub)
+            info["eval"] = {"before": before.to_dict(), "after": after.to_dict()}
+        if as_json:
+            typer.echo(json.dumps(info, indent=1))
+            return
+        con = _console()
+        con.print(f"replaced {class_name} of {model} with {with_ref} ({new.calibration}); "
+                  f"published {output}@{info['revision'][:12]}")
+        if dataset:
+            b, a = info["eval"]["before"], info["eval"]["after"]
+            con.print(f"accuracy {_pct(b['accuracy'])} -> {_pct(a['accuracy'])}")
 
     _run(body)
 

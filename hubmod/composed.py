@@ -196,20 +196,49 @@ def _from_index(snap: Snapshot, class_name: str | None, text: str, hub: str | Hu
     return module, _provenance(module_snap)
 
 
+def modules_of(source: str, hub: str | Hub | None = None) -> list[tuple[ClassModule, dict]]:
+    """Every module a split parent (through its index) or a composed classifier holds, in class order."""
+    ref, class_name = parse_ref(source)
+    if class_name is not None:
+        raise HubmodError(f"{source}: name the whole model (REPO), not one class")
+    snap = open_ref(ref, hub)
+    if snap.file(SPLIT_INDEX, required=False) is not None:
+        names = [str(e.get("class_name")) for e in snap.read_json(SPLIT_INDEX).get("modules") or []
+                 if isinstance(e, dict)]
+        return [_from_index(snap, name, source, hub) for name in names]
+    if snap.read_json("config.json").get("hubmod_kind") == COMPOSED_KIND:
+        return resolve_ref(source, hub)
+    raise HubmodError(f"{snap.name} is neither a composed classifier nor a split parent: compose or split it "
+                      f"first (a plain classifier is patched with `hubmod patch`)")
+
+
 def compose(refs: Sequence[str], output: str | None = None, calibration_method: str = calibration.AUTO,
             hub: str | Hub | None = None) -> ComposedClassifier:
     """Build a classifier from module REFs; publish it to ``output`` on the hub when given."""
     if not refs:
         raise HubmodError("name at least one module REF (REPO:CLASS or a module repo)")
-    pairs = [pair for text in refs for pair in resolve_ref(text, hub)]
+    return compose_modules([pair for text in refs for pair in resolve_ref(text, hub)], output,
+                           calibration_method, hub)
+
+
+def compose_modules(pairs: Sequence[tuple[ClassModule, dict]], output: str | None = None,
+                    calibration_method: str = calibration.AUTO, hub: str | Hub | None = None) -> ComposedClassifier:
+    """A classifier from resolved (module, provenance) pairs; ``auto`` picks the calibration."""
     modules = [m for m, _ in pairs]
     method = calibration_method
     if method == calibration.AUTO:
-        split_ids = {m.config.split_id for m in modules}
-        # modules of one split were trained to compete: raw scores; otherwise min-max, which composed
-        # modules of two parents on disjoint classes best (61.1 % vs 46.5 % platt, BENCHMARKS.md)
-        method = "none" if len(split_ids) == 1 and "" not in split_ids else "minmax"
+        method = auto_calibration(modules)
     model = ComposedClassifier(modules, method, [p for _, p in pairs])
     if output:
         model.push_to_hub(output, hub)
     return model
+
+
+def auto_calibration(modules: Sequence[ClassModule]) -> str:
+    """Activation modules answer "mine or not": Pan & Rajan's vote. Modules of one split were trained
+    to compete: raw scores. Otherwise min-max, which composed modules of two parents on disjoint
+    classes best (61.1 % vs 46.5 % platt, BENCHMARKS.md)."""
+    if {m.config.method.get("name") for m in modules} == {"activation"}:
+        return "vote"
+    split_ids = {m.config.split_id for m in modules}
+    return "none" if len(split_ids) == 1 and "" not in split_ids else "minmax"

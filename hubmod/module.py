@@ -142,7 +142,7 @@ class ClassModule(HubArtifact, nn.Module):
         return calibration.apply("platt", self.score(images), self.config.calibration)
 
     def calibrated(self, raw: torch.Tensor, method: str) -> torch.Tensor:
-        return calibration.apply(method, raw, self.config.calibration)
+        return calibration.apply(method, raw, self.config.calibration, self.config.head.get("type"))
 
     # ------------------------------------------------------------------ repo files
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from ..errors import HubmodError
+from .activation import ActivationConfig, ActivationSplitter
 from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter
 from .cnnsplitter import CNNSplitter, CNNSplitterConfig
 from .gradsplitter import GradSplitter, GradSplitterConfig
 
-METHODS: dict[str, type[Splitter]] = {cls.name: cls for cls in (GradSplitter, CNNSplitter)}
+METHODS: dict[str, type[Splitter]] = {cls.name: cls for cls in (GradSplitter, CNNSplitter, ActivationSplitter)}
 
 
 def get_splitter(name: str, options: dict | None = None) -> Splitter:
@@ -18,6 +19,7 @@ def get_splitter(name: str, options: dict | None = None) -> Splitter:
 
 
 __all__ = [
-    "METHODS", "CNNSplitter", "CNNSplitterConfig", "ClassSlice", "GradSplitter", "GradSplitterConfig",
+    "METHODS", "ActivationConfig", "ActivationSplitter",
+    "CNNSplitter", "CNNSplitterConfig", "ClassSlice", "GradSplitter", "GradSplitterConfig",
     "MethodConfig", "SplitContext", "SplitOutcome", "Splitter", "get_splitter",
 ]

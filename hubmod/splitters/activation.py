@@ -1,0 +1,236 @@
+"""Activation-based decomposition (Pan & Rajan, ICSE 2022): modules from which channels fire for a class.
+
+The three steps of the paper, on torch-pruning's channel groups:
+
+* **concern identification** — a channel belongs to class c's concern if it is *active* on at least
+  ``support`` of c's images. Active means its mean post-ReLU response on the image exceeds
+  ``threshold`` times its mean response over all classes' images, so "active" is relative to each
+  channel's own scale (a feature map's raw mean is almost never exactly zero after pooling);
+* **tangling identification** — a concern alone cannot say "not mine". Channels active on the
+  negative images most easily confused with c (the ``negative_share`` of other-class images the
+  parent gives the highest probability of c) are added back, so the module keeps what separates c
+  from its nearest neighbours;
+* **concern modularization** — the N-way output becomes "class vs rest": the module's score is
+  logit_c - logsumexp(other logits), i.e. log P(c) / (1 - P(c)); the module says "mine" when it is > 0.
+
+Unlike the authors' modules (full size, channels switched off), the kept channels are physically
+extracted like every other method's. What the authors set by hand is measured here: with
+``threshold=-1`` (the default) every class gets its own threshold from 1.5 .. 0.0: as strict as
+possible while the voting composition stays within ``tolerance`` points of the parent on validation
+images (``choose_thresholds``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn as nn
+
+from ..channels import ChannelGroup, GroupMasks
+from ..errors import HubmodError
+from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, progress_bar
+from .cnnsplitter import masked_logits
+
+THRESHOLDS = (1.5, 1.25, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.25, 0.0)
+
+
+@dataclass
+class ActivationConfig(MethodConfig):
+    train_per_class: int = 200
+    val_per_class: int = 200
+    threshold: float = -1.0
+    support: float = 0.5
+    negative_share: float = 0.1
+    tolerance: float = 1.0
+
+    option_docs: ClassVar[dict[str, str]] = {
+        "train_per_class": "images per class whose activations identify concerns",
+        "val_per_class": "held-out images per class for choosing the threshold, the final check and calibration",
+        "threshold": "a channel is active on an image above this multiple of its mean response "
+                     "(-1: per class, the strictest of 1.5 .. 0.0 that keeps voting accuracy within tolerance)",
+        "support": "share of a class's images a channel must be active on to belong to its concern",
+        "negative_share": "share of other-class images (those most confused with the class) whose active "
+                          "channels are added back (tangling); 0 disables it",
+        "tolerance": "accuracy points below the parent the automatic threshold may cost",
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        checks = {"threshold": self.threshold == -1.0 or self.threshold >= 0, "support": 0 < self.support <= 1,
+                  "negative_share": 0 <= self.negative_share <= 1, "tolerance": self.tolerance >= 0}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise HubmodError(f"activation option(s) out of range: {', '.join(bad)} ({self.describe()})")
+
+
+def channel_responses(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor,
+                      batch_size: int = 512) -> dict[str, torch.Tensor]:
+    """[images, size] per group: each channel's mean post-ReLU response on each image.
+
+    Read after the group's last non-convolution output (its norm) when it has one; coupled
+    outputs of a residual group are averaged.
+    """
+    modules = dict(model.named_modules())
+    current: dict[str, torch.Tensor] = {}
+
+    def taps(g: ChannelGroup) -> list[str]:
+        after_conv = [m for m in g.out_modules if m not in g.conv_modules]
+        return after_conv or list(g.out_modules)
+
+    def hook(group: str, share: float):
+        def fn(_m, _i, out):
+            a = torch.relu(out)
+            v = a.mean(dim=tuple(range(2, a.ndim))) if a.ndim > 2 else a
+            current[group] = current.get(group, 0) + v * share
+        return fn
+
+    out: dict[str, list[torch.Tensor]] = {g.name: [] for g in groups}
+    handles = [modules[m].register_forward_hook(hook(g.name, 1 / len(taps(g)))) for g in groups for m in taps(g)]
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                current.clear()
+                model(x[i : i + batch_size])
+                for name in out:
+                    out[name].append(current[name])
+    finally:
+        for h in handles:
+            h.remove()
+    return {name: torch.cat(parts) for name, parts in out.items()}
+
+
+def active_share(responses: torch.Tensor, scale: torch.Tensor, threshold: float) -> torch.Tensor:
+    """[size]: share of the images (rows of ``responses``) on which each channel is active."""
+    return (responses >= threshold * scale).float().mean(0) if len(responses) else torch.zeros(responses.shape[1])
+
+
+def confusable_negatives(probs: torch.Tensor, y: torch.Tensor, c: int, share: float) -> torch.Tensor:
+    """Indices of the ``share`` of class-c negatives the parent finds most like c."""
+    neg = torch.nonzero(y != c).flatten()
+    count = int(round(share * len(neg)))
+    if count == 0:
+        return neg[:0]
+    return neg[probs[neg, c].argsort(descending=True)[:count]]
+
+
+def identify(responses: dict[str, torch.Tensor], y: torch.Tensor, probs: torch.Tensor, num_classes: int,
+             threshold: float, support: float, negative_share: float) -> dict[str, torch.Tensor]:
+    """Per group, [num_classes, size] bool: channels each class's module keeps (concern + tangling)."""
+    out = {}
+    for name, r in responses.items():
+        scale = r.mean(0).clamp_min(1e-12)
+        keep = torch.zeros(num_classes, r.shape[1], dtype=torch.bool)
+        for c in range(num_classes):
+            concern = active_share(r[y == c], scale, threshold) >= support
+            negatives = confusable_negatives(probs, y, c, negative_share)
+            tangled = active_share(r[negatives], scale, threshold) >= support if len(negatives) else concern
+            row = concern | tangled
+            if not row.any():  # a module keeps at least its most responsive channel of every group
+                row[r[y == c].mean(0).argmax()] = True
+            keep[c] = row
+        out[name] = keep
+    return out
+
+
+def margins(model: nn.Module, hooks: GroupMasks, keep: dict[str, torch.Tensor], x: torch.Tensor,
+            classes: list[int]) -> torch.Tensor:
+    """[len(classes), images]: each module's class-vs-rest margin, all modules in one batched forward."""
+    masks = {name: k[classes].float() for name, k in keep.items()}
+    out = torch.empty(len(classes), len(x))
+    idx = torch.tensor(classes)
+    for rows, logits in masked_logits(model, hooks, masks, x, images_per_pass=2048):
+        own = logits[torch.arange(len(classes)), :, idx]  # [m, rows]
+        others = logits.clone()
+        others[torch.arange(len(classes)), :, idx] = float("-inf")
+        out[:, rows] = own - torch.logsumexp(others, dim=2)
+    return out
+
+
+def retention(keep: dict[str, torch.Tensor], groups: list[ChannelGroup]) -> float:
+    """Mean share of the parent's conv kernels the modules keep."""
+    total = sum(g.kernels for g in groups)
+    kept = sum(keep[g.name].float().sum(1) * len(g.conv_modules) for g in groups)
+    return float((kept / total).mean())
+
+
+def choose_thresholds(scores: torch.Tensor, y: torch.Tensor, sizes: torch.Tensor, target: float) -> list[int]:
+    """Per class, the index of its threshold: as strict as the composed accuracy allows.
+
+    ``scores`` [T, n, images] holds each module's margins under each threshold (strictest first),
+    ``sizes`` [T, n] its kept kernels. A module's margins depend only on its own channels, so the
+    composed accuracy of any assignment is an argmax over cached rows. Greedily, starting from the
+    most lenient threshold for every class, the move to a stricter threshold that saves the most
+    kernels while the accuracy stays at or above ``target`` is taken until none is left.
+    """
+    t_count, n, _ = scores.shape
+    pick = [t_count - 1] * n
+
+    def accuracy(choice: list[int]) -> float:
+        rows = scores[torch.tensor(choice), torch.arange(n)]
+        return float((rows.argmax(0) == y).float().mean())
+
+    while True:
+        best, best_saving = None, 0.0
+        for c in range(n):
+            for t in range(pick[c] - 1, -1, -1):
+                saving = float(sizes[pick[c], c] - sizes[t, c])
+                if saving <= best_saving:
+                    continue
+                trial = pick.copy()
+                trial[c] = t
+                if accuracy(trial) >= target:
+                    best, best_saving = trial, saving
+        if best is None:
+            return pick
+        pick = best
+
+
+class ActivationSplitter(Splitter):
+    name = "activation"
+    pretty_name = "Activation-based decomposition"
+    paper = "Pan & Rajan, Decomposing Convolutional Neural Network Models into Modules, ICSE 2022"
+    paper_url = "https://arxiv.org/abs/2110.07720"
+    config_class = ActivationConfig
+
+    def split(self, ctx: SplitContext) -> SplitOutcome:
+        cfg: ActivationConfig = self.config  # type: ignore[assignment]
+        n, model, groups = ctx.num_classes, ctx.model, ctx.groups
+        hooks = GroupMasks(model, groups)
+        responses = channel_responses(model, groups, ctx.train_x)
+        with torch.no_grad():
+            probs = torch.cat([model(ctx.train_x[i : i + 512]).softmax(1) for i in range(0, len(ctx.train_x), 512)])
+        thresholds = THRESHOLDS if cfg.threshold < 0 else (cfg.threshold,)
+        kernels = torch.tensor([len(g.conv_modules) for g in groups], dtype=torch.float)
+        keeps, scores, sizes = [], [], []
+        bar = progress_bar(ctx.progress, len(thresholds), "activation", "threshold")
+        try:
+            for t in thresholds:
+                keep = identify(responses, ctx.train_y, probs, n, t, cfg.support, cfg.negative_share)
+                keeps.append(keep)
+                scores.append(margins(model, hooks, keep, ctx.val_x, list(range(n))))
+                sizes.append(torch.stack([keep[g.name].float().sum(1) for g in groups], 1) @ kernels)
+                bar.update(1)
+                bar.set_postfix(threshold=t, kept=f"{retention(keep, groups):.3f}")
+        finally:
+            bar.close()
+        score_t, size_t = torch.stack(scores), torch.stack(sizes)
+        target = ctx.parent_val_accuracy - cfg.tolerance / 100
+        pick = choose_thresholds(score_t, ctx.val_y, size_t, target)
+        keep = {g.name: torch.stack([keeps[pick[c]][g.name][c] for c in range(n)]) for g in groups}
+        chosen = score_t[torch.tensor(pick), torch.arange(n)]
+        val_accuracy = float((chosen.argmax(0) == ctx.val_y).float().mean())
+        votes = (chosen > 0).sum(0)
+        slices = [ClassSlice(class_index=c, kept={g.name: torch.nonzero(keep[g.name][c]).flatten().tolist()
+                                                  for g in groups},
+                             head={"type": "margin", "in_features": n, "index": c}) for c in ctx.targets]
+        tried = [{"threshold": t, "retention": retention(k, groups),
+                  "val_accuracy": float((score_t[i].argmax(0) == ctx.val_y).float().mean())}
+                 for i, (t, k) in enumerate(zip(thresholds, keeps, strict=True))]
+        metrics = {"thresholds": {str(c): thresholds[pick[c]] for c in range(n)}, "thresholds_tried": tried,
+                   "val_accuracy": val_accuracy, "parent_val_accuracy": ctx.parent_val_accuracy,
+                   "mean_retention": retention(keep, groups),
+                   "val_votes": {"none": float((votes == 0).float().mean()), "one": float((votes == 1).float().mean()),
+                                 "several": float((votes > 1).float().mean())}}
+        return SplitOutcome(slices=slices, metrics=metrics)
