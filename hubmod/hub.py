@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
@@ -257,6 +258,57 @@ def _atomic_write(path: Path, text: str) -> None:
 # --------------------------------------------------------------------------- Hugging Face Hub
 
 
+TIMEOUT_ENV = "HUBMOD_HUB_TIMEOUT"
+DEFAULT_TIMEOUT = 60.0
+
+
+def request_timeout() -> float:
+    """Seconds a hub request may wait for the server to answer (``$HUBMOD_HUB_TIMEOUT``, default 60)."""
+    text = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        value = float(text) if text else DEFAULT_TIMEOUT
+    except ValueError:
+        raise HubmodError(f"{TIMEOUT_ENV}={text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise HubmodError(f"{TIMEOUT_ENV} must be positive, not {text}")
+    return value
+
+
+def limit_request_time() -> None:
+    """Give huggingface_hub's shared HTTP client a timeout.
+
+    Its default client waits forever (``timeout=None``), so a server that stalls on an API call
+    would hang a split or compose for good. A factory the user installed is left alone.
+    """
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils import _http
+
+    current = getattr(_http, "_GLOBAL_CLIENT_FACTORY", None)
+    if current is not _http.default_client_factory and not hasattr(current, "hubmod_timeout"):
+        return
+    timeout = request_timeout()
+    if getattr(current, "hubmod_timeout", None) == timeout:
+        return
+
+    def fill_in_timeout(request) -> None:
+        # huggingface_hub passes timeout=None per request for API calls, which overrides a client default
+        limits = request.extensions.get("timeout") or {}
+        request.extensions["timeout"] = {k: limits.get(k) or timeout for k in ("connect", "read", "write", "pool")}
+
+    def factory():
+        client = _http.default_client_factory()
+        client.event_hooks = {**client.event_hooks, "request": [*client.event_hooks["request"], fill_in_timeout]}
+        return client
+
+    factory.hubmod_timeout = timeout
+    set_client_factory(factory)
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP library's connection / timeout errors (httpx2 or httpx, whichever huggingface_hub uses)."""
+    return tuple(sys.modules[m].TransportError for m in ("httpx2", "httpx") if m in sys.modules)
+
+
 class HfHub(Hub):
     """The Hugging Face Hub (or any server speaking its API) through ``huggingface_hub``."""
 
@@ -264,6 +316,7 @@ class HfHub(Hub):
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         self.token = token
         self.name = self.endpoint
+        limit_request_time()
 
     def _api(self):
         from huggingface_hub import HfApi
@@ -329,6 +382,8 @@ def hf_errors(repo_id: str, revision: str | None, endpoint: str) -> Iterator[Non
             raise _http_error(cause, repo_id, endpoint) from None
         if isinstance(cause, e.OfflineModeIsEnabled):
             raise _offline_error(repo_id, endpoint) from None
+        if isinstance(cause, _transport_errors()):
+            raise _transport_error(cause, repo_id, endpoint) from None
         raise HubAccessError(
             f"{repo_id} is not in the local cache and {endpoint} cannot be reached "
             "(HF_HUB_OFFLINE=1 or no network): connect, or use the embedded hub with --hub local"
@@ -339,6 +394,8 @@ def hf_errors(repo_id: str, revision: str | None, endpoint: str) -> Iterator[Non
         raise NotFoundError(f"a file is missing in {repo_id} on {endpoint}: {_first_line(err)}") from None
     except e.HfHubHTTPError as err:
         raise _http_error(err, repo_id, endpoint) from None
+    except _transport_errors() as err:
+        raise _transport_error(err, repo_id, endpoint) from None
     except OSError as err:  # connection errors from httpx surface as OSError subclasses
         if isinstance(err, FileNotFoundError | PermissionError):
             raise
@@ -359,6 +416,14 @@ def _http_error(err, repo_id: str, endpoint: str) -> HubAccessError:
         )
     return HubAccessError(f"{endpoint} failed for {repo_id} (HTTP {status}): {_first_line(err)}",
                           transient=status is not None and (status >= 500 or status == 429))
+
+
+def _transport_error(err: BaseException, repo_id: str, endpoint: str) -> HubAccessError:
+    if "timeout" in type(err).__name__.lower():
+        return HubAccessError(f"{endpoint} did not answer for {repo_id} within {request_timeout():g} s: try again, "
+                              f"or allow longer with {TIMEOUT_ENV}=<seconds>", transient=True)
+    return HubAccessError(f"cannot reach {endpoint} for {repo_id}: {_first_line(err) or type(err).__name__}",
+                          transient=True)
 
 
 def _offline_error(repo_id: str, endpoint: str) -> HubAccessError:

@@ -17,6 +17,7 @@ import itertools
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -109,10 +110,12 @@ class LoopbackHub:
 
     # ------------------------------------------------------------------ fault injection
 
-    def fail(self, method: str, path_regex: str, status: int = 500, times: int = 1, drop: bool = False) -> None:
-        """Answer the next ``times`` matching requests with ``status`` (or drop the connection)."""
+    def fail(self, method: str, path_regex: str, status: int = 500, times: int = 1, drop: bool = False,
+             stall: float = 0.0) -> None:
+        """Answer the next ``times`` matching requests with ``status``, drop the connection, or (``stall``)
+        say nothing for that many seconds and then answer normally."""
         self.faults.append({"method": method, "re": re.compile(path_regex), "status": status, "times": times,
-                            "drop": drop})
+                            "drop": drop, "stall": stall})
 
     def _fault_for(self, method: str, path: str) -> dict | None:
         with self.lock:
@@ -195,6 +198,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._read_body = None  # one handler serves every request of a keep-alive connection
         self.hub.calls.append((method, self.path))
         fault = self.hub._fault_for(method, path)
+        if fault is not None and fault["stall"]:
+            time.sleep(fault["stall"])
+            fault = None
         if fault is not None:
             if fault["drop"]:
                 self.close_connection = True

@@ -69,6 +69,23 @@ def test_transient_download_error_is_retried_or_clear(loopback, tmp_path):
     assert "503" in _one_line(err) or "cannot be reached" in _one_line(err)
 
 
+def test_stalled_server_times_out_in_one_line(loopback, monkeypatch):
+    """huggingface_hub's own client waits forever on a silent server; hubmod's requests give up in time."""
+    import time
+
+    monkeypatch.setenv("HUBMOD_HUB_TIMEOUT", "1")
+    sha = loopback.commit("bob/slow", {"config.json": b'{"v": 5}'})
+    loopback.fail("GET", r"^/api/models/bob/slow", stall=3, times=1)
+    assert HfHub().snapshot("bob/slow").sha == sha  # one stall: the read is tried again
+    loopback.commit("bob/stuck", {"config.json": b"{}"})
+    loopback.fail("GET", r"^/api/models/bob/stuck", stall=3, times=10)
+    start = time.monotonic()
+    with pytest.raises(HubAccessError, match="did not answer for bob/stuck within 1 s") as err:
+        HfHub().snapshot("bob/stuck")
+    assert "HUBMOD_HUB_TIMEOUT" in _one_line(err) and err.value.exit_code == 4
+    assert time.monotonic() - start < 30  # three attempts of ~1 s, not a hang
+
+
 def test_wrong_token_is_refused_with_a_login_hint(tmp_path, monkeypatch):
     from huggingface_hub import constants
     from loopback_hub import LoopbackHub
