@@ -20,7 +20,7 @@ import json
 import sys
 import time
 
-from common import RESULTS, ROOT, command, ensure_parent, machine, pct, setup_home, write_section
+from common import RESULTS, ROOT, command, ensure_parent, machine, module_sizes, pct, setup_home, write_section
 from split_fmnist import PARENTS
 
 sys.path.insert(0, str(ROOT / "examples"))
@@ -61,12 +61,6 @@ def run_patch() -> dict:
     return out
 
 
-def _sizes(d: dict) -> tuple[float, float]:
-    rows = d["rows"]
-    return (sum(r["macs"] for r in rows) / len(rows) / d["parent_macs"],
-            sum(r["params"] for r in rows) / len(rows) / d["parent_params"])
-
-
 def render_compare(cnn: dict, grad: dict) -> str:
     lines = ["## CNNSplitter beside GradSplitter", "",
              "Same parents, same seed, same test split (all 10,000 images); GradSplitter's row is from "
@@ -78,7 +72,7 @@ def render_compare(cnn: dict, grad: dict) -> str:
         for name, d in (("GradSplitter", grad.get(repo)), ("CNNSplitter", cnn[repo])):
             if d is None:
                 continue
-            macs, params = _sizes(d)
+            macs, params = module_sizes(d)
             lines.append(f"| `{repo}` | {name} | {pct(d['parent_accuracy'])} | {pct(d['composed_accuracy'])} | "
                          f"{100 * (d['composed_accuracy'] - d['parent_accuracy']):+.2f} pt | "
                          f"{pct(d['mean_kept_kernels'])} | {pct(macs)} | {pct(params)} | {d['wall_seconds']:.0f} s |")

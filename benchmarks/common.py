@@ -40,7 +40,9 @@ def machine() -> str:
 
 
 def command() -> str:
-    return " ".join(["python", *[a if " " not in a else repr(a) for a in sys.argv]])
+    script = Path(sys.argv[0]).resolve()
+    script_text = str(script.relative_to(ROOT)) if script.is_relative_to(ROOT) else sys.argv[0]
+    return " ".join(["python", script_text, *[a if " " not in a else repr(a) for a in sys.argv[1:]]])
 
 
 def ensure_parent(repo: str, args: list[str]) -> dict:
@@ -72,6 +74,26 @@ def write_section(name: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS_MD.write_text(text)
+
+
+def section_header(name: str) -> str | None:
+    """The command / machine lines of a section already in BENCHMARKS.md (to re-render it from saved results)."""
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else ""
+    start = f"<!-- {name}:start -->\n"
+    if start not in text:
+        return None
+    body = text[text.index(start) + len(start):]
+    lines = body.splitlines()
+    if len(lines) < 2 or not lines[0].startswith("Command:"):
+        return None
+    return "\n".join(lines[:2]) + "\n\n"
+
+
+def module_sizes(report: dict) -> tuple[float, float]:
+    """Mean module MACs and params as fractions of the parent's, from a split report's dict."""
+    rows = report["rows"]
+    return (sum(r["macs"] for r in rows) / len(rows) / report["parent_macs"],
+            sum(r["params"] for r in rows) / len(rows) / report["parent_params"])
 
 
 def pct(x: float) -> str:

@@ -6,7 +6,7 @@ import torch
 import hubmod
 from hubmod import calibration
 from hubmod.errors import HubmodError
-from hubmod.splitters.activation import active_share, choose_thresholds, confusable_negatives, identify
+from hubmod.splitters.activation import active_share, choose_thresholds, confusable_negatives, detector_f1, identify
 
 
 def _responses():
@@ -63,6 +63,20 @@ def test_threshold_choice_takes_the_strictest_that_holds_accuracy():
     sizes = torch.tensor([[1.0, 1.0], [5.0, 5.0], [9.0, 9.0]])
     assert choose_thresholds(scores, y, sizes, target=1.0) == [0, 1]
     assert choose_thresholds(scores, y, sizes, target=0.5) == [0, 0]
+
+
+def test_a_module_that_never_says_mine_is_not_chosen():
+    """Inside its own split a module stuck at "not mine" still wins its class by argmax (everyone else says
+    "not mine" louder); the detector check keeps it from being chosen."""
+    y = torch.tensor([0, 1, 0, 1])
+    good = torch.tensor([[1.0, -3.0, 1.0, -3.0], [-3.0, 1.0, -3.0, 1.0]])
+    scores = torch.stack([good.clone(), good.clone()])
+    scores[0, 0] = torch.tensor([-1.0, -4.0, -1.0, -4.0])  # strict module 0: never votes, still wins its images
+    sizes = torch.tensor([[1.0, 1.0], [9.0, 9.0]])
+    assert choose_thresholds(scores, y, sizes, target=1.0) == [0, 0]
+    f1 = detector_f1(scores, y)
+    assert f1[0, 0] == 0 and f1[1, 0] == 1 and f1[0, 1] == 1
+    assert choose_thresholds(scores, y, sizes, target=1.0, allowed=f1 >= f1[-1] - 0.02) == [1, 0]
 
 
 def test_vote_ranks_voters_first_then_by_own_probability():

@@ -22,12 +22,14 @@ def _run(*args, code=0):
 
 def test_help_teaches():
     out = _run("--help").output
-    for cmd in ("split", "compose", "eval", "inspect", "methods", "patch", "export"):
+    for cmd in ("split", "compose", "eval", "inspect", "methods", "patch", "export", "replace"):
         assert cmd in out
     split_help = _run("split", "--help").output
     assert "--dataset" in split_help and "--repo-prefix" in split_help and "--resume" in split_help
     export_help = _run("export", "--help").output
     assert "--input-size" in export_help and "onnxruntime" in export_help
+    replace_help = _run("replace", "--help").output
+    assert "--class" in replace_help and "--with" in replace_help and "pinned" in replace_help
     patch_help = _run("patch", "--help").output
     assert "--module" in patch_help and "--strategy" in patch_help and "--output" in patch_help
     methods = _run("methods").output
@@ -55,6 +57,15 @@ def test_split_compose_eval_inspect(published_parent):
                "--json")
     info = json.loads(res.stdout)
     assert info["classes"] == ["Sneaker", "Bag", "Ankle boot"] and len(info["revision"]) == 40
+
+    res = _run("replace", "cli/shoes-bags", "--class", "bag", "--with", "cli/vgg-bag", "--output", "cli/shoes-bags-2",
+               "--json")
+    swapped = json.loads(res.stdout)
+    assert swapped["classes"] == info["classes"] and len(swapped["revision"]) == 40
+    assert [m["repo_id"] for m in swapped["modules"]] == ["cli/vgg-sneaker", "cli/vgg-bag", "cli/vgg-ankle-boot"]
+    res = _run("replace", "cli/shoes-bags", "--class", "Bag", "--with", "cli/vgg:Sneaker", "--output", "cli/no",
+               code=1)
+    assert "not 'Bag'" in res.stderr and not LocalHub().repo_exists("cli/no")
 
     res = _run("eval", "cli/shoes-bags", "--dataset", "fashion-mnist", "--json")
     ev = json.loads(res.stdout)

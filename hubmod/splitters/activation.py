@@ -44,6 +44,7 @@ class ActivationConfig(MethodConfig):
     support: float = 0.5
     negative_share: float = 0.1
     tolerance: float = 1.0
+    detector_tolerance: float = 2.0
 
     option_docs: ClassVar[dict[str, str]] = {
         "train_per_class": "images per class whose activations identify concerns",
@@ -54,12 +55,15 @@ class ActivationConfig(MethodConfig):
         "negative_share": "share of other-class images (those most confused with the class) whose active "
                           "channels are added back (tangling); 0 disables it",
         "tolerance": "accuracy points below the parent the automatic threshold may cost",
+        "detector_tolerance": "F1 points a module, as a stand-alone 'mine' detector (margin > 0), may lose against "
+                              "the most lenient threshold, so modules stay reusable beside other parents' modules",
     }
 
     def validate(self) -> None:
         super().validate()
         checks = {"threshold": self.threshold == -1.0 or self.threshold >= 0, "support": 0 < self.support <= 1,
-                  "negative_share": 0 <= self.negative_share <= 1, "tolerance": self.tolerance >= 0}
+                  "negative_share": 0 <= self.negative_share <= 1, "tolerance": self.tolerance >= 0,
+                  "detector_tolerance": self.detector_tolerance >= 0}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise HubmodError(f"activation option(s) out of range: {', '.join(bad)} ({self.describe()})")
@@ -155,17 +159,31 @@ def retention(keep: dict[str, torch.Tensor], groups: list[ChannelGroup]) -> floa
     return float((kept / total).mean())
 
 
-def choose_thresholds(scores: torch.Tensor, y: torch.Tensor, sizes: torch.Tensor, target: float) -> list[int]:
+def detector_f1(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """[T, n]: F1 of each module as a stand-alone "mine" detector (margin > 0) under each threshold."""
+    n = scores.shape[1]
+    votes = scores > 0
+    truth = (y[None, :] == torch.arange(n)[:, None]).unsqueeze(0)
+    tp = (votes & truth).sum(2).float()
+    wrong = (votes ^ truth).sum(2).float()  # false positives + false negatives
+    return 2 * tp / (2 * tp + wrong).clamp_min(1)
+
+
+def choose_thresholds(scores: torch.Tensor, y: torch.Tensor, sizes: torch.Tensor, target: float,
+                      allowed: torch.Tensor | None = None) -> list[int]:
     """Per class, the index of its threshold: as strict as the composed accuracy allows.
 
     ``scores`` [T, n, images] holds each module's margins under each threshold (strictest first),
-    ``sizes`` [T, n] its kept kernels. A module's margins depend only on its own channels, so the
-    composed accuracy of any assignment is an argmax over cached rows. Greedily, starting from the
-    most lenient threshold for every class, the move to a stricter threshold that saves the most
-    kernels while the accuracy stays at or above ``target`` is taken until none is left.
+    ``sizes`` [T, n] its kept kernels, ``allowed`` [T, n] which thresholds each class may take
+    at all. A module's margins depend only on its own channels, so the composed accuracy of any
+    assignment is an argmax over cached rows. Greedily, starting from the most lenient threshold
+    for every class, the move to a stricter allowed threshold that saves the most kernels while the
+    accuracy stays at or above ``target`` is taken until none is left.
     """
     t_count, n, _ = scores.shape
     pick = [t_count - 1] * n
+    if allowed is None:
+        allowed = torch.ones(t_count, n, dtype=torch.bool)
 
     def accuracy(choice: list[int]) -> float:
         rows = scores[torch.tensor(choice), torch.arange(n)]
@@ -176,7 +194,7 @@ def choose_thresholds(scores: torch.Tensor, y: torch.Tensor, sizes: torch.Tensor
         for c in range(n):
             for t in range(pick[c] - 1, -1, -1):
                 saving = float(sizes[pick[c], c] - sizes[t, c])
-                if saving <= best_saving:
+                if saving <= best_saving or not allowed[t, c]:
                     continue
                 trial = pick.copy()
                 trial[c] = t
@@ -217,7 +235,12 @@ class ActivationSplitter(Splitter):
             bar.close()
         score_t, size_t = torch.stack(scores), torch.stack(sizes)
         target = ctx.parent_val_accuracy - cfg.tolerance / 100
-        pick = choose_thresholds(score_t, ctx.val_y, size_t, target)
+        # a module must stay a working detector on its own, not just win the argmax inside this split: a
+        # module that never says "mine" still wins its class here when every other module says "not mine",
+        # but is useless beside modules of another parent
+        f1 = detector_f1(score_t, ctx.val_y)
+        allowed = f1 >= f1[-1] - cfg.detector_tolerance / 100
+        pick = choose_thresholds(score_t, ctx.val_y, size_t, target, allowed)
         keep = {g.name: torch.stack([keeps[pick[c]][g.name][c] for c in range(n)]) for g in groups}
         chosen = score_t[torch.tensor(pick), torch.arange(n)]
         val_accuracy = float((chosen.argmax(0) == ctx.val_y).float().mean())
@@ -229,6 +252,8 @@ class ActivationSplitter(Splitter):
                   "val_accuracy": float((score_t[i].argmax(0) == ctx.val_y).float().mean())}
                  for i, (t, k) in enumerate(zip(thresholds, keeps, strict=True))]
         metrics = {"thresholds": {str(c): thresholds[pick[c]] for c in range(n)}, "thresholds_tried": tried,
+                   "detector_f1": {str(c): float(f1[pick[c], c]) for c in range(n)},
+                   "lenient_detector_f1": {str(c): float(f1[-1, c]) for c in range(n)},
                    "val_accuracy": val_accuracy, "parent_val_accuracy": ctx.parent_val_accuracy,
                    "mean_retention": retention(keep, groups),
                    "val_votes": {"none": float((votes == 0).float().mean()), "one": float((votes == 1).float().mean()),
