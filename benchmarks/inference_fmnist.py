@@ -1,0 +1,125 @@
+"""Benchmark: composed-classifier inference against its parent (throughput at batch 256, latency at batch 1).
+
+    python benchmarks/inference_fmnist.py
+
+Classifiers composed of k = 2, 5, 10 GradSplitter modules of each Fashion-MNIST parent of split_fmnist.py
+(run ``split_fmnist.py --only full`` first), on raw uint8 test images; every figure includes
+preprocessing, as a user calling the model on raw images pays it. The parent's modules are the first k
+classes. Results go to benchmarks/results/inference_fmnist.json and BENCHMARKS.md, with peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import time
+
+from common import RESULTS, command, machine, setup_home, write_section
+from split_fmnist import PARENTS
+
+KS = (2, 5, 10)
+
+
+def _median_seconds(call, repeats: int) -> float:
+    call()  # warm-up: allocations, oneDNN primitive caches
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def measure(repo: str, images, repeats: int) -> dict:
+    import torch
+
+    import hubmod
+    from hubmod.loading import load
+    from hubmod.preprocess import preprocess
+
+    parent = load(repo, hub="local").obj
+    names = parent.class_names
+    batch, one = images[:256], images[:1]
+
+    def run_parent(x):
+        with torch.no_grad():
+            return parent.model(preprocess(x, parent.data_config))
+
+    rows = [{"model": "parent", "k": len(names), "throughput": len(batch) / _median_seconds(
+        lambda: run_parent(batch), repeats), "latency_ms": 1000 * _median_seconds(lambda: run_parent(one), repeats)}]
+    for k in KS:
+        model = hubmod.compose([f"{repo}:{c}" for c in names[:k]], hub="local")
+        rows.append({"model": f"composed, {k} modules", "k": k,
+                     "throughput": len(batch) / _median_seconds(lambda m=model: m(batch), repeats),
+                     "latency_ms": 1000 * _median_seconds(lambda m=model: m(one), repeats)})
+    for r in rows:
+        r["vs_parent"] = r["throughput"] / rows[0]["throughput"]
+        print(f"{repo} {r['model']}: {r['throughput']:.0f} img/s ({r['vs_parent']:.2f}x parent), "
+              f"batch-1 {r['latency_ms']:.1f} ms", flush=True)
+    return {"rows": rows}
+
+
+def grouped_vs_separate(repeats: int) -> list[dict]:
+    """Would one batched computation help? k = 10 same-shape 3x3 convolutions as one grouped convolution
+    (what stacking modules of one parent, zero-padded to equal widths, turns each layer into) against
+    10 separate ones, at resnet18-on-28px layer shapes, batch 256."""
+    import torch
+    import torch.nn.functional as F
+
+    k, out = 10, []
+    for c, hw in ((32, 14), (64, 7), (128, 4)):
+        x, w = torch.randn(256, k * c, hw, hw), torch.randn(k * c, c, 3, 3)
+        xs = [x[:, i * c : (i + 1) * c].contiguous() for i in range(k)]
+        ws = [w[i * c : (i + 1) * c] for i in range(k)]
+        with torch.no_grad():
+            grouped = _median_seconds(lambda x=x, w=w: F.conv2d(x, w, padding=1, groups=k), repeats)
+            pairs = list(zip(xs, ws, strict=True))
+            separate = _median_seconds(lambda pairs=pairs: [F.conv2d(a, b, padding=1) for a, b in pairs], repeats)
+        out.append({"channels": c, "size": hw, "grouped_ms": 1000 * grouped, "separate_ms": 1000 * separate})
+        print(f"conv {c} ch {hw}px: grouped {1000 * grouped:.1f} ms, separate {1000 * separate:.1f} ms", flush=True)
+    return out
+
+
+def render(data: dict) -> str:
+    lines = ["## Composed inference against the parent", "",
+             "Raw uint8 28 px test images, preprocessing included, median of repeated runs after a warm-up; "
+             "modules are GradSplitter's (split_fmnist.py), run one after another.", "",
+             "| parent | model | images/s at batch 256 | vs parent | latency at batch 1 |",
+             "|---|---|---:|---:|---:|"]
+    for repo, d in data["parents"].items():
+        for r in d["rows"]:
+            lines.append(f"| `{repo}` | {r['model']} | {r['throughput']:.0f} | {r['vs_parent']:.2f}× | "
+                         f"{r['latency_ms']:.1f} ms |")
+    lines += ["", "Why the modules of one parent are not stacked into one batched computation: 10 same-shape "
+              "3×3 convolutions as one grouped convolution (what zero-padding the modules to equal widths and "
+              "stacking them makes of every layer) against 10 separate ones, batch 256:", "",
+              "| channels per module | feature map | grouped (one call) | separate (10 calls) |",
+              "|---:|---:|---:|---:|"]
+    for r in data["grouped_conv"]:
+        lines.append(f"| {r['channels']} | {r['size']}×{r['size']} | {r['grouped_ms']:.1f} ms | "
+                     f"{r['separate_ms']:.1f} ms |")
+    lines += ["", f"Peak RSS of the whole run: {data['peak_rss_mb']:.0f} MB."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=10)
+    args = ap.parse_args()
+    setup_home()
+    header = f"Command: `{command()}`  \nMachine: {machine()}\n\n"
+    from hubmod.data import load_images
+
+    images = load_images("fashion-mnist", "test").images[:256]
+    data = {"parents": {repo: measure(repo, images, args.repeats) for repo in PARENTS}}
+    data["grouped_conv"] = grouped_vs_separate(args.repeats)
+    data["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "inference_fmnist.json").write_text(json.dumps(data, indent=1))
+    write_section("inference", header + render(data))
+
+
+if __name__ == "__main__":
+    main()
