@@ -7,6 +7,7 @@ Heavy imports (torch, timm) happen inside the commands, so ``hubmod --help`` is 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated
 
@@ -100,15 +101,27 @@ def split(
     """Split SOURCE into one module per class and publish each as its own repo.
 
     Example: hubmod split demo/resnet18-fmnist --dataset fashion-mnist
+
+    With --classes only those modules are trained, so a few modules of a many-class parent cost
+    about as much as a few. GradSplitter runs data-parallel when launched as several processes
+    (each takes a share of every batch; the first one publishes):
+    accelerate launch --multi_gpu --num_processes 2 -m hubmod.cli split ... (--multi_gpu also
+    starts CPU-only processes, on gloo), or torchrun --nproc_per_node 2 -m hubmod.cli split ...
     """
 
     def body():
+        from .parallel import close
         from .splitting import split as run_split
 
-        report = run_split(source, dataset, method=method,
-                           classes=[c.strip() for c in classes.split(",")] if classes else None,
-                           repo_prefix=repo_prefix, hub=hub, seed=seed, options=_parse_params(param),
-                           publish=publish, progress=progress and not as_json, resume=resume)
+        try:
+            report = run_split(source, dataset, method=method,
+                               classes=[c.strip() for c in classes.split(",")] if classes else None,
+                               repo_prefix=repo_prefix, hub=hub, seed=seed, options=_parse_params(param),
+                               publish=publish, progress=progress and not as_json, resume=resume)
+        finally:
+            close()
+        if os.environ.get("RANK", "0") != "0":  # one launched process reports
+            return
         if as_json:
             typer.echo(json.dumps(report.to_dict(), indent=1))
         else:

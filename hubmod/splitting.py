@@ -22,9 +22,11 @@ from . import calibration
 from .channels import channel_groups, count_kernels, count_macs, count_params, extract
 from .composed import SPLIT_INDEX, SPLIT_INDEX_KIND, ComposedClassifier
 from .data import LabeledImages, dataset_splits, load_for_model
+from .errors import HubmodError
 from .hub import Hub, get_hub, open_ref
 from .metrics import model_logits, per_class_metrics, pre_logits, refit_classifier
 from .module import ClassModule, ModuleConfig, attach_head
+from .parallel import data_parallel, launched_processes
 from .parents import Parent, parent_from_snapshot, substate
 from .preprocess import preprocess
 from .refs import class_slugs, match_class, parse_source, validate_repo_id
@@ -143,6 +145,12 @@ def split(
     t0 = time.perf_counter()
     hub_obj = get_hub(hub)
     splitter = get_splitter(method, options)  # bad options fail before any work
+    if launched_processes() > 1 and not splitter.data_parallel:
+        raise HubmodError(f"--method {method} runs in one process; launch a multi-process split with "
+                          "--method gradsplitter, or run this one without accelerate launch / torchrun")
+    par = data_parallel()
+    publish_here = publish and par.is_main  # every process searches; only the first one writes
+    progress = progress and par.is_main
     prefix = validate_repo_id(repo_prefix or default_prefix(source))
     parent = parent_from_snapshot(open_ref(parse_source(source), hub_obj))
     names = parent.class_names
@@ -178,7 +186,7 @@ def split(
         with torch.no_grad():
             parent_val_acc = float((model(data.val_x).argmax(1) == data.val_y).float().mean())
         ctx = SplitContext(model, groups, len(names), data.train_x, data.train_y, data.val_x, data.val_y, targets,
-                           example, seed, progress, parent_val_acc)
+                           example, seed, progress, parent_val_acc, par)
         outcome = splitter.split(ctx)
         times["search"] = time.perf_counter() - t
 
@@ -195,7 +203,7 @@ def split(
         }
         modules = [_build_module(s, model, groups, example, base, parent_sizes, data) for s in outcome.slices]
         method_metrics = outcome.metrics
-        if publish:
+        if publish_here:
             save_checkpoint(split_id, modules, method_metrics)
         times["extract"] = time.perf_counter() - t
 
@@ -217,11 +225,12 @@ def split(
         parent_kernels=parent_sizes["kernels"], parent_params=parent_sizes["params"],
         parent_macs=parent_sizes["macs"], seconds=times, method_metrics=method_metrics, modules=modules,
     )
-    if publish:
+    if publish_here:
         t = time.perf_counter()
         _publish(report, modules, repo_ids, parent, prefix, hub_obj, done, data.test)
         clear_checkpoint(split_id)
         times["publish"] = time.perf_counter() - t
+    par.barrier()  # the other processes return once the modules are published
     times["total"] = time.perf_counter() - t0
     return report
 

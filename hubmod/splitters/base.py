@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from ..channels import ChannelGroup
 from ..errors import HubmodError
+from ..parallel import DataParallel
 
 
 @dataclass
@@ -36,6 +37,7 @@ class SplitContext:
     seed: int = 0
     progress: bool = True
     parent_val_accuracy: float = 0.0
+    parallel: DataParallel = field(default_factory=DataParallel)  # this process among a launched group
 
 
 @dataclass
@@ -125,6 +127,7 @@ class Splitter(ABC):
     paper: ClassVar[str]
     paper_url: ClassVar[str]
     config_class: ClassVar[type[MethodConfig]]
+    data_parallel: ClassVar[bool] = False  # can run as several launched processes sharing each batch
 
     def __init__(self, config: MethodConfig):
         self.config = config

@@ -95,7 +95,12 @@ class GradSplitterConfig(MethodConfig):
 
 
 class _BinaryMask(torch.autograd.Function):
-    """mask > 0 forward; the incoming gradient clipped to [-1, 1] backward (as the authors do)."""
+    """mask > 0 forward; straight-through backward.
+
+    The authors clip this gradient to [-1, 1]; each mask is used once per step, so hubmod clips the
+    mask's own gradient instead, after it has been summed over data-parallel processes, which makes
+    a multi-process step the same as a single-process step on the whole batch.
+    """
 
     @staticmethod
     def forward(ctx, x):
@@ -103,7 +108,7 @@ class _BinaryMask(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return F.hardtanh(grad)
+        return grad
 
 
 class _Heads(nn.Module):
@@ -146,15 +151,16 @@ class _Heads(nn.Module):
         return {k: v.detach().clone() for k, v in state.items()}
 
 
-def _start_heads(model: nn.Module, n: int, hidden: int, on_features: bool) -> _Heads:
+def _start_heads(model: nn.Module, n: int, hidden: int, on_features: bool, targets: list[int]) -> _Heads:
+    """Heads for the ``targets`` classes, each starting as its class's logit."""
     if not on_features:
-        return _Heads(hidden, torch.eye(n), torch.zeros(n), relu_input=True)
+        return _Heads(hidden, torch.eye(n)[targets], torch.zeros(len(targets)), relu_input=True)
     clf = model.get_classifier() if hasattr(model, "get_classifier") else None
     if not isinstance(clf, nn.Linear):
         raise HubmodError(f"{type(model).__name__}'s classifier is not a Linear layer, so heads cannot read its "
                           "features; split with --option head_input=logits")
-    return _Heads(hidden, clf.weight.detach().clone(), clf.bias.detach().clone() if clf.bias is not None
-                  else torch.zeros(n), relu_input=False)
+    bias = clf.bias.detach().clone() if clf.bias is not None else torch.zeros(n)
+    return _Heads(hidden, clf.weight.detach()[targets].clone(), bias[targets], relu_input=False)
 
 
 class GradSplitter(Splitter):
@@ -163,20 +169,23 @@ class GradSplitter(Splitter):
     paper = "Qi et al., Reusing Convolutional Neural Network Models through Modularization and Composition, TOSEM 2024"
     paper_url = "https://doi.org/10.1145/3632744"
     config_class = GradSplitterConfig
+    data_parallel = True
 
     def split(self, ctx: SplitContext) -> SplitOutcome:
         cfg: GradSplitterConfig = self.config  # type: ignore[assignment]
         torch.manual_seed(ctx.seed)
         gen = torch.Generator().manual_seed(ctx.seed)
-        n = ctx.num_classes
+        par = ctx.parallel
+        n, targets = ctx.num_classes, list(ctx.targets)
+        k = len(targets)  # modules trained: only the requested classes
         model, groups = ctx.model, ctx.groups
         example = ctx.example_input if ctx.example_input is not None else torch.zeros(1, *ctx.train_x.shape[1:])
-        masks = nn.ParameterDict({f"g{i}": nn.Parameter(torch.full((n, g.size), float(cfg.mask_init)))
+        masks = nn.ParameterDict({f"g{i}": nn.Parameter(torch.full((k, g.size), float(cfg.mask_init)))
                                   for i, g in enumerate(groups)})
         kernels_per_channel = [len(g.conv_modules) for g in groups]
         total_kernels = float(sum(g.kernels for g in groups))
         on_features = cfg.head_input == "features"
-        heads = _start_heads(model, n, cfg.hidden, on_features)
+        heads = _start_heads(model, n, cfg.hidden, on_features, targets)
         width = heads.w1.shape[-1]
         hooks = GroupMasks(model, groups)
 
@@ -188,23 +197,26 @@ class GradSplitter(Splitter):
             return {g.name: _BinaryMask.apply(masks[f"g{i}"]) for i, g in enumerate(groups)}
 
         def retention(bin_masks: dict[str, torch.Tensor]) -> torch.Tensor:
-            kept = sum(bin_masks[g.name].sum(1) * k for g, k in zip(groups, kernels_per_channel, strict=True))
-            return kept / total_kernels  # [n]
+            kept = sum(bin_masks[g.name].sum(1) * per for g, per in zip(groups, kernels_per_channel, strict=True))
+            return kept / total_kernels  # [k]
 
-        def parent_logits(x: torch.Tensor) -> torch.Tensor:
-            """[n, len(x), width]: every module's head input while all masks are ones (the parent, run once)."""
+        def parent_outputs(x: torch.Tensor) -> torch.Tensor:
+            """[len(x), width]: the head input while all masks are ones (the parent, run once)."""
             with torch.no_grad():
-                return torch.cat([outputs(model, x[i : i + 512]) for i in range(0, len(x), 512)]).expand(n, -1, -1)
+                return torch.cat([outputs(model, x[i : i + 512]) for i in range(0, len(x), 512)])
 
         def module_logits(xs: list[torch.Tensor], bin_masks: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-            """[n, len(x), width] head inputs of every module for each x, run on physically extracted modules.
+            """[k, len(x), width] head inputs of every module for each x, run on physically extracted modules.
 
             Identical to the masked forward up to float rounding (removed features read as zeros),
             and several times cheaper once most channels are off: extraction takes milliseconds, a
-            pruned forward a fraction of one.
+            pruned forward a fraction of one. Under data parallelism each process measures its
+            share of the modules and the results are exchanged.
             """
-            outs: list[list[torch.Tensor]] = [[] for _ in xs]
-            for i in range(n):
+            outs = [torch.zeros(k, len(inputs), width) for inputs in xs]
+            for i in range(k):
+                if par.owner(i) != par.rank:
+                    continue
                 kept = {g.name: torch.nonzero(bin_masks[g.name][i]).flatten().tolist() for g in groups}
                 net, kept, _ = extract(model, groups, kept, example)
                 if cfg.recalibrate_bn:
@@ -212,67 +224,88 @@ class GradSplitter(Splitter):
                 columns = feature_channels(groups, kept, width) if on_features else list(range(width))
                 with torch.no_grad():
                     for out, inputs in zip(outs, xs, strict=True):
-                        full = torch.zeros(len(inputs), width)
                         for j in range(0, len(inputs), 512):
-                            full[j : j + 512, columns] = outputs(net, inputs[j : j + 512])
-                        out.append(full)
-            return [torch.stack(o) for o in outs]
+                            out[i, j : j + 512, columns] = outputs(net, inputs[j : j + 512])
+            for i in range(k):
+                for out in outs:
+                    par.share(out[i], par.owner(i))
+            return outs
 
-        def competing(raw: torch.Tensor) -> torch.Tensor:
-            """[n, B] raw head outputs -> [B, n] scores fed to the cross-entropy."""
-            return (torch.sigmoid(raw) if cfg.sigmoid_scores else raw).T
+        # The classes not being split answer with the parent's own (fixed) score, so a few modules
+        # of a many-class parent train against the whole parent at the cost of those few.
+        rest_train = self._rest_scores(model, parent_outputs(ctx.train_x), on_features, cfg.sigmoid_scores)
+        rest_val = self._rest_scores(model, parent_outputs(ctx.val_x), on_features, cfg.sigmoid_scores)
+
+        def competing(raw: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+            """[k, B] raw head outputs -> [B, n] scores fed to the cross-entropy."""
+            own = (torch.sigmoid(raw) if cfg.sigmoid_scores else raw).T
+            if k == n:
+                return own
+            scores = rest.clone()
+            scores[:, targets] = own
+            return scores
 
         def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
             with torch.no_grad():
-                return float((heads(logits).argmax(0) == y).float().mean())
+                return float((competing(heads(logits), rest_val).argmax(1) == y).float().mean())
 
-        def fit_heads(logits: torch.Tensor, y: torch.Tensor, epochs: int, lr: float) -> None:
+        def step(opt: torch.optim.Optimizer, loss: torch.Tensor, clip_masks: bool) -> None:
+            opt.zero_grad()
+            loss.backward()
+            params = [p for group in opt.param_groups for p in group["params"]]
+            par.sum_grads(params)
+            if clip_masks:  # the authors' straight-through gradient, clipped to [-1, 1]
+                for m in masks.values():
+                    if m.grad is not None:
+                        m.grad.clamp_(-1.0, 1.0)
+            opt.step()
+
+        def fit_heads(logits: torch.Tensor, y: torch.Tensor, rest: torch.Tensor, epochs: int, lr: float) -> None:
             opt = torch.optim.Adam(heads.parameters(), lr=lr)
             for _ in range(epochs):
                 for idx in torch.randperm(len(y), generator=gen).split(cfg.batch_size):
-                    loss = F.cross_entropy(competing(heads(logits[:, idx])), y[idx])
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
+                    mine = par.shard(idx)
+                    scores = competing(heads(logits[:, mine]), rest[mine])
+                    step(opt, F.cross_entropy(scores, y[mine], reduction="sum") / len(idx), clip_masks=False)
 
         x, y = ctx.train_x, ctx.train_y
         steps = math.ceil(len(y) / cfg.batch_size)
         threshold = ctx.parent_val_accuracy - cfg.tolerance / 100
 
-        # Warm-up: heads only, on the unmasked parent's logits (computed once).
-        fit_heads(parent_logits(x), y, cfg.warmup_epochs, cfg.head_lr)
-        history = [{"cycle": 0, "val_accuracy": accuracy(parent_logits(ctx.val_x), ctx.val_y), "retention": 1.0}]
-        snapshots = [(history[0], {g.name: torch.ones(n, g.size, dtype=torch.bool) for g in groups},
-                      {k: v.detach().clone() for k, v in heads.state_dict().items()}, torch.ones(n))]
+        # Warm-up: heads only, on the unmasked parent's outputs (computed once).
+        fit_heads(parent_outputs(x).expand(k, -1, -1), y, rest_train, cfg.warmup_epochs, cfg.head_lr)
+        history = [{"cycle": 0, "val_accuracy": accuracy(parent_outputs(ctx.val_x).expand(k, -1, -1), ctx.val_y),
+                    "retention": 1.0}]
+        snapshots = [(history[0], {g.name: torch.ones(k, g.size, dtype=torch.bool) for g in groups},
+                      {name: v.detach().clone() for name, v in heads.state_dict().items()}, torch.ones(k))]
         best_cycle, since_best, below = 0, 0, 0
         alpha = cfg.alpha
-        bar = progress_bar(ctx.progress, cfg.max_cycles * steps, "gradsplitter", "step")
+        bar = progress_bar(ctx.progress and par.is_main, cfg.max_cycles * steps, "gradsplitter", "step")
         try:
             for cycle in range(1, cfg.max_cycles + 1):
                 opt = torch.optim.Adam([{"params": masks.parameters(), "lr": cfg.mask_lr},
                                         {"params": heads.parameters(), "lr": cfg.joint_head_lr}])
                 with hooks.active():
                     for idx in torch.randperm(len(y), generator=gen).split(cfg.batch_size):
-                        xb, yb = x[idx], y[idx]
+                        mine = par.shard(idx)
                         bin_masks = binary()
                         hooks.set(bin_masks)
-                        logits = outputs(model, xb.repeat(n, 1, 1, 1)).view(n, len(idx), -1)
-                        scores = competing(heads(logits))  # [B, n]: modules compete per image
-                        loss = F.cross_entropy(scores, yb) + alpha * retention(bin_masks).mean()
-                        opt.zero_grad()
-                        loss.backward()
-                        opt.step()
+                        logits = outputs(model, x[mine].repeat(k, 1, 1, 1)).view(k, len(mine), -1)
+                        scores = competing(heads(logits), rest_train[mine])  # [B, n]: modules compete per image
+                        loss = (F.cross_entropy(scores, y[mine], reduction="sum") / len(idx)
+                                + alpha * retention(bin_masks).mean() / par.world)
+                        step(opt, loss, clip_masks=True)
                         bar.update(1)
                 with torch.no_grad():
-                    fixed = {k: v.detach() for k, v in binary().items()}
+                    fixed = {name: v.detach() for name, v in binary().items()}
                     per_module = retention(fixed)
                 train_logits, val_logits = module_logits([x, ctx.val_x], fixed)
-                fit_heads(train_logits, y, cfg.refit_epochs, cfg.joint_head_lr)
+                fit_heads(train_logits, y, rest_train, cfg.refit_epochs, cfg.joint_head_lr)
                 acc = accuracy(val_logits, ctx.val_y)
                 record = {"cycle": cycle, "val_accuracy": acc, "retention": float(per_module.mean()), "alpha": alpha}
                 history.append(record)
-                snapshots.append((record, {k: v.bool() for k, v in fixed.items()},
-                                  {k: v.detach().clone() for k, v in heads.state_dict().items()}, per_module))
+                snapshots.append((record, {name: v.bool() for name, v in fixed.items()},
+                                  {name: v.detach().clone() for name, v in heads.state_dict().items()}, per_module))
                 bar.set_postfix(cycle=cycle, val_acc=f"{acc:.4f}", kept=f"{record['retention']:.3f}")
                 chosen = _choose(history, threshold)
                 if chosen != best_cycle:
@@ -291,15 +324,15 @@ class GradSplitter(Splitter):
         record, bin_masks, head_state, per_module = snapshots[chosen]
         heads.load_state_dict(head_state)
         slices = []
-        for c in ctx.targets:
-            kept = {g.name: torch.nonzero(bin_masks[g.name][c]).flatten().tolist() for g in groups}
+        for j, c in enumerate(targets):
+            kept = {g.name: torch.nonzero(bin_masks[g.name][j]).flatten().tolist() for g in groups}
             net, kept, zeroed = extract(model, groups, kept, example)
             if cfg.recalibrate_bn and record["cycle"] > 0:
                 recalibrate_batchnorm(net, x)
             columns = feature_channels(groups, kept, width) if on_features else None
             head = ({"type": "features_mlp", "in_features": len(columns), "hidden": cfg.hidden} if on_features
                     else {"type": "mlp", "in_features": n, "hidden": cfg.hidden})
-            slices.append(ClassSlice(class_index=c, kept=kept, head=head, head_state=heads.export(c, columns),
+            slices.append(ClassSlice(class_index=c, kept=kept, head=head, head_state=heads.export(j, columns),
                                      backbone=net, zeroed=zeroed))
         metrics = {
             "chosen_cycle": record["cycle"],
@@ -308,8 +341,17 @@ class GradSplitter(Splitter):
             "parent_val_accuracy": ctx.parent_val_accuracy,
             "mean_retention": record["retention"],
             "history": history,
+            "processes": par.world,
         }
         return SplitOutcome(slices=slices, metrics=metrics)
+
+    @staticmethod
+    def _rest_scores(model: nn.Module, outs: torch.Tensor, on_features: bool, sigmoid: bool) -> torch.Tensor:
+        """[B, n] the parent's score per class, on the scale a fresh head gives its class."""
+        with torch.no_grad():
+            logits = model.get_classifier()(outs) if on_features else outs
+            raw = torch.relu(logits)
+            return torch.sigmoid(raw) if sigmoid else raw
 
 
 def _choose(history: list[dict], threshold: float) -> int:

@@ -1,0 +1,109 @@
+"""Splitting beyond one machine.
+
+* Data-parallel GradSplitter: two CPU processes (gloo, started by accelerate launch) give the split
+  one process gives for the same seed, within float tolerance; only the first process publishes.
+* A class subset trains only its own modules, so a few modules of a many-class parent cost a few.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import TINY_SPLIT
+
+from hubmod import ClassModule
+from hubmod.hub import LocalHub
+from hubmod.parallel import DataParallel
+
+CLASSES = ["Trouser", "Bag", "Sneaker"]
+
+
+def test_shards_cover_a_batch_once():
+    idx = torch.randperm(37)
+    parts = [DataParallel(rank=r, world=3).shard(idx) for r in range(3)]
+    assert sorted(torch.cat(parts).tolist()) == sorted(idx.tolist())
+    assert DataParallel().shard(idx) is idx
+    assert [DataParallel(rank=0, world=2).owner(i) for i in range(4)] == [0, 1, 0, 1]
+
+
+def test_a_class_subset_trains_only_its_modules(tiny_parent_dirs):
+    from hubmod.channels import channel_groups
+    from hubmod.parents import load_parent
+    from hubmod.splitters import SplitContext, get_splitter
+
+    model = load_parent(str(tiny_parent_dirs["vgg"])).model.eval()
+    example = torch.zeros(1, 1, 28, 28)
+    groups = channel_groups(model, example)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 1, 28, 28, generator=gen), torch.arange(40) % 10
+    seen: list[int] = []
+    forward = model.forward_features
+    model.forward_features = lambda inputs: (seen.append(len(inputs)), forward(inputs))[1]
+    options = {**TINY_SPLIT, "max_cycles": 1, "batch_size": 8}
+    ctx = SplitContext(model, groups, 10, x, y, x, y, targets=[1, 8], example_input=example, progress=False)
+    outcome = get_splitter("gradsplitter", options).split(ctx)
+    assert [s.class_index for s in outcome.slices] == [1, 8]
+    # each training batch ran once per requested module (2 x 8 images), not once per class (10 x 8)
+    assert 2 * 8 in seen and 10 * 8 not in seen
+
+
+def _split_args(prefix: str) -> list[str]:
+    args = ["split", "dp/vgg", "--dataset", "fashion-mnist", "--classes", ",".join(CLASSES), "--repo-prefix",
+            prefix, "--json", "--no-progress", "--seed", "3"]
+    for k, v in TINY_SPLIT.items():
+        args += ["-p", f"{k}={v}"]
+    return args
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    return env
+
+
+def _kept(module: ClassModule) -> set[tuple[str, int]]:
+    return {(g["name"], i) for g in module.config.channels["groups"] for i in g["kept"]}
+
+
+@pytest.mark.slow
+def test_two_processes_split_like_one(tiny_parent_dirs):
+    hub = LocalHub()
+    hub.push_folder("dp/vgg", tiny_parent_dirs["vgg"], "parent")
+    one = subprocess.run([sys.executable, "-m", "hubmod.cli", *_split_args("one/vgg")], capture_output=True,
+                         text=True, env=_env(), timeout=900)
+    assert one.returncode == 0, one.stderr[-3000:]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+              "-m", "hubmod.cli"]
+    two = subprocess.run([*launch, *_split_args("two/vgg")], capture_output=True, text=True, env=_env(), timeout=900)
+    assert two.returncode == 0, two.stderr[-3000:]
+
+    single, double = json.loads(one.stdout), json.loads(two.stdout)  # one JSON report: one process printed
+    assert single["method_metrics"]["processes"] == 1
+    assert double["method_metrics"]["processes"] == 2
+    assert double["composed_accuracy"] == pytest.approx(single["composed_accuracy"], abs=0.03)
+    for cls in CLASSES:
+        slug = cls.lower()
+        a, b = ClassModule.from_pretrained(f"one/vgg-{slug}"), ClassModule.from_pretrained(f"two/vgg-{slug}")
+        ka, kb = _kept(a), _kept(b)
+        assert len(ka & kb) / len(ka | kb) >= 0.9, f"{cls}: kept channels differ"
+        if ka == kb:  # same channels: same weights and head up to float rounding
+            for (name, wa), wb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+                assert torch.allclose(wa, wb, atol=1e-3), f"{cls}: {name} differs"
+
+
+def test_a_method_without_data_parallelism_refuses_a_launched_group(tiny_parent_dirs):
+    env = dict(_env(), WORLD_SIZE="2", RANK="0")
+    run = subprocess.run([sys.executable, "-m", "hubmod.cli", "split", str(tiny_parent_dirs["vgg"]), "--dataset",
+                          "fashion-mnist", "--method", "cnnsplitter", "--no-publish"], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert run.returncode != 0
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--method cnnsplitter runs in one process" in lines[0], run.stderr
+    assert "Traceback" not in run.stderr
