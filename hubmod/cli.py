@@ -95,6 +95,9 @@ def split(
     publish: Annotated[bool, typer.Option(help="Publish modules and index (--no-publish: only measure).")] = True,
     resume: Annotated[bool, typer.Option(help="Finish a split that was stopped: reuse its finished search and skip "
                                          "classes whose repo already holds this split's module.")] = False,
+    stream: Annotated[bool, typer.Option(help="Read the dataset as a shuffled stream and decode only the sampled "
+                                         "images (training and validation budgets, up to 500 test images per "
+                                         "class): for datasets too big to hold in memory.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -117,7 +120,7 @@ def split(
             report = run_split(source, dataset, method=method,
                                classes=[c.strip() for c in classes.split(",")] if classes else None,
                                repo_prefix=repo_prefix, hub=hub, seed=seed, options=_parse_params(param),
-                               publish=publish, progress=progress and not as_json, resume=resume)
+                               publish=publish, progress=progress and not as_json, resume=resume, stream=stream)
         finally:
             close()
         if os.environ.get("RANK", "0") != "0":  # one launched process reports

@@ -139,8 +139,12 @@ def _is_path(spec: str) -> bool:
     return spec == "." or spec.startswith(_PATH_PREFIXES)
 
 
-def _open(spec: str):
-    """A ``datasets`` Dataset or DatasetDict for a DATASET string (without choosing a split)."""
+def _open(spec: str, streaming: bool = False):
+    """A ``datasets`` (Iterable)Dataset or (Iterable)DatasetDict for a DATASET string (without choosing a split).
+
+    With ``streaming``, nothing is read up front: hub datasets, parquet files and image folders are
+    opened as streams, a ``save_to_disk`` folder is memory-mapped Arrow and iterated lazily.
+    """
     import datasets
 
     if _is_path(spec):
@@ -148,7 +152,7 @@ def _open(spec: str):
         if not path.exists():
             raise NotFoundError(f"dataset path {path} does not exist")
         if path.is_file() and path.suffix == ".parquet":
-            return datasets.load_dataset("parquet", data_files={"train": str(path)})
+            return datasets.load_dataset("parquet", data_files={"train": str(path)}, streaming=streaming)
         if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
             return datasets.load_from_disk(str(path))
         if path.is_dir() and any(path.rglob("*.parquet")):
@@ -157,12 +161,12 @@ def _open(spec: str):
             for f in files:
                 split = next((s for s in ("train", "test", "validation") if s in f.stem), "train")
                 by_split.setdefault(split, []).append(str(f))
-            return datasets.load_dataset("parquet", data_files=by_split)
+            return datasets.load_dataset("parquet", data_files=by_split, streaming=streaming)
         if path.is_dir():
-            return datasets.load_dataset("imagefolder", data_dir=str(path))
+            return datasets.load_dataset("imagefolder", data_dir=str(path), streaming=streaming)
         raise HubmodError(f"cannot read dataset {path}: give a save_to_disk folder, parquet files or an image folder")
     try:
-        return datasets.load_dataset(spec)
+        return datasets.load_dataset(spec, streaming=streaming)
     except FileNotFoundError as e:
         raise NotFoundError(f"dataset {spec!r} not found locally or on the Hub ({_line(e)})") from None
     except (ConnectionError, OSError, ValueError) as e:
@@ -174,13 +178,13 @@ def _line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def dataset_splits(spec: str) -> list[str]:
+def dataset_splits(spec: str, streaming: bool = False) -> list[str]:
     import datasets
 
     if spec == FASHION_MNIST:
         return list(_FMNIST_FILES)
-    ds = _open(spec)
-    return list(ds.keys()) if isinstance(ds, datasets.DatasetDict) else ["train"]
+    ds = _open(spec, streaming=streaming)
+    return list(ds.keys()) if isinstance(ds, datasets.DatasetDict | datasets.IterableDatasetDict) else ["train"]
 
 
 def load_images(spec: str, split: str = "train", size: tuple[int, int] | None = None) -> LabeledImages:
@@ -257,7 +261,11 @@ def _decode_images(ds, column: str, size: tuple[int, int] | None) -> torch.Tenso
         return t[:, None] if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
     from .preprocess import _pil_to_chw
 
-    tensors = [_pil_to_chw(im) for im in ds[column]]
+    return _stack([_pil_to_chw(im) for im in ds[column]], size)
+
+
+def _stack(tensors: list[torch.Tensor], size: tuple[int, int] | None) -> torch.Tensor:
+    """uint8 [C, H, W] images as one batch; differing sizes are resized to ``size``."""
     shapes = {tuple(t.shape) for t in tensors}
     if len(shapes) == 1:
         return torch.stack(tensors)
@@ -283,3 +291,109 @@ def load_for_model(spec: str, split: str, class_names: list[str], where: str,
                    size: tuple[int, int] | None = None) -> LabeledImages:
     """One split, relabelled to a model's classes (by name)."""
     return load_images(spec, split, size).for_classes(class_names, where)
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+STREAM_SHUFFLE_BUFFER = 2048
+
+
+def sample_stream(spec: str, split: str, class_names: list[str], where: str, quotas: list[int],
+                  size: tuple[int, int] | None = None, seed: int = 0) -> list[LabeledImages]:
+    """Per-class samples of one split, read as a shuffled stream: only the images kept are decoded.
+
+    ``quotas`` gives how many images of each class go to each returned part (e.g. validation, then
+    training), so the parts are disjoint. Reading stops as soon as every quota is filled, which is
+    what lets a split of a big dataset hold a few thousand decoded images instead of all of them.
+    """
+    from datasets import ClassLabel, Image
+
+    stream = _stream_split(spec, split)
+    features = stream.features
+    if features is None:
+        raise HubmodError(f"dataset {spec} does not declare its features, which streaming needs; "
+                          "run the split without --stream")
+    image_col, label_col = _columns(stream)
+    raw_images = isinstance(features[image_col], Image)
+    if raw_images:  # keep the encoded bytes until an image is kept
+        stream = stream.cast_column(image_col, Image(decode=False))
+    label_feat = features[label_col]
+    names = list(label_feat.names) if isinstance(label_feat, ClassLabel) else None
+    folded = {n.casefold(): j for j, n in enumerate(class_names)}
+    if names is not None:
+        missing = [c for c in class_names if c.casefold() not in {n.casefold() for n in names}]
+        if missing:
+            raise HubmodError(f"dataset {spec} has no class {', '.join(repr(m) for m in missing)} that {where} "
+                              f"needs (dataset classes: {', '.join(names)})")
+    want = sum(quotas) * len(class_names)
+    got: list[list[list[torch.Tensor]]] = [[[] for _ in class_names] for _ in quotas]
+    filled = 0
+    for example in stream.shuffle(seed=seed, buffer_size=STREAM_SHUFFLE_BUFFER):
+        label = example[label_col]
+        j = folded.get((names[label] if names is not None else str(label)).casefold())
+        if j is None:
+            continue
+        part = next((p for p, q in enumerate(quotas) if len(got[p][j]) < q), None)
+        if part is None:
+            continue
+        got[part][j].append(_decode_one(example[image_col], raw_images))
+        filled += 1
+        if filled == want:
+            break
+    empty = [class_names[j] for j in range(len(class_names)) if not any(got[p][j] for p in range(len(quotas)))]
+    if empty:
+        raise HubmodError(f"dataset {spec} ({split}) has no samples of {', '.join(empty)}")
+    hub_id = FASHION_MNIST_HF_ID if spec == FASHION_MNIST else (None if _is_path(spec) else spec)
+    parts = []
+    for p in range(len(quotas)):
+        tensors = [t for j in range(len(class_names)) for t in got[p][j]]
+        labels = torch.tensor([j for j in range(len(class_names)) for _ in got[p][j]], dtype=torch.long)
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed + p))
+        images = _stack(tensors, size) if tensors else torch.empty(0, 1, *(size or (1, 1)), dtype=torch.uint8)
+        parts.append(LabeledImages(images[order], labels[order], list(class_names), spec,
+                                   f"{split} (streamed sample)", hub_id))
+    return parts
+
+
+def _stream_split(spec: str, split: str):
+    """One split as an ``IterableDataset``."""
+    import datasets
+
+    if spec == FASHION_MNIST:
+        if split not in _FMNIST_FILES:
+            raise NotFoundError(f"dataset {spec} has no split {split!r}; it has: {', '.join(_FMNIST_FILES)}")
+        return fashion_mnist(split).to_iterable_dataset(num_shards=8)
+    ds = _open(spec, streaming=True)
+    if isinstance(ds, datasets.DatasetDict | datasets.IterableDatasetDict):
+        if split not in ds:
+            raise NotFoundError(f"dataset {spec} has no split {split!r}; it has: {', '.join(ds.keys())}")
+        ds = ds[split]
+    elif split != "train":
+        raise NotFoundError(f"dataset {spec} has a single split; use --split train")
+    return ds.to_iterable_dataset(num_shards=8) if isinstance(ds, datasets.Dataset) else ds
+
+
+def _decode_one(value, encoded: bool) -> torch.Tensor:
+    """One image, from encoded bytes / a file path, or from an array."""
+    if not encoded:
+        arr = np.asarray(value)
+        if arr.dtype != np.uint8:
+            if arr.size and (arr.min() < 0 or arr.max() > 255):
+                raise HubmodError("image values outside 0..255")
+            arr = arr.astype(np.uint8)
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+        return t[None] if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
+    import io
+
+    from PIL import Image as PILImage
+
+    from .preprocess import _pil_to_chw
+
+    if value.get("bytes") is not None:
+        im = PILImage.open(io.BytesIO(value["bytes"]))
+    elif value.get("path"):
+        im = PILImage.open(value["path"])
+    else:
+        raise HubmodError("an image in the dataset has neither bytes nor a path")
+    return _pil_to_chw(im)

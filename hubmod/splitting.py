@@ -21,7 +21,7 @@ import torch
 from . import calibration
 from .channels import channel_groups, count_kernels, count_macs, count_params, extract
 from .composed import SPLIT_INDEX, SPLIT_INDEX_KIND, ComposedClassifier
-from .data import LabeledImages, dataset_splits, load_for_model
+from .data import LabeledImages, dataset_splits, load_for_model, sample_stream
 from .errors import HubmodError
 from .hub import Hub, get_hub, open_ref
 from .metrics import model_logits, per_class_metrics, pre_logits, refit_classifier
@@ -104,9 +104,15 @@ class _SplitData:
     hub_id: str | None
 
 
-def _load_data(dataset: str, parent: Parent, train_per_class: int, val_per_class: int, seed: int) -> _SplitData:
+STREAM_TEST_PER_CLASS = 500  # held-out images per class a streamed split measures on
+
+
+def _load_data(dataset: str, parent: Parent, train_per_class: int, val_per_class: int, seed: int,
+               stream: bool = False) -> _SplitData:
     cfg, names = parent.data_config, parent.class_names
     size = tuple(cfg.input_size[1:])
+    if stream:
+        return _stream_data(dataset, parent, train_per_class, val_per_class, seed)
     train = load_for_model(dataset, "train", names, parent.display_name, size)
     gen = torch.Generator().manual_seed(seed)
     held_out: torch.Tensor | None = None
@@ -123,6 +129,21 @@ def _load_data(dataset: str, parent: Parent, train_per_class: int, val_per_class
                       preprocess(train.images[val_idx], cfg), train.labels[val_idx], test, train.hub_id)
 
 
+def _stream_data(dataset: str, parent: Parent, train_per_class: int, val_per_class: int, seed: int) -> _SplitData:
+    """The same three disjoint parts, filled from shuffled streams: only the sampled images are decoded."""
+    cfg, names, where = parent.data_config, parent.class_names, parent.display_name
+    size = tuple(cfg.input_size[1:])
+    if "test" in dataset_splits(dataset, streaming=True):
+        val, train = sample_stream(dataset, "train", names, where, [val_per_class, train_per_class], size, seed)
+        (test,) = sample_stream(dataset, "test", names, where, [STREAM_TEST_PER_CLASS], size, seed)
+    else:
+        val, train, test = sample_stream(dataset, "train", names, where,
+                                         [val_per_class, train_per_class, STREAM_TEST_PER_CLASS], size, seed)
+        test.split = "train (held-out streamed sample)"
+    return _SplitData(preprocess(train.images, cfg), train.labels, preprocess(val.images, cfg), val.labels, test,
+                      train.hub_id)
+
+
 def split(
     source: str,
     dataset: str,
@@ -135,11 +156,15 @@ def split(
     publish: bool = True,
     progress: bool = True,
     resume: bool = False,
+    stream: bool = False,
 ) -> SplitReport:
     """Split ``source`` into class modules on ``dataset`` and (by default) publish them to the hub.
 
     With ``resume``, a split stopped before its index was published continues: classes whose repo
     already holds this split's module are not published again, and a finished search is reused.
+    With ``stream``, the dataset is read as a shuffled stream and only the sampled images are
+    decoded (the training and validation budgets, and up to 500 held-out images per class), so a
+    split never holds a whole big dataset in memory.
     """
     times: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -162,13 +187,13 @@ def split(
 
     t = time.perf_counter()
     mcfg = splitter.config
-    data = _load_data(dataset, parent, mcfg.train_per_class, mcfg.val_per_class, seed)
+    data = _load_data(dataset, parent, mcfg.train_per_class, mcfg.val_per_class, seed, stream)
     times["load_data"] = time.perf_counter() - t
 
     model = parent.model.eval()
     example = torch.zeros(1, *parent.data_config.input_size)
     parent_sizes = {"kernels": count_kernels(model), "params": count_params(model), "macs": count_macs(model, example)}
-    split_id = _split_id(parent, method, mcfg.to_dict(), seed, dataset)
+    split_id = _split_id(parent, method, mcfg.to_dict(), seed, f"{dataset} (streamed)" if stream else dataset)
     done = ({c: sha for c in targets if (sha := published_revision(hub_obj, repo_ids[c], split_id))}
             if resume and publish else {})
     restored = load_checkpoint(split_id, targets) if resume else None
@@ -199,7 +224,7 @@ def split(
             "dataset": {"name": dataset, "hub_id": data.hub_id, "train_samples": len(data.train_y),
                         "val_samples": len(data.val_y), "seed": seed},
             "split_id": split_id,
-            "command": _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options),
+            "command": _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options, stream),
         }
         modules = [_build_module(s, model, groups, example, base, parent_sizes, data) for s in outcome.slices]
         method_metrics = outcome.metrics
@@ -329,8 +354,10 @@ def _split_id(parent: Parent, method: str, params: dict, seed: int, dataset: str
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
-def _command(source, dataset, method, classes, repo_prefix, hub: Hub, seed, options) -> str:
+def _command(source, dataset, method, classes, repo_prefix, hub: Hub, seed, options, stream: bool = False) -> str:
     parts = ["hubmod", "split", source, "--dataset", dataset, "--method", method, "--seed", str(seed)]
+    if stream:
+        parts += ["--stream"]
     if classes:
         parts += ["--classes", ",".join(classes)]
     if repo_prefix:
