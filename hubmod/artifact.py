@@ -52,7 +52,7 @@ class HubArtifact:
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.contiguous() for k, v in self.weights().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.weights().items()}  # from any device
         save_file(state, str(directory / WEIGHTS), metadata={"format": "pt", "hubmod_kind": self.kind})
         (directory / "config.json").write_text(json.dumps(self.config_dict(), indent=1))
         if card:

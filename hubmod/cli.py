@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from .devices import AUTO, DEVICE_HELP
+
 app = typer.Typer(
     name="hubmod",
     help=(
@@ -33,6 +35,7 @@ HubOpt = Annotated[
                                "huggingface.co), or an endpoint URL. Env: HUBMOD_HUB."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
 
 
 def _fail(err: Exception) -> None:
@@ -99,6 +102,7 @@ def split(
                                          "images (training and validation budgets, up to 500 test images per "
                                          "class): for datasets too big to hold in memory.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    device: DeviceOpt = AUTO,
     as_json: JsonOpt = False,
 ) -> None:
     """Split SOURCE into one module per class and publish each as its own repo.
@@ -120,7 +124,8 @@ def split(
             report = run_split(source, dataset, method=method,
                                classes=[c.strip() for c in classes.split(",")] if classes else None,
                                repo_prefix=repo_prefix, hub=hub, seed=seed, options=_parse_params(param),
-                               publish=publish, progress=progress and not as_json, resume=resume, stream=stream)
+                               publish=publish, progress=progress and not as_json, resume=resume, stream=stream,
+                               device=device)
         finally:
             close()
         if os.environ.get("RANK", "0") != "0":  # one launched process reports
@@ -167,6 +172,7 @@ def compose(
     hub: HubOpt = None,
     dataset: Annotated[str | None, typer.Option("--eval-dataset", help="Also evaluate on this dataset's "
                                                 "test split.")] = None,
+    device: DeviceOpt = AUTO,
     as_json: JsonOpt = False,
 ) -> None:
     """Compose a classifier from class modules named by repo.
@@ -188,7 +194,7 @@ def compose(
             from .loading import COMPOSED, Loaded, evaluate
 
             snap = getattr(model, "source", None)
-            rep = evaluate(Loaded(COMPOSED, model, snap or _fake_snapshot(output)), dataset)
+            rep = evaluate(Loaded(COMPOSED, model, snap or _fake_snapshot(output)), dataset, device=device)
             info["eval"] = rep.to_dict()
         if as_json:
             typer.echo(json.dumps(info, indent=1))
@@ -310,6 +316,7 @@ def eval_cmd(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to evaluate on (see split).")],
     split: Annotated[str, typer.Option(help="Dataset split.")] = "test",
     hub: HubOpt = None,
+    device: DeviceOpt = AUTO,
     as_json: JsonOpt = False,
 ) -> None:
     """Accuracy and per-class precision / recall / F1 of any model hubmod can load.
@@ -320,7 +327,7 @@ def eval_cmd(
     def body():
         from .loading import evaluate
 
-        rep = evaluate(source, dataset, split=split, hub=hub)
+        rep = evaluate(source, dataset, split=split, hub=hub, device=device)
         if as_json:
             typer.echo(json.dumps(rep.to_dict(), indent=1))
             return

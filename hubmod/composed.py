@@ -65,11 +65,14 @@ class ComposedClassifier(HubArtifact, nn.Module):
 
     @torch.no_grad()
     def forward(self, images: Any, batch_size: int = 256) -> torch.Tensor:
-        """Calibrated scores [B, k] for raw images (or preprocessed input, if every module shares it)."""
+        """Calibrated scores [B, k] (on the CPU) for raw images (or preprocessed input, if every module shares it).
+
+        Each module runs on the device its parameters are on (``.to(device)`` moves them all).
+        """
         configs = [m.data_config for m in self.class_modules]
         out = []
         for inputs in batches_by_config(images, configs, batch_size, "these modules"):
-            scores = [m.calibrated(m(inputs[m.data_config]), self.calibration) for m in self.class_modules]
+            scores = [m.calibrated(m(inputs[m.data_config]), self.calibration).cpu() for m in self.class_modules]
             out.append(torch.stack(scores, dim=1))
         return torch.cat(out) if out else torch.empty(0, len(self.class_modules))
 

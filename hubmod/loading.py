@@ -14,6 +14,7 @@ import torch
 
 from .composed import COMPOSED_KIND, SPLIT_INDEX, ComposedClassifier
 from .data import LabeledImages, load_images
+from .devices import AUTO, resolve_device
 from .errors import HubmodError
 from .hub import Hub, Snapshot, open_ref
 from .metrics import EvalReport, model_logits, report
@@ -66,13 +67,20 @@ def class_names_of(loaded: Loaded) -> list[str]:
     return [e["class_name"] for e in loaded.obj.get("modules", [])]
 
 
-def evaluate(source: str | Loaded, dataset: str, split: str = "test", hub: str | Hub | None = None) -> EvalReport:
+def evaluate(source: str | Loaded, dataset: str, split: str = "test", hub: str | Hub | None = None,
+             device: str | torch.device | None = AUTO) -> EvalReport:
     """Accuracy and per-class precision/recall/F1 of a parent, module, composed or patched classifier.
 
     A module is evaluated as a one-vs-rest detector (its calibrated probability >= 0.5) on every
     image of the split; the others are evaluated as classifiers on the images of their classes.
+    The model runs on ``device`` (``auto``: a GPU when there is one); images are decoded on the CPU.
     """
+    target = resolve_device(device)
     loaded = source if isinstance(source, Loaded) else load(source, hub)
+    if isinstance(loaded.obj, torch.nn.Module):
+        loaded.obj.to(target)
+    elif loaded.kind == PARENT:
+        loaded.obj.model.to(target)
     name = loaded.snapshot.name
     if loaded.kind == INDEX:
         raise HubmodError(f"{name} is a split index: evaluate a module or compose a classifier from it")

@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import LabeledImages
+from .devices import device_of
 from .preprocess import DataConfig, preprocess
 
 
@@ -48,14 +49,18 @@ def report(pred: torch.Tensor, y: torch.Tensor, class_names: list[str], **info) 
 def model_logits(model: nn.Module, images: torch.Tensor, cfg: DataConfig, batch_size: int = 512) -> torch.Tensor:
     """Logits of a plain classifier over uint8 images, preprocessing one batch at a time."""
     model.eval()
-    return torch.cat([model(preprocess(images[i : i + batch_size], cfg)) for i in range(0, len(images), batch_size)])
+    device = device_of(model)
+    return torch.cat([model(preprocess(images[i : i + batch_size], cfg).to(device)).cpu()
+                      for i in range(0, len(images), batch_size)])
 
 
 @torch.no_grad()
 def pre_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Features entering a timm model's classifier."""
-    return torch.cat([model.forward_head(model.forward_features(x[i : i + batch_size]), pre_logits=True)
-                      for i in range(0, len(x), batch_size)])
+    """Features entering a timm model's classifier (on the CPU)."""
+    device = device_of(model)
+    parts = [model.forward_head(model.forward_features(x[i : i + batch_size].to(device)), pre_logits=True)
+             for i in range(0, len(x), batch_size)]
+    return torch.cat([p.cpu() for p in parts])
 
 
 def refit_classifier(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int,

@@ -19,6 +19,7 @@ import torch.nn as nn
 from . import __version__, calibration
 from .artifact import HubArtifact
 from .channels import drop_classifier, rebuild
+from .devices import device_of
 from .errors import HubmodError, InvalidRepoError
 from .heads import build_head, reads_features
 from .hub import Hub, Snapshot
@@ -128,14 +129,14 @@ class ClassModule(HubArtifact, nn.Module):
         return self.config.class_name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw scores [B] for preprocessed input [B, C, H, W]."""
-        return self.head(self.backbone(x))
+        """Raw scores [B] for preprocessed input [B, C, H, W] (moved to the module's device)."""
+        return self.head(self.backbone(x.to(device_of(self))))
 
     @torch.no_grad()
     def score(self, images: Any, batch_size: int = 256) -> torch.Tensor:
-        """Raw scores for raw images (PIL, uint8) or preprocessed float tensors."""
+        """Raw scores (on the CPU) for raw images (PIL, uint8) or preprocessed float tensors."""
         x = prepare_input(images, self.data_config)
-        return torch.cat([self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        return torch.cat([self(x[i : i + batch_size]).cpu() for i in range(0, len(x), batch_size)])
 
     def probability(self, images: Any) -> torch.Tensor:
         """P(image is this module's class), Platt-calibrated on held-out data at split time."""

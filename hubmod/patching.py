@@ -19,6 +19,7 @@ import torch.nn as nn
 from . import __version__
 from .artifact import HubArtifact
 from .composed import resolve_ref
+from .devices import device_of
 from .errors import HubmodError, InvalidRepoError
 from .hub import Hub, Snapshot
 from .module import ClassModule
@@ -65,10 +66,10 @@ class PatchedClassifier(HubArtifact, nn.Module):
         others = [c for c in range(self.weak_spec.num_classes) if c != self.target]
         out = []
         for inputs in batches_by_config(images, (weak_cfg, module_cfg), batch_size, "the weak model and the module"):
-            logits = self.weak(inputs[weak_cfg])
+            logits = self.weak(inputs[weak_cfg].to(device_of(self.weak))).cpu()
             scores = torch.empty_like(logits)
             scores[:, others] = logits[:, others].softmax(1)
-            scores[:, self.target] = self.module.calibrated(self.module(inputs[module_cfg]), self.strategy)
+            scores[:, self.target] = self.module.calibrated(self.module(inputs[module_cfg]), self.strategy).cpu()
             out.append(scores)
         return torch.cat(out) if out else torch.empty(0, self.weak_spec.num_classes)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import tempfile
 import time
@@ -22,6 +23,7 @@ from . import calibration
 from .channels import channel_groups, count_kernels, count_macs, count_params, extract
 from .composed import SPLIT_INDEX, SPLIT_INDEX_KIND, ComposedClassifier
 from .data import LabeledImages, dataset_splits, load_for_model, sample_stream
+from .devices import AUTO, resolve_device
 from .errors import HubmodError
 from .hub import Hub, get_hub, open_ref
 from .metrics import model_logits, per_class_metrics, pre_logits, refit_classifier
@@ -157,6 +159,7 @@ def split(
     progress: bool = True,
     resume: bool = False,
     stream: bool = False,
+    device: str | torch.device | None = AUTO,
 ) -> SplitReport:
     """Split ``source`` into class modules on ``dataset`` and (by default) publish them to the hub.
 
@@ -165,6 +168,8 @@ def split(
     With ``stream``, the dataset is read as a shuffled stream and only the sampled images are
     decoded (the training and validation budgets, and up to 500 held-out images per class), so a
     split never holds a whole big dataset in memory.
+    The search runs on ``device`` (``auto``: a GPU when there is one and the method can use it);
+    modules are extracted, measured and published from the CPU.
     """
     times: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -174,6 +179,7 @@ def split(
         raise HubmodError(f"--method {method} runs in one process; launch a multi-process split with "
                           "--method gradsplitter, or run this one without accelerate launch / torchrun")
     par = data_parallel()
+    compute = _search_device(device, splitter, method, par)
     publish_here = publish and par.is_main  # every process searches; only the first one writes
     progress = progress and par.is_main
     prefix = validate_repo_id(repo_prefix or default_prefix(source))
@@ -210,9 +216,17 @@ def split(
             p.requires_grad_(False)
         with torch.no_grad():
             parent_val_acc = float((model(data.val_x).argmax(1) == data.val_y).float().mean())
-        ctx = SplitContext(model, groups, len(names), data.train_x, data.train_y, data.val_x, data.val_y, targets,
-                           example, seed, progress, parent_val_acc, par)
-        outcome = splitter.split(ctx)
+        ctx = SplitContext(model.to(compute), groups, len(names), data.train_x.to(compute), data.train_y.to(compute),
+                           data.val_x.to(compute), data.val_y.to(compute), targets, example.to(compute), seed,
+                           progress, parent_val_acc, par)
+        try:
+            outcome = splitter.split(ctx)
+        finally:
+            model.cpu()
+        for s in outcome.slices:
+            if s.backbone is not None:
+                s.backbone.cpu()
+            s.head_state = {k: v.cpu() for k, v in s.head_state.items()}
         times["search"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -347,6 +361,19 @@ def _publish(report: SplitReport, modules: list[ClassModule], repo_ids: dict[int
             write_index_card(index, Path(tmp))
         report.index_revision = hub.push_folder(prefix, Path(tmp), f"hubmod split index ({report.method})")
     report.index_repo = prefix
+
+
+def _search_device(choice, splitter, method: str, par) -> torch.device:
+    """The device the search runs on: the one asked for, or the best one the method can use."""
+    wanted = resolve_device(choice)
+    if wanted.type != "cpu" and not splitter.any_device:
+        if str(choice or AUTO).lower() == AUTO:
+            return torch.device("cpu")
+        raise HubmodError(f"--method {method} searches on the CPU only; use --device cpu (or auto), "
+                          "or --method gradsplitter to search on a GPU")
+    if par.enabled and wanted.type == "cuda":  # one GPU per launched process
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return wanted
 
 
 def _split_id(parent: Parent, method: str, params: dict, seed: int, dataset: str) -> str:

@@ -128,6 +128,7 @@ class Splitter(ABC):
     paper_url: ClassVar[str]
     config_class: ClassVar[type[MethodConfig]]
     data_parallel: ClassVar[bool] = False  # can run as several launched processes sharing each batch
+    any_device: ClassVar[bool] = False  # searches on a GPU when given one (otherwise on the CPU)
 
     def __init__(self, config: MethodConfig):
         self.config = config

@@ -159,8 +159,8 @@ def _start_heads(model: nn.Module, n: int, hidden: int, on_features: bool, targe
     if not isinstance(clf, nn.Linear):
         raise HubmodError(f"{type(model).__name__}'s classifier is not a Linear layer, so heads cannot read its "
                           "features; split with --option head_input=logits")
-    bias = clf.bias.detach().clone() if clf.bias is not None else torch.zeros(n)
-    return _Heads(hidden, clf.weight.detach()[targets].clone(), bias[targets], relu_input=False)
+    bias = clf.bias.detach().cpu() if clf.bias is not None else torch.zeros(n)
+    return _Heads(hidden, clf.weight.detach().cpu()[targets].clone(), bias[targets].clone(), relu_input=False)
 
 
 class GradSplitter(Splitter):
@@ -170,6 +170,7 @@ class GradSplitter(Splitter):
     paper_url = "https://doi.org/10.1145/3632744"
     config_class = GradSplitterConfig
     data_parallel = True
+    any_device = True
 
     def split(self, ctx: SplitContext) -> SplitOutcome:
         cfg: GradSplitterConfig = self.config  # type: ignore[assignment]
@@ -179,13 +180,15 @@ class GradSplitter(Splitter):
         n, targets = ctx.num_classes, list(ctx.targets)
         k = len(targets)  # modules trained: only the requested classes
         model, groups = ctx.model, ctx.groups
-        example = ctx.example_input if ctx.example_input is not None else torch.zeros(1, *ctx.train_x.shape[1:])
-        masks = nn.ParameterDict({f"g{i}": nn.Parameter(torch.full((k, g.size), float(cfg.mask_init)))
+        dev = ctx.train_x.device  # the search runs where the data and the parent were put
+        example = (ctx.example_input if ctx.example_input is not None
+                   else torch.zeros(1, *ctx.train_x.shape[1:], device=dev))
+        masks = nn.ParameterDict({f"g{i}": nn.Parameter(torch.full((k, g.size), float(cfg.mask_init), device=dev))
                                   for i, g in enumerate(groups)})
         kernels_per_channel = [len(g.conv_modules) for g in groups]
         total_kernels = float(sum(g.kernels for g in groups))
         on_features = cfg.head_input == "features"
-        heads = _start_heads(model, n, cfg.hidden, on_features, targets)
+        heads = _start_heads(model, n, cfg.hidden, on_features, targets).to(dev)
         width = heads.w1.shape[-1]
         hooks = GroupMasks(model, groups)
 
@@ -213,7 +216,7 @@ class GradSplitter(Splitter):
             pruned forward a fraction of one. Under data parallelism each process measures its
             share of the modules and the results are exchanged.
             """
-            outs = [torch.zeros(k, len(inputs), width) for inputs in xs]
+            outs = [torch.zeros(k, len(inputs), width, device=dev) for inputs in xs]
             for i in range(k):
                 if par.owner(i) != par.rank:
                     continue
@@ -276,7 +279,7 @@ class GradSplitter(Splitter):
         fit_heads(parent_outputs(x).expand(k, -1, -1), y, rest_train, cfg.warmup_epochs, cfg.head_lr)
         history = [{"cycle": 0, "val_accuracy": accuracy(parent_outputs(ctx.val_x).expand(k, -1, -1), ctx.val_y),
                     "retention": 1.0}]
-        snapshots = [(history[0], {g.name: torch.ones(k, g.size, dtype=torch.bool) for g in groups},
+        snapshots = [(history[0], {g.name: torch.ones(k, g.size, dtype=torch.bool, device=dev) for g in groups},
                       {name: v.detach().clone() for name, v in heads.state_dict().items()}, torch.ones(k))]
         best_cycle, since_best, below = 0, 0, 0
         alpha = cfg.alpha
