@@ -31,6 +31,12 @@ SETTINGS = {
     "budget 200/class, 4 epochs": {"train_per_class": 200, "val_per_class": 100, "max_cycles": 4},
     "budget 200/class, mask lr 0.03, 3 epochs": {"train_per_class": 200, "val_per_class": 100, "mask_lr": 0.03,
                                                 "max_cycles": 3},
+    "budget 200/class, mask lr 0.03, 3 epochs, tolerance 0.5": {"train_per_class": 200, "val_per_class": 100,
+                                                               "mask_lr": 0.03, "max_cycles": 3, "tolerance": 0.5},
+    "budget 300/class, mask lr 0.03, 3 epochs": {"train_per_class": 300, "val_per_class": 100, "mask_lr": 0.03,
+                                                "max_cycles": 3},
+    "budget 200/class, mask lr 0.05, 2 epochs": {"train_per_class": 200, "val_per_class": 100, "mask_lr": 0.05,
+                                                "max_cycles": 2},
 }
 OUT = RESULTS / "split_cost.json"
 
@@ -76,6 +82,7 @@ def render(data: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--render", action="store_true", help="only re-render BENCHMARKS.md from saved results")
+    ap.add_argument("--only", help="run only settings whose name contains this; keep the other saved rows")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     setup_home()
@@ -90,6 +97,7 @@ def main() -> None:
     info = ensure_parent(REPO, PARENTS[REPO])
     epochs = float(PARENTS[REPO][PARENTS[REPO].index("--epochs") + 1])
     data = {"parent_epoch_seconds": info["train_seconds"] / epochs, "rows": {}}
+    saved = json.loads(OUT.read_text())["rows"] if args.only and OUT.exists() else {}
     full = RESULTS / "split_fmnist_full.json"
     if full.exists():
         d = json.loads(full.read_text())[REPO]
@@ -99,6 +107,10 @@ def main() -> None:
             "chosen_cycle": d["method_metrics"]["chosen_cycle"], "cycles_run": d["method_metrics"]["cycles_run"],
             "peak_rss_mb": None}
     for name, options in SETTINGS.items():
+        if args.only and args.only not in name:
+            if name in saved:
+                data["rows"][name] = saved[name]
+            continue
         out = subprocess.run([sys.executable, __file__, "--child", json.dumps(options)], check=True,
                              capture_output=True, text=True, env=os.environ.copy())
         data["rows"][name] = json.loads(out.stdout.strip().splitlines()[-1])
