@@ -29,7 +29,7 @@ from common import (
     command,
     ensure_parent,
     machine,
-    module_sizes,
+    method_row,
     pct,
     section_header,
     setup_home,
@@ -161,10 +161,7 @@ def render_decompose(act: dict) -> str:
         for name, d in (*((n, o.get(repo)) for n, o in others.items()), ("Activation", act[repo])):
             if d is None:
                 continue
-            macs, params = module_sizes(d)
-            lines.append(f"| `{repo}` | {name} | {pct(d['parent_accuracy'])} | {pct(d['composed_accuracy'])} | "
-                         f"{100 * (d['composed_accuracy'] - d['parent_accuracy']):+.2f} pt | "
-                         f"{pct(d['mean_kept_kernels'])} | {pct(macs)} | {pct(params)} | {d['wall_seconds']:.0f} s |")
+            lines.append(method_row(repo, name, d))
     lines += ["", "Split cost against training: wall time per module produced, in epochs of the parent's own "
               "training (`train_parent.py`, all 60,000 images per epoch).", "",
               "| parent | one training epoch | method | split time per module | in parent epochs |",

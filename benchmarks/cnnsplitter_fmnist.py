@@ -20,7 +20,7 @@ import json
 import sys
 import time
 
-from common import RESULTS, ROOT, command, ensure_parent, machine, module_sizes, pct, setup_home, write_section
+from common import RESULTS, ROOT, command, ensure_parent, machine, method_row, pct, setup_home, write_section
 from split_fmnist import PARENTS
 
 sys.path.insert(0, str(ROOT / "examples"))
@@ -72,10 +72,7 @@ def render_compare(cnn: dict, grad: dict) -> str:
         for name, d in (("GradSplitter", grad.get(repo)), ("CNNSplitter", cnn[repo])):
             if d is None:
                 continue
-            macs, params = module_sizes(d)
-            lines.append(f"| `{repo}` | {name} | {pct(d['parent_accuracy'])} | {pct(d['composed_accuracy'])} | "
-                         f"{100 * (d['composed_accuracy'] - d['parent_accuracy']):+.2f} pt | "
-                         f"{pct(d['mean_kept_kernels'])} | {pct(macs)} | {pct(params)} | {d['wall_seconds']:.0f} s |")
+            lines.append(method_row(repo, name, d))
     for repo, d in cnn.items():
         m = d["method_metrics"]
         lines += ["", f"**{repo}, CNNSplitter**: {m['generations_run']} generations, {m['candidates_scored']} "

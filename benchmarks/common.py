@@ -96,5 +96,13 @@ def module_sizes(report: dict) -> tuple[float, float]:
             sum(r["params"] for r in rows) / len(rows) / report["parent_params"])
 
 
+def method_row(repo: str, method: str, d: dict) -> str:
+    """One row of the methods-side-by-side tables, from a split report's dict."""
+    macs, params = module_sizes(d)
+    return (f"| `{repo}` | {method} | {pct(d['parent_accuracy'])} | {pct(d['composed_accuracy'])} | "
+            f"{100 * (d['composed_accuracy'] - d['parent_accuracy']):+.2f} pt | "
+            f"{pct(d['mean_kept_kernels'])} | {pct(macs)} | {pct(params)} | {d['wall_seconds']:.0f} s |")
+
+
 def pct(x: float) -> str:
     return f"{100 * x:.2f} %"

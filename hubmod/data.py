@@ -207,8 +207,13 @@ def load_images(spec: str, split: str = "train", size: tuple[int, int] | None = 
         ds = ds[split]
     elif split != "train" and spec != FASHION_MNIST:
         raise NotFoundError(f"dataset {spec} has a single split; use --split train")
-    hub_id = FASHION_MNIST_HF_ID if spec == FASHION_MNIST else (None if _is_path(spec) else spec)
+    hub_id = _hub_id(spec)
     return dataset_to_images(ds, name=spec, split=split, size=size, hub_id=hub_id)
+
+
+def _hub_id(spec: str) -> str | None:
+    """The dataset's id on the Hub, for model cards (none for a local path)."""
+    return FASHION_MNIST_HF_ID if spec == FASHION_MNIST else (None if _is_path(spec) else spec)
 
 
 def _columns(ds) -> tuple[str, str]:
@@ -344,7 +349,7 @@ def sample_stream(spec: str, split: str, class_names: list[str], where: str, quo
     empty = [class_names[j] for j in range(len(class_names)) if not any(got[p][j] for p in range(len(quotas)))]
     if empty:
         raise HubmodError(f"dataset {spec} ({split}) has no samples of {', '.join(empty)}")
-    hub_id = FASHION_MNIST_HF_ID if spec == FASHION_MNIST else (None if _is_path(spec) else spec)
+    hub_id = _hub_id(spec)
     parts = []
     for p in range(len(quotas)):
         tensors = [t for j in range(len(class_names)) for t in got[p][j]]

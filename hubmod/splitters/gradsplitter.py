@@ -238,8 +238,9 @@ class GradSplitter(Splitter):
 
         # The classes not being split answer with the parent's own (fixed) score, so a few modules
         # of a many-class parent train against the whole parent at the cost of those few.
-        rest_train = self._rest_scores(model, parent_outputs(ctx.train_x), on_features, cfg.sigmoid_scores)
-        rest_val = self._rest_scores(model, parent_outputs(ctx.val_x), on_features, cfg.sigmoid_scores)
+        parent_train, parent_val = parent_outputs(ctx.train_x), parent_outputs(ctx.val_x)
+        rest_train = self._rest_scores(model, parent_train, on_features, cfg.sigmoid_scores)
+        rest_val = self._rest_scores(model, parent_val, on_features, cfg.sigmoid_scores)
 
         def competing(raw: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
             """[k, B] raw head outputs -> [B, n] scores fed to the cross-entropy."""
@@ -278,9 +279,8 @@ class GradSplitter(Splitter):
         threshold = ctx.parent_val_accuracy - cfg.tolerance / 100
 
         # Warm-up: heads only, on the unmasked parent's outputs (computed once).
-        fit_heads(parent_outputs(x).expand(k, -1, -1), y, rest_train, cfg.warmup_epochs, cfg.head_lr)
-        history = [{"cycle": 0, "val_accuracy": accuracy(parent_outputs(ctx.val_x).expand(k, -1, -1), ctx.val_y),
-                    "retention": 1.0}]
+        fit_heads(parent_train.expand(k, -1, -1), y, rest_train, cfg.warmup_epochs, cfg.head_lr)
+        history = [{"cycle": 0, "val_accuracy": accuracy(parent_val.expand(k, -1, -1), ctx.val_y), "retention": 1.0}]
         snapshots = [(history[0], {g.name: torch.ones(k, g.size, dtype=torch.bool, device=dev) for g in groups},
                       {name: v.detach().clone() for name, v in heads.state_dict().items()}, torch.ones(k))]
         best_cycle, since_best, below = 0, 0, 0
