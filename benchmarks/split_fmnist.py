@@ -150,7 +150,8 @@ def main() -> None:
         data = run_full(args.seed, WIDE, WIDE_OPTIONS)
         (RESULTS / "split_fmnist_wide.json").write_text(json.dumps(data, indent=1))
         options = " ".join(f"--option {k}={v}" for k, v in WIDE_OPTIONS.items())
-        intro = ("The VGG-style parent at VGG widths: `hubmod_vgg` with 64-64-M-128-128-M-256-256-M (the default "
+        widths = "-".join(map(str, WIDE_CFG))
+        intro = (f"The VGG-style parent at VGG widths: `hubmod_vgg` with {widths} (the default "
                  f"above is 32-64-128), split with `{options}`.")
         write_section("split-wide", header + render_full(data, "GradSplitter on a wider VGG-style parent", intro))
     if args.only in (None, "disjoint"):
