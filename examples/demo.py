@@ -30,7 +30,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="hubmod_vgg", help="parent architecture (hubmod_vgg is quick on a CPU)")
     ap.add_argument("--epochs", default="1", help="parent training epochs")
-    ap.add_argument("--quick", action="store_true", help="smaller split budget (train_per_class=200, max_cycles=4)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smaller split budget (train_per_class=200, max_cycles=4, distill_per_class=500)")
     args = ap.parse_args()
     os.environ.setdefault("HUBMOD_HOME", str(ROOT / "runs" / "demo" / "hubmod-home"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,7 +44,8 @@ def main() -> None:
                     "--epochs", args.epochs, "--repo", parent], check=True)
 
     print("\n== 2. split it into one module per class (GradSplitter), publish each module as a repo")
-    budget = ["-p", "train_per_class=200", "-p", "max_cycles=4"] if args.quick else []
+    budget = (["-p", "train_per_class=200", "-p", "max_cycles=4", "-p", "distill_per_class=500"] if args.quick
+              else [])
     run([*HUBMOD, "split", parent, "--dataset", "fashion-mnist", "--hub", "local", *budget])
 
     print("\n== 3. compose all ten modules again, and a three-class footwear classifier")

@@ -113,6 +113,8 @@ def write_module_card(module: ClassModule, directory: Path, repo_id: str | None 
         parent_name=parent.get("repo_id") or "a local parent", parent_sha=parent.get("revision", "?"),
         parent_url=_repo_url(parent), architecture=parent["architecture"], method_pretty=pretty,
         method_name=method.get("name"), paper_url=paper_url, method_params=json.dumps(method.get("params", {})),
+        weights_desc=("distilled from the parent: the kept channels and the head were retrained to reproduce the "
+                      "parent's predictions" if method.get("distilled") else "the parent's own, for the kept channels"),
         kept_pct=100 * metrics.get("kept_kernels", 0.0), head_desc=head_desc,
         kernels=metrics.get("kernels", 0), parent_kernels=max(1, metrics.get("parent_kernels", 1)),
         params=metrics.get("params", 0), parent_params=max(1, metrics.get("parent_params", 1)),

@@ -159,19 +159,27 @@ def extract(
             idx, zeroed = [0], [*zeroed, g.name]
         final[g.name] = idx
     prune_to(model, groups, final, example_input)
-    modules = dict(model.named_modules())
-    for name in zeroed:
-        g = next(g for g in groups if g.name == name)
-        with torch.no_grad():
-            for mname in g.out_modules:
-                mod = modules[mname]
-                for attr in ("weight", "bias"):
-                    t = getattr(mod, attr, None)
-                    if isinstance(t, torch.Tensor):
-                        t.zero_()
+    with torch.no_grad():
+        for t in zeroed_tensors(model, groups, zeroed):
+            t.zero_()
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval(), final, zeroed
+
+
+def zeroed_tensors(model: nn.Module, groups: Sequence[ChannelGroup], zeroed: Sequence[str]) -> list[torch.Tensor]:
+    """The weights and biases carrying the one zeroed channel of each group in ``zeroed``.
+
+    Kept at zero they make the channel contribute nothing, exactly as if it were removed.
+    """
+    modules = dict(model.named_modules())
+    out = []
+    for g in groups:
+        if g.name in zeroed:
+            for mname in g.out_modules:
+                out += [t for attr in ("weight", "bias")
+                        if isinstance(t := getattr(modules[mname], attr, None), torch.Tensor)]
+    return out
 
 
 def prune_to(

@@ -104,17 +104,24 @@ class _SplitData:
     val_y: torch.Tensor
     test: LabeledImages
     hub_id: str | None
+    distill_x: torch.Tensor | None = None  # images (labels unused) the modules are distilled on
 
 
 STREAM_TEST_PER_CLASS = 500  # held-out images per class a streamed split measures on
 
 
 def _load_data(dataset: str, parent: Parent, train_per_class: int, val_per_class: int, seed: int,
-               stream: bool = False) -> _SplitData:
+               stream: bool = False, distill_per_class: int = 0) -> _SplitData:
+    """Disjoint validation and training samples (and held-out test data) for a split.
+
+    ``distill_per_class`` asks for that many images per class to distil into the modules: the
+    training images, topped up with further ones that are disjoint from validation and test.
+    """
     cfg, names = parent.data_config, parent.class_names
     size = tuple(cfg.input_size[1:])
+    extra = max(0, distill_per_class - train_per_class)
     if stream:
-        return _stream_data(dataset, parent, train_per_class, val_per_class, seed)
+        return _stream_data(dataset, parent, train_per_class, val_per_class, seed, extra)
     train = load_for_model(dataset, "train", names, parent.display_name, size)
     gen = torch.Generator().manual_seed(seed)
     held_out: torch.Tensor | None = None
@@ -127,23 +134,31 @@ def _load_data(dataset: str, parent: Parent, train_per_class: int, val_per_class
     val_idx = train.stratified(val_per_class, gen, exclude=held_out)
     exclude = val_idx if held_out is None else torch.cat([val_idx, held_out])
     train_idx = train.stratified(train_per_class, gen, exclude=exclude)
-    return _SplitData(preprocess(train.images[train_idx], cfg), train.labels[train_idx],
-                      preprocess(train.images[val_idx], cfg), train.labels[val_idx], test, train.hub_id)
+    train_x = preprocess(train.images[train_idx], cfg)
+    distill_x = None
+    if distill_per_class:
+        more = train.stratified(extra, gen, exclude=torch.cat([exclude, train_idx])) if extra else train_idx[:0]
+        distill_x = torch.cat([train_x, preprocess(train.images[more], cfg)])
+    return _SplitData(train_x, train.labels[train_idx], preprocess(train.images[val_idx], cfg),
+                      train.labels[val_idx], test, train.hub_id, distill_x)
 
 
-def _stream_data(dataset: str, parent: Parent, train_per_class: int, val_per_class: int, seed: int) -> _SplitData:
-    """The same three disjoint parts, filled from shuffled streams: only the sampled images are decoded."""
+def _stream_data(dataset: str, parent: Parent, train_per_class: int, val_per_class: int, seed: int,
+                 extra_per_class: int = 0) -> _SplitData:
+    """The same disjoint parts, filled from shuffled streams: only the sampled images are decoded."""
     cfg, names, where = parent.data_config, parent.class_names, parent.display_name
     size = tuple(cfg.input_size[1:])
+    quotas = [val_per_class, train_per_class, extra_per_class]
     if "test" in dataset_splits(dataset, streaming=True):
-        val, train = sample_stream(dataset, "train", names, where, [val_per_class, train_per_class], size, seed)
+        val, train, extra = sample_stream(dataset, "train", names, where, quotas, size, seed)
         (test,) = sample_stream(dataset, "test", names, where, [STREAM_TEST_PER_CLASS], size, seed)
     else:
-        val, train, test = sample_stream(dataset, "train", names, where,
-                                         [val_per_class, train_per_class, STREAM_TEST_PER_CLASS], size, seed)
+        val, train, extra, test = sample_stream(dataset, "train", names, where, [*quotas, STREAM_TEST_PER_CLASS],
+                                                size, seed)
         test.split = "train (held-out streamed sample)"
-    return _SplitData(preprocess(train.images, cfg), train.labels, preprocess(val.images, cfg), val.labels, test,
-                      train.hub_id)
+    train_x = preprocess(train.images, cfg)
+    distill_x = torch.cat([train_x, preprocess(extra.images, cfg)]) if extra_per_class else None
+    return _SplitData(train_x, train.labels, preprocess(val.images, cfg), val.labels, test, train.hub_id, distill_x)
 
 
 def split(
@@ -193,7 +208,8 @@ def split(
 
     t = time.perf_counter()
     mcfg = splitter.config
-    data = _load_data(dataset, parent, mcfg.train_per_class, mcfg.val_per_class, seed, stream)
+    data = _load_data(dataset, parent, mcfg.train_per_class, mcfg.val_per_class, seed, stream,
+                      mcfg.distill_per_class if getattr(mcfg, "distill_epochs", 0) else 0)
     times["load_data"] = time.perf_counter() - t
 
     model = parent.model.eval()
@@ -218,7 +234,8 @@ def split(
             parent_val_acc = float((model(data.val_x).argmax(1) == data.val_y).float().mean())
         ctx = SplitContext(model.to(compute), groups, len(names), data.train_x.to(compute), data.train_y.to(compute),
                            data.val_x.to(compute), data.val_y.to(compute), targets, example.to(compute), seed,
-                           progress, parent_val_acc, par)
+                           progress, parent_val_acc, par,
+                           data.distill_x.to(compute) if data.distill_x is not None else None)
         try:
             outcome = splitter.split(ctx)
         finally:
@@ -234,7 +251,8 @@ def split(
             "parent": {**parent.spec.to_dict(), "repo_id": parent.snapshot.repo_id,
                        "revision": parent.snapshot.sha, "hub": parent.snapshot.hub, "license": parent.license},
             "data_config": parent.data_config.to_dict(),
-            "method": {"name": method, "params": mcfg.to_dict()},
+            "method": {"name": method, "params": mcfg.to_dict(),
+                       "distilled": bool(outcome.metrics.get("distilled", False))},
             "dataset": {"name": dataset, "hub_id": data.hub_id, "train_samples": len(data.train_y),
                         "val_samples": len(data.val_y), "seed": seed},
             "split_id": split_id,

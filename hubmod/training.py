@@ -95,11 +95,20 @@ def train_parent(
     return TrainedParent(model, list(data.class_names), data_cfg, time.perf_counter() - start, epochs, len(y_all))
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(len(x), generator=gen) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+def draw_augment(n: int, gen: torch.Generator) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Random horizontal flips for ``n`` images and one shift of up to 2 px for the batch."""
+    flip = torch.rand(n, generator=gen) < 0.5
     dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=gen))
-    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+    return flip, (dy, dx)
+
+
+def apply_augment(x: torch.Tensor, flip: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
+    x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+    return torch.roll(x, shifts=shift, dims=(-2, -1))
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    return apply_augment(x, *draw_augment(len(x), gen))
 
 
 def _pretrained_cfg(cfg: DataConfig, class_names: list[str]) -> dict:

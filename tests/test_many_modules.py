@@ -48,7 +48,7 @@ def test_compose_and_evaluate_one_hundred_module_repos(fmnist_train, fmnist_test
 
     parent = train_tiny("hubmod_vgg", train, epochs=4.0, model_args={"cfg": [16, "M", 32, "M", 64, "M"]})
     publish_parent(parent, "load/vgg100", "local")
-    opts = {**TINY_SPLIT, "train_per_class": 20, "val_per_class": 10}
+    opts = {**TINY_SPLIT, "train_per_class": 20, "val_per_class": 10, "distill_epochs": 0}  # a load test
     report = hubmod.split("load/vgg100", data, options=opts, progress=False)
     assert len(report.rows) == 100
 

@@ -51,6 +51,9 @@ def test_card_front_matter(vgg_split, tmp_path):
     assert data["license"] == "mit"
     assert "model-index" in data
     assert "hubmod split" in card.text and "Dress" in card.text and "kept_channels.png" in card.text
+    distilled = vgg_split.method_metrics["distilled"]
+    assert vgg_split.modules[3].config.method["distilled"] is distilled
+    assert ("- weights: distilled from the parent" in card.text) is distilled
 
 
 def test_corrupt_weights_are_one_clear_error(vgg_split, tmp_path):

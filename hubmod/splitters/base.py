@@ -38,6 +38,7 @@ class SplitContext:
     progress: bool = True
     parent_val_accuracy: float = 0.0
     parallel: DataParallel = field(default_factory=DataParallel)  # this process among a launched group
+    distill_x: torch.Tensor | None = None  # images to distil the parent into the modules on (no labels)
 
 
 @dataclass

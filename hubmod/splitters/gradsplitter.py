@@ -23,7 +23,11 @@ What hubmod changes to make it practical on a laptop CPU:
   batch and gradients are summed before each step (see hubmod.parallel);
 * the final masks are chosen automatically on held-out data — the fewest kernels whose composed
   accuracy is within ``tolerance`` points of the parent — and training stops once that choice has
-  not improved for ``patience`` cycles. The authors picked the epoch by hand.
+  not improved for ``patience`` cycles. The authors picked the epoch by hand;
+* by default the parent is then distilled into the chosen modules (see hubmod.splitters.distill):
+  frozen parent weights are what stops small modules from staying accurate, so the search may go
+  ``distill_slack`` points further, and distilled masks are kept only if they are back within
+  ``tolerance`` on validation (``distill_epochs=0`` is the paper's frozen-weight method).
 """
 
 from __future__ import annotations
@@ -36,9 +40,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..channels import GroupMasks, extract, feature_channels, recalibrate_batchnorm
+from ..channels import GroupMasks, extract, feature_channels, recalibrate_batchnorm, zeroed_tensors
 from ..errors import HubmodError
+from ..heads import build_head
+from ..parents import substate
 from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, progress_bar
+from .distill import DistillSettings, Student, composite, distill
 
 
 @dataclass
@@ -59,6 +66,12 @@ class GradSplitterConfig(MethodConfig):
     adapt_alpha: bool = True
     sigmoid_scores: bool = True
     head_input: str = "features"
+    distill_epochs: int = 2
+    distill_per_class: int = 1000
+    distill_lr: float = 3e-4
+    distill_temperature: float = 2.0
+    distill_slack: float = 3.0
+    distill_tries: int = 2
 
     option_docs: ClassVar[dict[str, str]] = {
         "train_per_class": "training images per class (the data budget)",
@@ -80,6 +93,14 @@ class GradSplitterConfig(MethodConfig):
         "sigmoid_scores": "cross-entropy over the modules' sigmoid scores (the paper) rather than raw head outputs",
         "head_input": "what each head reads: 'features' (pooled features; the classifier is dropped) or "
                       "'logits' (the parent's N logits, as in the paper)",
+        "distill_epochs": "epochs of distilling the parent into the chosen modules (backbones and heads); "
+                          "0 keeps the parent's weights, as in the paper",
+        "distill_per_class": "images per class to distil on (the training images, topped up; labels unused)",
+        "distill_lr": "Adam learning rate of the distillation (cosine schedule)",
+        "distill_temperature": "softmax temperature of the distillation",
+        "distill_slack": "accuracy points the masks may lose beyond tolerance before distillation, which "
+                         "distillation must win back on validation",
+        "distill_tries": "most mask choices distilled, fewest kernels first, before keeping undistilled masks",
     }
 
     def validate(self) -> None:
@@ -90,10 +111,24 @@ class GradSplitterConfig(MethodConfig):
             "warmup_epochs": self.warmup_epochs >= 0, "refit_epochs": self.refit_epochs >= 0,
             "max_cycles": self.max_cycles >= 1, "patience": self.patience >= 1, "tolerance": self.tolerance >= 0,
             "head_input": self.head_input in ("features", "logits"),
+            "distill_epochs": self.distill_epochs >= 0, "distill_per_class": self.distill_per_class >= 1,
+            "distill_lr": self.distill_lr > 0, "distill_temperature": self.distill_temperature > 0,
+            "distill_slack": self.distill_slack >= 0, "distill_tries": self.distill_tries >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise HubmodError(f"gradsplitter option(s) out of range: {', '.join(bad)} ({self.describe()})")
+
+
+@dataclass
+class _Part:
+    """One extracted module while the final choice is made."""
+
+    net: nn.Module
+    kept: dict[str, list[int]]
+    zeroed: list[str]
+    spec: dict
+    head: nn.Module
 
 
 class _BinaryMask(torch.autograd.Function):
@@ -277,6 +312,9 @@ class GradSplitter(Splitter):
         x, y = ctx.train_x, ctx.train_y
         steps = math.ceil(len(y) / cfg.batch_size)
         threshold = ctx.parent_val_accuracy - cfg.tolerance / 100
+        distilling = cfg.distill_epochs > 0 and ctx.distill_x is not None
+        # Masks the distillation will retrain may lose more before it than the result may after it.
+        search_threshold = threshold - (cfg.distill_slack / 100 if distilling else 0.0)
 
         # Warm-up: heads only, on the unmasked parent's outputs (computed once).
         fit_heads(parent_train.expand(k, -1, -1), y, rest_train, cfg.warmup_epochs, cfg.head_lr)
@@ -312,37 +350,74 @@ class GradSplitter(Splitter):
                 snapshots.append((record, {name: v.bool() for name, v in fixed.items()},
                                   {name: v.detach().clone() for name, v in heads.state_dict().items()}, per_module))
                 bar.set_postfix(cycle=cycle, val_acc=f"{acc:.4f}", kept=f"{record['retention']:.3f}")
-                chosen = _choose(history, threshold)
+                chosen = _choose(history, search_threshold)
                 if chosen != best_cycle:
                     best_cycle, since_best = chosen, 0
                 else:
                     since_best += 1
-                below = below + 1 if acc < threshold else 0
+                below = below + 1 if acc < search_threshold else 0
                 if since_best >= cfg.patience or below >= cfg.patience:
                     break
                 if cfg.adapt_alpha:  # steer along the accuracy boundary instead of running past it
-                    alpha = alpha * 0.5 if acc < threshold else alpha * 1.25
+                    alpha = alpha * 0.5 if acc < search_threshold else alpha * 1.25
         finally:
             bar.close()
 
-        chosen = _choose(history, threshold)
-        record, bin_masks, head_state, per_module = snapshots[chosen]
-        heads.load_state_dict(head_state)
+        def parts(i: int) -> list[_Part]:
+            """The modules of snapshot ``i``, physically extracted, each with its head."""
+            record, bin_masks, head_state, _ = snapshots[i]
+            heads.load_state_dict(head_state)
+            out = []
+            for j in range(k):
+                kept = {g.name: torch.nonzero(bin_masks[g.name][j]).flatten().tolist() for g in groups}
+                net, kept, zeroed = extract(model, groups, kept, example)
+                if cfg.recalibrate_bn and record["cycle"] > 0:
+                    recalibrate_batchnorm(net, x)
+                columns = feature_channels(groups, kept, width) if on_features else None
+                spec = ({"type": "features_mlp", "in_features": len(columns), "hidden": cfg.hidden} if on_features
+                        else {"type": "mlp", "in_features": n, "hidden": cfg.hidden})
+                head = build_head(spec, spec["in_features"]).to(dev)
+                head.load_state_dict(substate(heads.export(j, columns), "head."))
+                out.append(_Part(net, kept, zeroed, spec, head))
+            return out
+
+        def distilled_accuracy(found: list[_Part]) -> float:
+            """Distil the parent into ``found`` (in place); their composed accuracy on validation."""
+            students = [Student(p.net, p.head, outputs, zeroed_tensors(p.net, groups, p.zeroed)) for p in found]
+            settings = DistillSettings(cfg.distill_epochs, cfg.distill_lr, cfg.distill_temperature, cfg.batch_size)
+            distill(model, students, targets, ctx.distill_x, settings, gen, par, ctx.progress and par.is_main)
+            with torch.no_grad():
+                raw = []
+                for s in students:
+                    raw.append(torch.cat([s(ctx.val_x[i : i + 512]) for i in range(0, len(ctx.val_x), 512)]))
+                teacher = torch.cat([model(ctx.val_x[i : i + 512]) for i in range(0, len(ctx.val_x), 512)])
+                pred = composite(torch.stack(raw), teacher, targets).argmax(1)
+            return float((pred == ctx.val_y).float().mean())
+
+        chosen, final, distilled = _choose(history, threshold), None, False
+        if distilling:
+            # Fewest kernels first among the masks the search was allowed to reach; the first whose
+            # distilled modules are within tolerance wins. Otherwise the undistilled choice stands.
+            feasible = [i for i, r in enumerate(history) if r["val_accuracy"] >= search_threshold and i > 0]
+            for i in sorted(feasible, key=lambda i: history[i]["retention"])[: cfg.distill_tries]:
+                found = parts(i)
+                acc = distilled_accuracy(found)
+                history[i]["distilled_val_accuracy"] = acc
+                if acc >= threshold:
+                    chosen, final, distilled = i, found, True
+                    break
+        record = snapshots[chosen][0]
         slices = []
-        for j, c in enumerate(targets):
-            kept = {g.name: torch.nonzero(bin_masks[g.name][j]).flatten().tolist() for g in groups}
-            net, kept, zeroed = extract(model, groups, kept, example)
-            if cfg.recalibrate_bn and record["cycle"] > 0:
-                recalibrate_batchnorm(net, x)
-            columns = feature_channels(groups, kept, width) if on_features else None
-            head = ({"type": "features_mlp", "in_features": len(columns), "hidden": cfg.hidden} if on_features
-                    else {"type": "mlp", "in_features": n, "hidden": cfg.hidden})
-            slices.append(ClassSlice(class_index=c, kept=kept, head=head, head_state=heads.export(j, columns),
-                                     backbone=net, zeroed=zeroed))
+        for c, p in zip(targets, final or parts(chosen), strict=True):
+            head_state = {f"head.{name}": v.detach().cpu().clone() for name, v in p.head.state_dict().items()}
+            slices.append(ClassSlice(class_index=c, kept=p.kept, head=p.spec, head_state=head_state,
+                                     backbone=p.net, zeroed=p.zeroed))
         metrics = {
             "chosen_cycle": record["cycle"],
+            "distilled": distilled,
             "cycles_run": len(history) - 1,
-            "val_accuracy": record["val_accuracy"],
+            "val_accuracy": record.get("distilled_val_accuracy", record["val_accuracy"]) if distilled
+            else record["val_accuracy"],
             "parent_val_accuracy": ctx.parent_val_accuracy,
             "mean_retention": record["retention"],
             "history": history,

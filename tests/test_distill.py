@@ -1,0 +1,109 @@
+"""Distilling the parent into extracted modules (hubmod.splitters.distill) and its use in GradSplitter."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY_SPLIT
+
+from hubmod.channels import channel_groups, drop_classifier, extract, feature_channels, zeroed_tensors
+from hubmod.heads import FeatureMLPHead
+from hubmod.hub import get_hub, open_ref
+from hubmod.parallel import DataParallel
+from hubmod.parents import parent_from_snapshot
+from hubmod.preprocess import preprocess
+from hubmod.refs import parse_source
+from hubmod.splitters.distill import DistillSettings, Student, composite, distill
+
+
+def test_composite_puts_students_in_their_columns():
+    teacher = torch.arange(12.0).view(3, 4)
+    raw = torch.tensor([[10.0, 11.0, 12.0], [20.0, 21.0, 22.0]])  # 2 students, 3 images
+    out = composite(raw, teacher, [1, 3])
+    assert torch.equal(out[:, 1], raw[0]) and torch.equal(out[:, 3], raw[1])
+    assert torch.equal(out[:, [0, 2]], teacher[:, [0, 2]])
+    assert torch.equal(composite(torch.zeros(4, 3), teacher, [0, 1, 2, 3]), torch.zeros(3, 4))
+
+
+def _pruned_students(tiny_parent_dirs, fmnist_train, classes):
+    parent = parent_from_snapshot(open_ref(parse_source(str(tiny_parent_dirs["vgg"])), get_hub(None)))
+    model = parent.model.eval()
+    example = torch.zeros(1, *parent.data_config.input_size)
+    groups = channel_groups(model, example)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    gen = torch.Generator().manual_seed(3)
+    width = model.get_classifier().in_features
+    students = []
+    for i, c in enumerate(classes):
+        kept = {g.name: torch.nonzero(torch.rand(g.size, generator=gen) < 0.4).flatten().tolist() for g in groups}
+        if i == 0:
+            kept[groups[1].name] = []  # a whole group off: kept as one zeroed channel
+        net, kept, zeroed = extract(model, groups, kept, example)
+        columns = feature_channels(groups, kept, width)
+        head = FeatureMLPHead(len(columns), 4)
+        with torch.no_grad():  # start as the parent's logit of the class, read from the kept features
+            head.fc1.weight.zero_()
+            head.fc1.bias.zero_()
+            head.fc2.weight.zero_()
+            head.fc1.weight[0] = model.get_classifier().weight[c, columns]
+            head.fc1.bias[0] = model.get_classifier().bias[c]
+            head.fc2.weight[0, 0] = 1.0
+        students.append(Student(net, head, lambda n, x: drop_classifier(n)(x), zeroed_tensors(net, groups, zeroed)))
+    idx = fmnist_train.stratified(150, torch.Generator().manual_seed(4))
+    x = preprocess(fmnist_train.images[idx], parent.data_config)
+    return model, students, x, groups
+
+
+def _kl(model, students, classes, x):
+    with torch.no_grad():
+        teacher = model(x)
+        raw = torch.stack([s(x) for s in students])
+        return float(F.kl_div(F.log_softmax(composite(raw, teacher, classes), 1), F.log_softmax(teacher, 1),
+                              log_target=True, reduction="batchmean"))
+
+
+def test_distillation_brings_pruned_modules_closer_to_the_parent(tiny_parent_dirs, fmnist_train):
+    classes = [0, 3, 6]  # a class subset: the other classes keep the parent's logits
+    model, students, x, groups = _pruned_students(tiny_parent_dirs, fmnist_train, classes)
+    train, held_out = x[:1200], x[1200:]
+    assert students[0].frozen_zero, "the emptied group should be kept as one zeroed channel"
+    before = _kl(model, students, classes, held_out)
+    settings = DistillSettings(epochs=4, lr=1e-3, temperature=2.0, batch_size=32, head_epochs=10)
+    distill(model, students, classes, train, settings, torch.Generator().manual_seed(0), DataParallel())
+    after = _kl(model, students, classes, held_out)
+    assert after < 0.85 * before, (before, after)
+    assert all(float(t.abs().sum()) == 0.0 for t in students[0].frozen_zero)
+    assert not any(p.requires_grad for s in students for p in s.parameters())
+    assert not students[0].backbone.training
+
+
+@pytest.fixture(scope="module")
+def undistilled_split(tiny_parent_dirs):
+    import hubmod
+
+    opts = {**TINY_SPLIT, "distill_epochs": 0}
+    return hubmod.split(f"{tiny_parent_dirs['vgg']}", "fashion-mnist", options=opts, seed=0, publish=False,
+                        progress=False)
+
+
+def test_without_distillation_modules_keep_the_parents_weights(undistilled_split, tiny_parent_dirs):
+    parent = parent_from_snapshot(open_ref(parse_source(str(tiny_parent_dirs["vgg"])), get_hub(None)))
+    assert undistilled_split.method_metrics["distilled"] is False
+    first = parent.model.features[0].weight
+    for module in undistilled_split.modules:
+        conv = module.backbone.features[0].weight
+        rows = [r for r in range(first.shape[0]) if any(torch.equal(conv[i], first[r]) for i in range(len(conv)))]
+        assert len(rows) == conv.shape[0], "an undistilled module's first conv is a slice of the parent's"
+
+
+def test_a_distilled_choice_is_within_tolerance_on_validation(vgg_split):
+    m = vgg_split.method_metrics
+    tried = [h for h in m["history"] if "distilled_val_accuracy" in h]
+    assert tried, "the split should have distilled at least one mask choice"
+    threshold = m["parent_val_accuracy"] - TINY_SPLIT["tolerance"] / 100
+    if m["distilled"]:
+        assert m["val_accuracy"] >= threshold
+        chosen = next(h for h in m["history"] if h["cycle"] == m["chosen_cycle"])
+        assert chosen["distilled_val_accuracy"] == m["val_accuracy"]
+    else:
+        assert all(h["distilled_val_accuracy"] < threshold for h in tried)
