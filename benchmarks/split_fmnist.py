@@ -11,6 +11,9 @@ Parts:
 * ``wide``: a VGG-style parent at VGG widths (64-128-256 channels, the narrow default is
   32-64-128), split with the reduced budget of ``WIDE_OPTIONS`` (a default-budget split of it
   would take about two hours here); reported like ``full``.
+* ``distill``: the VGG-style parent of ``full`` split with a short search budget and the parent
+  distilled into the chosen modules (GradSplitter's default; ``full`` and ``wide`` switch it off
+  to measure the paper's frozen-weight modules).
 * ``disjoint``: a 1-channel 28 px VGG trained on classes 0-4 and a 3-channel 32 px resnet18 trained
   on classes 5-9, split, and all ten modules composed on raw images, under each calibration.
 
@@ -31,7 +34,14 @@ PARENTS = {
 }
 WIDE_CFG = [64, 64, "M", 128, 128, "M", 256, 256, "M"]
 WIDE = {"bench/vgg64-fmnist": ["--arch", "hubmod_vgg", "--epochs", "3", "--model-args", json.dumps({"cfg": WIDE_CFG})]}
-WIDE_OPTIONS = {"train_per_class": 200, "val_per_class": 200, "mask_lr": 0.03, "max_cycles": 4, "tolerance": 1.5}
+WIDE_OPTIONS = {"train_per_class": 200, "val_per_class": 200, "mask_lr": 0.03, "max_cycles": 4, "tolerance": 1.5,
+                "distill_epochs": 0}
+# ``full``, ``wide`` and ``disjoint`` measure the paper's method: modules keep the parent's weights.
+FULL_OPTIONS = {"distill_epochs": 0}
+# ``distill``: the same search on a short budget, then the parent distilled into the modules.
+DISTILL = {"bench/vgg-fmnist": PARENTS["bench/vgg-fmnist"]}
+DISTILL_OPTIONS = {"train_per_class": 200, "val_per_class": 200, "mask_lr": 0.02, "max_cycles": 6, "tolerance": 2.0,
+                   "distill_epochs": 3, "distill_slack": 4.5, "distill_per_class": 2000}
 DISJOINT = {
     "bench/vgg-fmnist-0to4": ["--arch", "hubmod_vgg", "--epochs", "3", "--classes", "0-4"],
     "bench/resnet18-fmnist-5to9": ["--arch", "resnet18", "--epochs", "3", "--classes", "5-9", "--in-chans", "3",
@@ -39,14 +49,17 @@ DISJOINT = {
 }
 
 
-def run_full(seed: int, parents: dict[str, list[str]] = PARENTS, options: dict | None = None) -> dict:
+def run_full(seed: int, parents: dict[str, list[str]] = PARENTS, options: dict | None = None,
+             suffix: str = "") -> dict:
+    """Split each parent; modules go to ``{parent}{suffix}-{class}``."""
     import hubmod
 
     out = {}
     for repo, args in parents.items():
         info = ensure_parent(repo, args)
         t = time.perf_counter()
-        report = hubmod.split(repo, "fashion-mnist", seed=seed, hub="local", options=options)
+        report = hubmod.split(repo, "fashion-mnist", seed=seed, hub="local", options=options,
+                              repo_prefix=repo + suffix)
         wall = time.perf_counter() - t
         d = report.to_dict()
         d["wall_seconds"] = wall
@@ -66,7 +79,7 @@ def run_disjoint(seed: int) -> dict:
     for repo, args in DISJOINT.items():
         ensure_parent(repo, args)
         t = time.perf_counter()
-        r = hubmod.split(repo, "fashion-mnist", seed=seed, hub="local")
+        r = hubmod.split(repo, "fashion-mnist", seed=seed, hub="local", options=FULL_OPTIONS)
         reports[repo] = {"composed_accuracy": r.composed_accuracy, "parent_accuracy": r.parent_accuracy,
                          "mean_kept_kernels": r.mean_kept_kernels, "wall_seconds": time.perf_counter() - t}
     (a, b) = DISJOINT
@@ -104,7 +117,8 @@ def render_full(data: dict, title: str = "GradSplitter on Fashion-MNIST parents"
                       f"`{' '.join(d['parent_args'])}`). Split phases: "
                       + ", ".join(f"{k} {v:.0f} s" for k, v in d["seconds"].items())
                       + f"; mask epochs run {d['method_metrics']['cycles_run']}, chosen "
-                      f"{d['method_metrics']['chosen_cycle']}.", "",
+                      f"{d['method_metrics']['chosen_cycle']}"
+                      f"{', distilled' if d['method_metrics'].get('distilled') else ''}.", "",
                   "| class | kept kernels | params | MACs | MACs / parent | precision | recall | F1 |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in d["rows"]:
@@ -113,7 +127,9 @@ def render_full(data: dict, title: str = "GradSplitter on Fashion-MNIST parents"
                          f"{pct(r['test_recall'])} | {pct(r['test_f1'])} |")
         hist = d["method_metrics"]["history"]
         lines += ["", "Validation accuracy / mean kept kernels after each mask epoch: "
-                  + ", ".join(f"{h['cycle']}: {pct(h['val_accuracy'])} / {pct(h['retention'])}" for h in hist)
+                  + ", ".join(f"{h['cycle']}: {pct(h['val_accuracy'])} / {pct(h['retention'])}"
+                              + (f" (distilled: {pct(h['distilled_val_accuracy'])})"
+                                 if "distilled_val_accuracy" in h else "") for h in hist)
                   + f" (parent on the same validation images: {pct(d['method_metrics']['parent_val_accuracy'])})."]
     return "\n".join(lines)
 
@@ -121,7 +137,8 @@ def render_full(data: dict, title: str = "GradSplitter on Fashion-MNIST parents"
 def render_disjoint(data: dict) -> str:
     p = data["parents"]
     lines = ["## Composing modules of two parents trained on disjoint classes", "",
-             "Classes 0-4 from a 1-channel 28 px `hubmod_vgg`, classes 5-9 from a 3-channel 32 px `resnet18`; "
+             "Classes 0-4 from a 1-channel 28 px `hubmod_vgg`, classes 5-9 from a 3-channel 32 px `resnet18`, "
+             "split without distillation (`distill_epochs=0`); "
              "each module preprocesses the raw 28 px gray test images itself. All 10,000 test images.", "",
              "| parent | its own 5 classes: parent acc. | its modules composed | mean kept kernels | split time |",
              "|---|---:|---:|---:|---:|"]
@@ -136,16 +153,18 @@ def render_disjoint(data: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["full", "wide", "disjoint"])
+    ap.add_argument("--only", choices=["full", "wide", "distill", "disjoint"])
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     setup_home()
     header = f"Command: `{command()}`  \nMachine: {machine()}\n\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "full"):
-        data = run_full(args.seed)
+        data = run_full(args.seed, PARENTS, FULL_OPTIONS)
         (RESULTS / "split_fmnist_full.json").write_text(json.dumps(data, indent=1))
-        write_section("split-full", header + render_full(data))
+        intro = ("GradSplitter as in the paper: the modules keep the parent's weights "
+                 "(`--option distill_epochs=0`); all other options at their defaults.")
+        write_section("split-full", header + render_full(data, intro=intro))
     if args.only in (None, "wide"):
         data = run_full(args.seed, WIDE, WIDE_OPTIONS)
         (RESULTS / "split_fmnist_wide.json").write_text(json.dumps(data, indent=1))
@@ -154,6 +173,15 @@ def main() -> None:
         intro = (f"The VGG-style parent at VGG widths: `hubmod_vgg` with {widths} (the default "
                  f"above is 32-64-128), split with `{options}`.")
         write_section("split-wide", header + render_full(data, "GradSplitter on a wider VGG-style parent", intro))
+    if args.only in (None, "distill"):
+        data = run_full(args.seed, DISTILL, DISTILL_OPTIONS, suffix="-distilled")
+        (RESULTS / "split_fmnist_distill.json").write_text(json.dumps(data, indent=1))
+        options = " ".join(f"--option {k}={v}" for k, v in DISTILL_OPTIONS.items())
+        intro = (f"GradSplitter with distillation (its default): the masks may lose "
+                 f"`distill_slack` more points on validation, then the parent is distilled into the chosen "
+                 f"modules' backbones and heads and the result must be within `tolerance` again. Split with "
+                 f"`{options}`; all other options at their defaults.")
+        write_section("split-distill", header + render_full(data, "GradSplitter with distillation", intro))
     if args.only in (None, "disjoint"):
         data = run_disjoint(args.seed)
         (RESULTS / "split_fmnist_disjoint.json").write_text(json.dumps(data, indent=1))
