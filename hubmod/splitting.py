@@ -209,7 +209,7 @@ def split(
     t = time.perf_counter()
     mcfg = splitter.config
     data = _load_data(dataset, parent, mcfg.train_per_class, mcfg.val_per_class, seed, stream,
-                      mcfg.distill_per_class if getattr(mcfg, "distill_epochs", 0) else 0)
+                      mcfg.distill_per_class_needed())
     times["load_data"] = time.perf_counter() - t
 
     model = parent.model.eval()

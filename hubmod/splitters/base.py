@@ -89,6 +89,10 @@ class MethodConfig:
         cfg.validate()
         return cfg
 
+    def distill_per_class_needed(self) -> int:
+        """Images per class the method distils on (0: none), which the split loads beside the others."""
+        return 0
+
     def validate(self) -> None:
         if self.train_per_class < 1 or self.val_per_class < 1:
             raise HubmodError("train_per_class and val_per_class must be at least 1")

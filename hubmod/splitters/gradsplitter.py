@@ -103,6 +103,9 @@ class GradSplitterConfig(MethodConfig):
         "distill_tries": "most mask choices distilled, fewest kernels first, before keeping undistilled masks",
     }
 
+    def distill_per_class_needed(self) -> int:
+        return self.distill_per_class if self.distill_epochs > 0 else 0
+
     def validate(self) -> None:
         super().validate()
         checks = {
