@@ -71,6 +71,11 @@ def reads_features(spec: dict) -> bool:
     return isinstance(spec, dict) and spec.get("type") in FEATURE_HEADS
 
 
+def _plain_int(value: object) -> bool:
+    """JSON true/false arrive as Python bools, which are ints; a head size must be a real number."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def build_head(spec: dict, width: int) -> nn.Module:
     """A head from its config.json spec, validated against the width of what the backbone outputs."""
     kind = spec.get("type") if isinstance(spec, dict) else None
@@ -78,12 +83,12 @@ def build_head(spec: dict, width: int) -> nn.Module:
         raise InvalidRepoError(f"head spec {spec!r} does not fit a backbone with {width} outputs")
     if kind in ("mlp", "features_mlp"):
         hidden = spec.get("hidden")
-        if not isinstance(hidden, int) or not 1 <= hidden <= 4096:
+        if not _plain_int(hidden) or not 1 <= hidden <= 4096:
             raise InvalidRepoError(f"{kind} head needs 1 <= hidden <= 4096 (got {hidden!r})")
         return (MLPHead if kind == "mlp" else FeatureMLPHead)(width, hidden)
     if kind in ("logit", "margin"):
         index = spec.get("index")
-        if not isinstance(index, int) or not 0 <= index < width:
+        if not _plain_int(index) or not 0 <= index < width:
             raise InvalidRepoError(f"{kind} head index {index!r} is outside 0..{width - 1}")
         return (LogitHead if kind == "logit" else MarginHead)(width, index)
     raise InvalidRepoError(f"unknown head type {kind!r} in config.json (known: mlp, features_mlp, logit, margin)")

@@ -93,9 +93,13 @@ class ModuleConfig:
                     and all(isinstance(i, int) and 0 <= i < g["size"] for i in g["kept"])):
                 raise bad(f"channel group {g.get('name') if isinstance(g, dict) else g!r} is malformed")
         ex = self.channels.get("example_input")
-        if not (isinstance(ex, list) and len(ex) == 4 and all(isinstance(v, int) and 0 < v <= 4096 for v in ex)):
+        if not (isinstance(ex, list) and len(ex) == 4 and ex[0] == 1
+                and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in ex)):
             raise bad("channels.example_input must be [1, C, H, W]")
-        DataConfig.from_dict(self.data_config)
+        data = DataConfig.from_dict(self.data_config)
+        if tuple(ex[1:]) != tuple(data.input_size):
+            raise bad(f"channels.example_input {ex} is not one image of data_config input_size "
+                      f"{list(data.input_size)}")
         cal = self.calibration
         if not all(isinstance(cal.get(k), dict) for k in ("own", "other", "platt")):
             raise bad("calibration needs own, other and platt statistics")
@@ -182,8 +186,16 @@ class ClassModule(HubArtifact, nn.Module):
         spec = config.parent_spec
         groups = config.channels["groups"]
         example = torch.zeros(config.channels["example_input"])
-        backbone = rebuild(spec.build(), {g["name"]: g["size"] for g in groups}, config.kept, example)
-        backbone, head = attach_head(backbone, config.head, spec.num_classes, example)
+        fresh = spec.build()
+        try:
+            backbone = rebuild(fresh, {g["name"]: g["size"] for g in groups}, config.kept, example)
+            backbone, head = attach_head(backbone, config.head, spec.num_classes, example)
+        except (RuntimeError, ValueError, IndexError) as e:
+            # torch's own complaint (a conv that cannot take the example, a pool that shrinks it to
+            # nothing) is the only way to learn that an untrusted config describes an unrunnable net
+            detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise InvalidRepoError(f"{where}: config.json describes a network that does not run on its own "
+                                   f"example input ({detail}); the repo is damaged, re-publish it") from None
         module = cls(backbone, head, config)
         for p in module.parameters():
             p.requires_grad_(False)

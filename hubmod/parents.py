@@ -7,6 +7,7 @@ itself so that only safetensors and JSON are ever read and the commit sha is kno
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -83,9 +84,14 @@ class ParentSpec:
         It is first built on the meta device (no memory) and its size checked, so a config.json
         asking for an absurd network fails in one line instead of exhausting memory.
         """
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an empty layer warns while initialising; it is refused below
             probe = self._create()
         size = sum(p.numel() for p in probe.parameters())
+        empty = next((name for name, p in probe.named_parameters() if 0 in p.shape), None)
+        if empty is not None:
+            raise InvalidRepoError(f"{self.architecture} with model_args {self.model_args} has a layer with no "
+                                   f"channels ({empty}); config.json is not a sane model")
         if size > MAX_PARAMETERS:
             raise InvalidRepoError(f"{self.architecture} with model_args {self.model_args} has {size:,} parameters, "
                                    f"over hubmod's limit of {MAX_PARAMETERS:,}; config.json is not a sane model")

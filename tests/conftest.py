@@ -25,6 +25,13 @@ for var in ("HF_ENDPOINT", "HF_TOKEN", "HUBMOD_HUB", "HF_HUB_OFFLINE"):
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
+# The same examples on every run, so a red CI is a regression and not a new draw. Explore more with
+# HYPOTHESIS_PROFILE=explore (fresh random draws each run) when hunting for new failures.
+hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

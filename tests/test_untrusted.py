@@ -82,6 +82,47 @@ def test_fuzzed_config_loads_or_fails_in_one_line(saved_module, data, value, del
     _load_or_clear_error(d)
 
 
+SHAPE_FIELDS = [("parent", "model_args"), ("parent", "pretrained_cfg", "input_size"), ("data_config",),
+                ("channels", "example_input"), ("head",)]
+small_values = st.integers(-2, 40) | st.booleans() | st.lists(st.integers(0, 40), max_size=5) | json_values
+
+
+@FUZZ
+@given(data=st.data(), value=small_values)
+def test_fuzzed_shape_fields_load_or_fail_in_one_line(saved_module, data, value):
+    """The fields that decide the network's shapes, hit with the small numbers that make nets degenerate.
+
+    Random paths into config.json rarely land here (the kept-index lists dominate), yet these are
+    where a zero width or a mismatched channel count would otherwise reach torch.
+    """
+    d = _copy(saved_module)
+    cfg = json.loads((d / "config.json").read_text())
+    paths = [p for p in _paths(cfg) if any(p[:len(f)] == f and len(p) > len(f) for f in SHAPE_FIELDS)]
+    path = data.draw(st.sampled_from(paths))
+    node = cfg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    (d / "config.json").write_text(json.dumps(cfg))
+    _load_or_clear_error(d)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda c: c["parent"]["model_args"]["cfg"].__setitem__(0, 0),  # a conv with no outputs
+    lambda c: c["parent"]["model_args"].__setitem__("in_chans", 0),  # a conv with no inputs
+    lambda c: c["parent"]["model_args"].__setitem__("in_chans", 2),  # does not take the example image
+    lambda c: c["channels"].__setitem__("example_input", [1, 1, 28, 1]),  # pooled to nothing
+    lambda c: c["channels"].__setitem__("example_input", [1, 1, 28]),
+    lambda c: c["head"].__setitem__("hidden", True),
+], ids=["zero-width", "zero-in-chans", "in-chans-mismatch", "thin-example", "3d-example", "bool-hidden"])
+def test_degenerate_shapes_fail_in_one_line(saved_module, edit):
+    d = _copy(saved_module)
+    cfg = json.loads((d / "config.json").read_text())
+    edit(cfg)
+    (d / "config.json").write_text(json.dumps(cfg))
+    assert _load_or_clear_error(d) is None
+
+
 @FUZZ
 @given(data=st.data())
 def test_fuzzed_weights_file_loads_or_fails_in_one_line(saved_module, data):
