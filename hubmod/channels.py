@@ -30,6 +30,7 @@ class ChannelGroup:
     out_modules: tuple[str, ...]  # modules whose outputs carry these channels (masked in training)
     conv_modules: tuple[str, ...]  # convolutions among them: each kept channel keeps one kernel of each
     feeds_classifier: bool = False  # these channels are the pooled features entering the classifier
+    in_convs: tuple[str, ...] = ()  # convolutions that read these channels as their inputs
 
     @property
     def kernels(self) -> int:
@@ -65,15 +66,18 @@ def channel_groups(model: nn.Module, example_input: torch.Tensor) -> list[Channe
     groups = []
     for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
         root = group[0].dep.target.module
-        outs, convs, feeds = [], [], False
+        outs, convs, ins, feeds = [], [], [], False
         for item in group:
             mod = item.dep.target.module
-            feeds = feeds or (mod in ignored and dg.is_in_channel_pruning_fn(item.dep.handler))
+            reads = dg.is_in_channel_pruning_fn(item.dep.handler)
+            feeds = feeds or (mod in ignored and reads)
             if mod in names and dg.is_out_channel_pruning_fn(item.dep.handler) and names[mod] not in outs:
                 outs.append(names[mod])
                 if isinstance(mod, nn.Conv2d):
                     convs.append(names[mod])
-        groups.append(ChannelGroup(names[root], len(group[0].idxs), tuple(outs), tuple(convs), feeds))
+            if isinstance(mod, nn.Conv2d) and reads and names[mod] not in ins:
+                ins.append(names[mod])
+        groups.append(ChannelGroup(names[root], len(group[0].idxs), tuple(outs), tuple(convs), feeds, tuple(ins)))
     groups.sort(key=lambda g: order[g.name])  # forward order, for tables and charts
     if not groups:
         raise InvalidRepoError(
@@ -120,6 +124,27 @@ def count_kernels(model: nn.Module) -> int:
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def conv_macs(model: nn.Module, example_input: torch.Tensor) -> dict[str, int]:
+    """Multiply-accumulates of each convolution for one image, from the shapes a forward pass gives."""
+    names = {m: n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    out: dict[str, int] = {}
+
+    def hook(mod: nn.Conv2d, _inputs, y: torch.Tensor) -> None:
+        kh, kw = mod.kernel_size
+        out[names[mod]] = mod.out_channels * (mod.in_channels // mod.groups) * kh * kw * y.shape[-2] * y.shape[-1]
+
+    handles = [m.register_forward_hook(hook) for m in names]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(example_input[:1])
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return out
 
 
 def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:

@@ -107,3 +107,21 @@ def test_a_distilled_choice_is_within_tolerance_on_validation(vgg_split):
         assert chosen["distilled_val_accuracy"] == m["val_accuracy"]
     else:
         assert all(h["distilled_val_accuracy"] < threshold for h in tried)
+
+
+def test_distill_tries_go_from_fewest_kernels_and_skip_what_a_failed_try_rules_out():
+    from hubmod.splitters.gradsplitter import _next_distill_try
+
+    history = [{"val_accuracy": a, "cost": c} for a, c in [(0.90, 1.0), (0.89, 0.5), (0.885, 0.35), (0.86, 0.25),
+                                                           (0.80, 0.2)]]
+    # below the search threshold (0.85) is never tried; the fewest kernels above it go first
+    assert _next_distill_try(history, 0.85, 0.89) == 3
+    # distillation won back 1 point at 25 %: 35 % (88.5 + 1 >= 89) is worth a try, and fewer kernels are ruled out
+    history[3]["distilled_val_accuracy"] = 0.87
+    assert _next_distill_try(history, 0.85, 0.89) == 2
+    # had it won back only 0.2 points, 35 % would miss too, so the next try is 50 %
+    history[3]["distilled_val_accuracy"] = 0.862
+    assert _next_distill_try(history, 0.85, 0.89) == 1
+    # when every snapshot is ruled out there is no try (the undistilled choice stands); cycle 0 is never distilled
+    history[1]["distilled_val_accuracy"] = 0.88
+    assert _next_distill_try(history, 0.85, 0.89) is None

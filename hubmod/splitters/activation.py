@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from ..channels import ChannelGroup, GroupMasks
 from ..errors import HubmodError
-from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, progress_bar
+from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, in_chunks, progress_bar
 from .cnnsplitter import masked_logits
 
 THRESHOLDS = (1.5, 1.25, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.25, 0.0)
@@ -218,7 +218,7 @@ class ActivationSplitter(Splitter):
         hooks = GroupMasks(model, groups)
         responses = channel_responses(model, groups, ctx.train_x)
         with torch.no_grad():
-            probs = torch.cat([model(ctx.train_x[i : i + 512]).softmax(1) for i in range(0, len(ctx.train_x), 512)])
+            probs = in_chunks(model, ctx.train_x).softmax(1)
         thresholds = THRESHOLDS if cfg.threshold < 0 else (cfg.threshold,)
         kernels = torch.tensor([len(g.conv_modules) for g in groups], dtype=torch.float)
         keeps, scores, sizes = [], [], []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -147,3 +148,8 @@ def progress_bar(enabled: bool, total: int, desc: str, unit: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=False)
+
+
+def in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, size: int = 512) -> torch.Tensor:
+    """``fn(x)`` computed ``size`` images at a time: a whole split's images at once would not fit in memory."""
+    return torch.cat([fn(x[i : i + size]) for i in range(0, len(x), size)])

@@ -27,7 +27,7 @@ import torch.nn as nn
 
 from ..channels import ChannelGroup, GroupMasks
 from ..errors import HubmodError
-from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, progress_bar
+from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, in_chunks, progress_bar
 
 
 @dataclass
@@ -99,7 +99,7 @@ def kernel_importance(model: nn.Module, groups: list[ChannelGroup], x: torch.Ten
 
     groups_by_name = {g.name: g for g in groups}
     with torch.no_grad():
-        probs = torch.cat([model(x[i : i + 512]).softmax(1) for i in range(0, len(x), 512)])
+        probs = in_chunks(model, x).softmax(1)
         out = {g.name: torch.zeros(num_classes, g.size) for g in groups}
         handles = [modules[m].register_forward_hook(hook(g.name)) for g in groups for m in g.out_modules]
         try:

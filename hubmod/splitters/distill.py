@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ..channels import recalibrate_batchnorm
 from ..parallel import DataParallel
 from ..training import apply_augment, draw_augment
-from .base import progress_bar
+from .base import in_chunks, progress_bar
 
 
 @dataclass
@@ -100,10 +100,10 @@ def distill(
     before each step, so the result does not depend on how many processes ran it.
     """
     with torch.no_grad():
-        teacher = torch.cat([parent(x[i : i + 512]) for i in range(0, len(x), 512)])
+        teacher = in_chunks(parent, x)
         for s in students:
             s.train(False)
-        feats = [torch.cat([s.reads(s.backbone, x[i : i + 512]) for i in range(0, len(x), 512)]) for s in students]
+        feats = [in_chunks(lambda b, s=s: s.reads(s.backbone, b), x) for s in students]
 
     heads = [p for s in students for p in s.head.parameters()]
     opt = torch.optim.Adam(heads, lr=settings.head_lr)

@@ -33,6 +33,7 @@ What hubmod changes to make it practical on a laptop CPU:
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -40,11 +41,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..channels import GroupMasks, extract, feature_channels, recalibrate_batchnorm, zeroed_tensors
+from ..channels import (
+    ChannelGroup,
+    GroupMasks,
+    conv_macs,
+    extract,
+    feature_channels,
+    recalibrate_batchnorm,
+    zeroed_tensors,
+)
 from ..errors import HubmodError
 from ..heads import build_head
 from ..parents import substate
-from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, progress_bar
+from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, in_chunks, progress_bar
 from .distill import DistillSettings, Student, composite, distill
 
 
@@ -72,6 +81,8 @@ class GradSplitterConfig(MethodConfig):
     distill_temperature: float = 2.0
     distill_slack: float = 3.0
     distill_tries: int = 2
+    distill_batch_size: int = 64
+    penalty: str = "kernels"
 
     option_docs: ClassVar[dict[str, str]] = {
         "train_per_class": "training images per class (the data budget)",
@@ -100,7 +111,11 @@ class GradSplitterConfig(MethodConfig):
         "distill_temperature": "softmax temperature of the distillation",
         "distill_slack": "accuracy points the masks may lose beyond tolerance before distillation, which "
                          "distillation must win back on validation",
-        "distill_tries": "most mask choices distilled, fewest kernels first, before keeping undistilled masks",
+        "distill_tries": "most mask choices distilled (cheapest first; a failed try skips the masks it shows "
+                         "distillation cannot bring back) before keeping undistilled masks",
+        "distill_batch_size": "images per distillation step; larger runs faster per image on a CPU",
+        "penalty": "what alpha penalises and the choice minimises: 'kernels' (kept conv kernels, the paper) or "
+                   "'macs' (the modules' multiply-accumulates, i.e. their inference cost)",
     }
 
     def distill_per_class_needed(self) -> int:
@@ -117,6 +132,7 @@ class GradSplitterConfig(MethodConfig):
             "distill_epochs": self.distill_epochs >= 0, "distill_per_class": self.distill_per_class >= 1,
             "distill_lr": self.distill_lr > 0, "distill_temperature": self.distill_temperature > 0,
             "distill_slack": self.distill_slack >= 0, "distill_tries": self.distill_tries >= 1,
+            "distill_batch_size": self.distill_batch_size >= 2, "penalty": self.penalty in ("kernels", "macs"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -243,10 +259,12 @@ class GradSplitter(Splitter):
             kept = sum(bin_masks[g.name].sum(1) * per for g, per in zip(groups, kernels_per_channel, strict=True))
             return kept / total_kernels  # [k]
 
+        cost = retention if cfg.penalty == "kernels" else _mac_share(model, groups, example)
+
         def parent_outputs(x: torch.Tensor) -> torch.Tensor:
             """[len(x), width]: the head input while all masks are ones (the parent, run once)."""
             with torch.no_grad():
-                return torch.cat([outputs(model, x[i : i + 512]) for i in range(0, len(x), 512)])
+                return in_chunks(lambda b: outputs(model, b), x)
 
         def module_logits(xs: list[torch.Tensor], bin_masks: dict[str, torch.Tensor]) -> list[torch.Tensor]:
             """[k, len(x), width] head inputs of every module for each x, run on physically extracted modules.
@@ -321,7 +339,8 @@ class GradSplitter(Splitter):
 
         # Warm-up: heads only, on the unmasked parent's outputs (computed once).
         fit_heads(parent_train.expand(k, -1, -1), y, rest_train, cfg.warmup_epochs, cfg.head_lr)
-        history = [{"cycle": 0, "val_accuracy": accuracy(parent_val.expand(k, -1, -1), ctx.val_y), "retention": 1.0}]
+        history = [{"cycle": 0, "val_accuracy": accuracy(parent_val.expand(k, -1, -1), ctx.val_y), "retention": 1.0,
+                    "cost": 1.0}]
         snapshots = [(history[0], {g.name: torch.ones(k, g.size, dtype=torch.bool, device=dev) for g in groups},
                       {name: v.detach().clone() for name, v in heads.state_dict().items()}, torch.ones(k))]
         best_cycle, since_best, below = 0, 0, 0
@@ -339,16 +358,17 @@ class GradSplitter(Splitter):
                         logits = outputs(model, x[mine].repeat(k, 1, 1, 1)).view(k, len(mine), -1)
                         scores = competing(heads(logits), rest_train[mine])  # [B, n]: modules compete per image
                         loss = (F.cross_entropy(scores, y[mine], reduction="sum") / len(idx)
-                                + alpha * retention(bin_masks).mean() / par.world)
+                                + alpha * cost(bin_masks).mean() / par.world)
                         step(opt, loss, clip_masks=True)
                         bar.update(1)
                 with torch.no_grad():
                     fixed = {name: v.detach() for name, v in binary().items()}
-                    per_module = retention(fixed)
+                    per_module, module_cost = retention(fixed), cost(fixed)
                 train_logits, val_logits = module_logits([x, ctx.val_x], fixed)
                 fit_heads(train_logits, y, rest_train, cfg.refit_epochs, cfg.joint_head_lr)
                 acc = accuracy(val_logits, ctx.val_y)
-                record = {"cycle": cycle, "val_accuracy": acc, "retention": float(per_module.mean()), "alpha": alpha}
+                record = {"cycle": cycle, "val_accuracy": acc, "retention": float(per_module.mean()),
+                          "cost": float(module_cost.mean()), "alpha": alpha}
                 history.append(record)
                 snapshots.append((record, {name: v.bool() for name, v in fixed.items()},
                                   {name: v.detach().clone() for name, v in heads.state_dict().items()}, per_module))
@@ -387,28 +407,30 @@ class GradSplitter(Splitter):
         def distilled_accuracy(found: list[_Part]) -> float:
             """Distil the parent into ``found`` (in place); their composed accuracy on validation."""
             students = [Student(p.net, p.head, outputs, zeroed_tensors(p.net, groups, p.zeroed)) for p in found]
-            settings = DistillSettings(cfg.distill_epochs, cfg.distill_lr, cfg.distill_temperature, cfg.batch_size)
+            settings = DistillSettings(cfg.distill_epochs, cfg.distill_lr, cfg.distill_temperature,
+                                       cfg.distill_batch_size)
             distill(model, students, targets, ctx.distill_x, settings, gen, par, ctx.progress and par.is_main)
             with torch.no_grad():
-                raw = []
-                for s in students:
-                    raw.append(torch.cat([s(ctx.val_x[i : i + 512]) for i in range(0, len(ctx.val_x), 512)]))
-                teacher = torch.cat([model(ctx.val_x[i : i + 512]) for i in range(0, len(ctx.val_x), 512)])
-                pred = composite(torch.stack(raw), teacher, targets).argmax(1)
+                raw = torch.stack([in_chunks(s, ctx.val_x) for s in students])
+                pred = composite(raw, in_chunks(model, ctx.val_x), targets).argmax(1)
             return float((pred == ctx.val_y).float().mean())
 
         chosen, final, distilled = _choose(history, threshold), None, False
+        distill_start = time.perf_counter()
         if distilling:
             # Fewest kernels first among the masks the search was allowed to reach; the first whose
             # distilled modules are within tolerance wins. Otherwise the undistilled choice stands.
-            feasible = [i for i, r in enumerate(history) if r["val_accuracy"] >= search_threshold and i > 0]
-            for i in sorted(feasible, key=lambda i: history[i]["retention"])[: cfg.distill_tries]:
+            for _ in range(cfg.distill_tries):
+                i = _next_distill_try(history, search_threshold, threshold)
+                if i is None:
+                    break
                 found = parts(i)
                 acc = distilled_accuracy(found)
                 history[i]["distilled_val_accuracy"] = acc
                 if acc >= threshold:
                     chosen, final, distilled = i, found, True
                     break
+        distill_seconds = time.perf_counter() - distill_start
         record = snapshots[chosen][0]
         slices = []
         for c, p in zip(targets, final or parts(chosen), strict=True):
@@ -418,6 +440,7 @@ class GradSplitter(Splitter):
         metrics = {
             "chosen_cycle": record["cycle"],
             "distilled": distilled,
+            "distill_seconds": distill_seconds,
             "cycles_run": len(history) - 1,
             "val_accuracy": record.get("distilled_val_accuracy", record["val_accuracy"]) if distilled
             else record["val_accuracy"],
@@ -437,10 +460,56 @@ class GradSplitter(Splitter):
             return torch.sigmoid(raw) if sigmoid else raw
 
 
+def _next_distill_try(history: list[dict], search_threshold: float, threshold: float) -> int | None:
+    """The mask snapshot to distil next: the cheapest not yet ruled out, or None.
+
+    A failed try rules out every snapshot as cheap, and says how many points distillation
+    wins back on this model (``recovery``); snapshots whose undistilled accuracy plus that gain
+    would still miss ``threshold`` are skipped rather than paid for with another distillation.
+    """
+    tried = [r for r in history if "distilled_val_accuracy" in r]
+    floor = max((r["cost"] for r in tried), default=-1.0)
+    recovery = min((r["distilled_val_accuracy"] - r["val_accuracy"] for r in tried), default=None)
+    pool = [i for i, r in enumerate(history)
+            if i > 0 and r["val_accuracy"] >= search_threshold and r["cost"] > floor
+            and (recovery is None or r["val_accuracy"] + recovery >= threshold)]
+    return min(pool, key=lambda i: history[i]["cost"]) if pool else None
+
+
+def _mac_share(model: nn.Module, groups: list[ChannelGroup], example: torch.Tensor):
+    """[k] share of the parent's conv multiply-accumulates each module keeps, as a function of its masks.
+
+    A convolution's cost is its full cost times the kept fraction of its output channels and of its
+    input channels (a product, so pruning both sides of a layer counts twice, as it should). It is
+    differentiable in the masks, so alpha can press on inference cost rather than on kernel count:
+    a kernel of an early, high-resolution layer costs many times one of the last.
+    """
+    macs = conv_macs(model, example)
+    modules = dict(model.named_modules())
+    out_of = {c: i for i, g in enumerate(groups) for c in g.conv_modules}
+    in_of = {c: i for i, g in enumerate(groups) for c in g.in_convs if modules[c].groups == 1}
+    terms = [(float(m), out_of.get(c), in_of.get(c)) for c, m in macs.items()]
+    total = sum(m for m, _, _ in terms)
+
+    def share(bin_masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        kept = [bin_masks[g.name].sum(1) / g.size for g in groups]  # [k] per group
+        out = 0.0
+        for m, o, i in terms:
+            term = torch.full_like(kept[0], m)
+            if o is not None:
+                term = term * kept[o]
+            if i is not None:
+                term = term * kept[i]
+            out = out + term
+        return out / total
+
+    return share
+
+
 def _choose(history: list[dict], threshold: float) -> int:
-    """Index of the fewest-kernel record within tolerance; the most accurate one if none is."""
+    """Index of the cheapest record (by the penalty's measure) within tolerance; the most accurate if none is."""
     ok = [i for i, r in enumerate(history) if r["val_accuracy"] >= threshold]
     if ok:
-        return min(ok, key=lambda i: (round(history[i]["retention"], 4), -history[i]["val_accuracy"]))
+        return min(ok, key=lambda i: (round(history[i]["cost"], 4), -history[i]["val_accuracy"]))
     return max(range(len(history)), key=lambda i: history[i]["val_accuracy"])
 
