@@ -11,6 +11,7 @@ classes. Results go to benchmarks/results/inference_fmnist.json and BENCHMARKS.m
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import statistics
@@ -32,7 +33,8 @@ def _median_seconds(call, repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure(repo: str, images, repeats: int) -> dict:
+def measure(repo: str, images, repeats: int, modules: str | None = None) -> dict:
+    """The parent ``repo`` against classifiers composed of its modules (``modules``: a split's index repo)."""
     import torch
 
     import hubmod
@@ -40,6 +42,7 @@ def measure(repo: str, images, repeats: int) -> dict:
     from hubmod.preprocess import preprocess
 
     parent = load(repo, hub="local").obj
+    modules = modules or repo
     names = parent.class_names
     batch, one = images[:256], images[:1]
 
@@ -49,13 +52,34 @@ def measure(repo: str, images, repeats: int) -> dict:
 
     rows = [{"model": "parent", "k": len(names), "throughput": len(batch) / _median_seconds(
         lambda: run_parent(batch), repeats), "latency_ms": 1000 * _median_seconds(lambda: run_parent(one), repeats)}]
+    fast = copy.deepcopy(parent.model).to(memory_format=torch.channels_last)  # modules run channels-last too
+
+    def run_fast_parent(x):
+        with torch.no_grad():
+            return fast(preprocess(x, parent.data_config).contiguous(memory_format=torch.channels_last))
+
+    rows.append({"model": "parent, channels-last", "k": len(names),
+                 "throughput": len(batch) / _median_seconds(lambda: run_fast_parent(batch), repeats),
+                 "latency_ms": 1000 * _median_seconds(lambda: run_fast_parent(one), repeats)})
     for k in KS:
-        model = hubmod.compose([f"{repo}:{c}" for c in names[:k]], hub="local")
+        model = hubmod.compose([f"{modules}:{c}" for c in names[:k]], hub="local")
         rows.append({"model": f"composed, {k} modules", "k": k,
                      "throughput": len(batch) / _median_seconds(lambda m=model: m(batch), repeats),
                      "latency_ms": 1000 * _median_seconds(lambda m=model: m(one), repeats)})
+    if modules != repo:  # what the inference copies buy: the same ten modules with their plain backbones
+        model = hubmod.compose([f"{modules}:{c}" for c in names], hub="local")
+
+        def run_plain(x):
+            with torch.no_grad():
+                inputs = preprocess(x, parent.data_config)
+                return [m.calibrated(m.head(m.backbone(inputs)), model.calibration) for m in model.class_modules]
+
+        rows.append({"model": f"composed, {len(names)} modules, plain NCHW backbones", "k": len(names),
+                     "throughput": len(batch) / _median_seconds(lambda: run_plain(batch), repeats),
+                     "latency_ms": 1000 * _median_seconds(lambda: run_plain(one), repeats)})
+    best = max(r["throughput"] for r in rows if r["model"].startswith("parent"))
     for r in rows:
-        r["vs_parent"] = r["throughput"] / rows[0]["throughput"]
+        r["vs_parent"] = r["throughput"] / best
         print(f"{repo} {r['model']}: {r['throughput']:.0f} img/s ({r['vs_parent']:.2f}x parent), "
               f"batch-1 {r['latency_ms']:.1f} ms", flush=True)
     return {"rows": rows}
@@ -82,10 +106,44 @@ def grouped_vs_separate(repeats: int) -> list[dict]:
     return out
 
 
+def render_modules(data: dict) -> str:
+    lines = ["## Composed inference with smaller (distilled) modules", "",
+             "As above (raw uint8 images, preprocessing included, median after a warm-up, modules run one after "
+             "another), for classifiers composed of the modules of the splits named; module MACs are the mean "
+             "of all ten modules of the split, as a fraction of the parent's. Modules run as inference copies "
+             "(BatchNorm folded into the convolutions, channels-last memory; `hubmod/fast_inference.py`), so "
+             "the parent is also timed in channels-last, and \"vs parent\" is against the faster of its two "
+             "rows.", "",
+             "| modules | parent | module MACs / parent | model | images/s at batch 256 | vs parent "
+             "| latency at batch 1 |",
+             "|---|---|---:|---|---:|---:|---:|"]
+    for prefix, d in data["splits"].items():
+        for r in d["rows"]:
+            lines.append(f"| `{prefix}` | `{d['parent']}` | {100 * d['module_macs']:.2f} % | {r['model']} "
+                         f"| {r['throughput']:.0f} | {r['vs_parent']:.2f}× | {r['latency_ms']:.1f} ms |")
+    lines += ["", f"Peak RSS of the whole run: {data['peak_rss_mb']:.0f} MB."]
+    return "\n".join(lines)
+
+
+def measure_split(prefix: str, images, repeats: int) -> dict:
+    """A published split (its index repo), against the parent its index names."""
+    from hubmod.loading import load
+
+    index = load(prefix, hub="local").obj
+    if not isinstance(index, dict) or index.get("hubmod_kind") != "split_index":
+        raise SystemExit(f"{prefix} is not a split index repo; name a split's --repo-prefix")
+    parent = index["parent"]["repo_id"]
+    ratios = [r["macs_ratio"] for r in index["modules"]]
+    out = measure(parent, images, repeats, modules=prefix)
+    out.update(parent=parent, module_macs=sum(ratios) / len(ratios))
+    return out
+
+
 def render(data: dict) -> str:
     lines = ["## Composed inference against the parent", "",
              "Raw uint8 28 px test images, preprocessing included, median of repeated runs after a warm-up; "
-             "modules are GradSplitter's (split_fmnist.py), run one after another.", "",
+             "modules are GradSplitter's (split_fmnist.py), run one after another; \"vs parent\" is against "
+             "the faster of the parent's rows.", "",
              "| parent | model | images/s at batch 256 | vs parent | latency at batch 1 |",
              "|---|---|---:|---:|---:|"]
     for repo, d in data["parents"].items():
@@ -107,12 +165,23 @@ def render(data: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--modules", action="append", metavar="SPLIT_REPO",
+                    help="measure the modules of this published split (its index repo, e.g. "
+                         "bench/vgg-fmnist-distilled) instead of split_fmnist.py's; repeatable; section "
+                         "inference-modules")
     args = ap.parse_args()
     setup_home()
     header = f"Command: `{command()}`  \nMachine: {machine()}\n\n"
     from hubmod.data import load_images
 
     images = load_images("fashion-mnist", "test").images[:256]
+    if args.modules:
+        data = {"splits": {prefix: measure_split(prefix, images, args.repeats) for prefix in args.modules}}
+        data["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "inference_modules.json").write_text(json.dumps(data, indent=1))
+        write_section("inference-modules", header + render_modules(data))
+        return
     data = {"parents": {repo: measure(repo, images, args.repeats) for repo in PARENTS}}
     data["grouped_conv"] = grouped_vs_separate(args.repeats)
     data["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -2,6 +2,7 @@
 
     python benchmarks/split_cost.py              # every setting (about 45 minutes on 2 cores)
     python benchmarks/split_cost.py --render     # re-render BENCHMARKS.md from saved results
+    python benchmarks/split_cost.py --distilled  # the settings with distillation (about 15 minutes)
 
 Each setting (data budget, mask learning rate, most mask epochs) splits all ten classes of
 ``bench/resnet18-fmnist`` (trained by split_fmnist.py) without publishing, in a process of its own so
@@ -20,7 +21,17 @@ import subprocess
 import sys
 import time
 
-from common import RESULTS, command, ensure_parent, machine, pct, section_header, setup_home, write_section
+from common import (
+    RESULTS,
+    command,
+    ensure_parent,
+    machine,
+    module_sizes,
+    pct,
+    section_header,
+    setup_home,
+    write_section,
+)
 from split_fmnist import PARENTS
 
 REPO = "bench/resnet18-fmnist"
@@ -39,22 +50,64 @@ SETTINGS = {
                                                 "max_cycles": 2},
 }
 OUT = RESULTS / "split_cost.json"
+# With distillation (``--distilled``): a short search that may go ``distill_slack`` points below the
+# parent, then one distillation of the smallest masks. Each setting publishes its modules under
+# ``{REPO}-{id}`` so that inference_fmnist.py can measure classifiers composed of them.
+DISTILLED = {
+    "fast": {"train_per_class": 100, "val_per_class": 100, "mask_lr": 0.05, "max_cycles": 2,
+             "distill_epochs": 2, "distill_per_class": 500, "distill_tries": 1},
+    "mid": {"train_per_class": 200, "val_per_class": 100, "mask_lr": 0.03, "max_cycles": 3,
+            "distill_epochs": 2, "distill_per_class": 500, "distill_tries": 1},
+    "fast3": {"train_per_class": 100, "val_per_class": 100, "mask_lr": 0.05, "max_cycles": 3,
+              "distill_epochs": 2, "distill_per_class": 500, "distill_tries": 1, "distill_slack": 2.0,
+              "distill_batch_size": 256, "distill_lr": 6e-4},
+    "fast3-e3": {"train_per_class": 100, "val_per_class": 100, "mask_lr": 0.05, "max_cycles": 3,
+                 "distill_epochs": 3, "distill_per_class": 500, "distill_tries": 1, "distill_slack": 2.0,
+                 "distill_batch_size": 256, "distill_lr": 1e-3},
+    "fast3-b128": {"train_per_class": 100, "val_per_class": 100, "mask_lr": 0.05, "max_cycles": 3,
+                   "distill_epochs": 2, "distill_per_class": 500, "distill_tries": 1, "distill_slack": 2.0,
+                   "distill_batch_size": 128, "distill_lr": 5e-4},
+    "macs": {"train_per_class": 100, "val_per_class": 100, "mask_lr": 0.05, "max_cycles": 3, "penalty": "macs",
+             "distill_epochs": 2, "distill_per_class": 500, "distill_tries": 1, "distill_slack": 2.0,
+             "distill_batch_size": 128, "distill_lr": 5e-4},
+    "macs-small": {"train_per_class": 200, "val_per_class": 100, "mask_lr": 0.03, "max_cycles": 4,
+                   "penalty": "macs", "distill_epochs": 3, "distill_per_class": 1000, "distill_tries": 2,
+                   "distill_slack": 4.0, "distill_batch_size": 128, "distill_lr": 5e-4},
+}
+OUT_DISTILLED = RESULTS / "split_cost_distilled.json"
 
 
-def run_one(options: dict) -> dict:
-    """One split in this process (the child side), without distillation (these settings measure the search)."""
+def run_one(options: dict, repo_prefix: str | None = None) -> dict:
+    """One split in this process (the child side); published only when ``repo_prefix`` is given.
+
+    Options not given default to no distillation, so the search-only rows measure the search.
+    """
     import hubmod
 
     options = {"distill_epochs": 0, **options}
     t = time.perf_counter()
-    report = hubmod.split(REPO, "fashion-mnist", hub="local", seed=0, options=options, publish=False,
-                          progress=False)
+    report = hubmod.split(REPO, "fashion-mnist", hub="local", seed=0, options=options,
+                          publish=repo_prefix is not None, repo_prefix=repo_prefix, progress=False)
     d = report.to_dict()
+    macs, params = module_sizes(d)
+    m = d["method_metrics"]
     return {"options": options, "wall_seconds": time.perf_counter() - t, "seconds": d["seconds"],
             "parent_accuracy": d["parent_accuracy"], "composed_accuracy": d["composed_accuracy"],
-            "mean_kept_kernels": d["mean_kept_kernels"], "chosen_cycle": d["method_metrics"]["chosen_cycle"],
-            "cycles_run": d["method_metrics"]["cycles_run"],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "mean_kept_kernels": d["mean_kept_kernels"], "chosen_cycle": m["chosen_cycle"],
+            "cycles_run": m["cycles_run"], "distilled": m.get("distilled", False), "history": m["history"],
+            "distill_seconds": m.get("distill_seconds", 0.0),
+            "parent_val_accuracy": m["parent_val_accuracy"], "module_macs": macs, "module_params": params,
+            "repo_prefix": repo_prefix, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _run_child(options: dict, prefix: str | None = None) -> dict:
+    """One setting in a process of its own, so that its peak RSS is its own."""
+    cmd = [sys.executable, __file__, "--child", json.dumps(options)] + (["--prefix", prefix] if prefix else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"{options}: composed {r['composed_accuracy']:.4f} kept {r['mean_kept_kernels']:.3f} "
+          f"in {r['wall_seconds']:.0f}s", flush=True)
+    return r
 
 
 def render(data: dict) -> str:
@@ -81,24 +134,76 @@ def render(data: dict) -> str:
     return "\n".join(lines)
 
 
+def render_distilled(data: dict) -> str:
+    lines = [
+        f"GradSplitter with distillation on `{REPO}` (all 10 classes), test split (10,000 images), with the "
+        "options listed (the rest at their defaults, e.g. `tolerance=1.0`): the search may go `distill_slack` "
+        "points below the parent on validation, then the parent is distilled into the cheapest such masks; "
+        "if the distilled composition is not back within `tolerance` on validation after `distill_tries` tries, "
+        "the undistilled choice stands. Epochs per module as above "
+        f"({data['parent_epoch_seconds']:.0f} s per parent epoch). Modules published as `{REPO}-<setting>`.", "",
+        "| setting | options | composed | Δ vs parent | distilled | mean kept kernels | module MACs / parent "
+        "| mask search | distillation | evaluate | total | epochs per module | peak RSS |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in data["rows"].items():
+        s = r["seconds"]
+        opts = " ".join(f"{k}={v}" for k, v in r["options"].items())
+        delta = 100 * (r["composed_accuracy"] - r["parent_accuracy"])
+        lines.append(
+            f"| {name} | `{opts}` | {pct(r['composed_accuracy'])} | {delta:+.2f} pt | "
+            f"{'yes' if r['distilled'] else 'no'} | {pct(r['mean_kept_kernels'])} | {pct(r['module_macs'])} "
+            f"| {s['search'] - r['distill_seconds']:.0f} s | {r['distill_seconds']:.0f} s | {s['evaluate']:.0f} s "
+            f"| {r['wall_seconds']:.0f} s | {r['wall_seconds'] / 10 / data['parent_epoch_seconds']:.2f} "
+            f"| {r['peak_rss_mb']:.0f} MB |")
+    lines.append("")
+    for name, r in data["rows"].items():
+        macs = r["options"].get("penalty") == "macs"
+        hist = ", ".join(f"{h['cycle']}: {pct(h['val_accuracy'])} / {pct(h['retention'])}"
+                         + (f" / {pct(h['cost'])}" if macs else "")
+                         + (f" (distilled: {pct(h['distilled_val_accuracy'])})" if "distilled_val_accuracy" in h
+                            else "") for h in r["history"])
+        what = "mean kept kernels / MAC share" if macs else "mean kept kernels"
+        lines.append(f"- {name}: validation accuracy / {what} after each mask epoch: {hist} "
+                     f"(parent on the same images: {pct(r['parent_val_accuracy'])}).")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--render", action="store_true", help="only re-render BENCHMARKS.md from saved results")
     ap.add_argument("--only", help="run only settings whose name contains this; keep the other saved rows")
+    ap.add_argument("--distilled", action="store_true",
+                    help="the settings with distillation (section split-cost-distilled), not the search-only ones")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--prefix", help=argparse.SUPPRESS)
     args = ap.parse_args()
     setup_home()
     if args.child:
-        print(json.dumps(run_one(json.loads(args.child))), flush=True)
+        print(json.dumps(run_one(json.loads(args.child), args.prefix)), flush=True)
         return
+    section, out_file, draw = (("split-cost-distilled", OUT_DISTILLED, render_distilled) if args.distilled
+                               else ("split-cost", OUT, render))
     if args.render:
-        data = json.loads(OUT.read_text())
-        write_section("split-cost", (section_header("split-cost") or "") + render(data))
+        data = json.loads(out_file.read_text())
+        write_section(section, (section_header(section) or "") + draw(data))
         return
     header = f"Command: `{command()}`  \nMachine: {machine()}\n\n"
     info = ensure_parent(REPO, PARENTS[REPO])
     epochs = float(PARENTS[REPO][PARENTS[REPO].index("--epochs") + 1])
     data = {"parent_epoch_seconds": info["train_seconds"] / epochs, "rows": {}}
+    if args.distilled:
+        saved = json.loads(out_file.read_text())["rows"] if args.only and out_file.exists() else {}
+        for name, options in DISTILLED.items():
+            if args.only and args.only not in name:
+                if name in saved:
+                    data["rows"][name] = saved[name]
+                continue
+            data["rows"][name] = _run_child(options, f"{REPO}-{name}")
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            out_file.write_text(json.dumps(data, indent=1))
+        write_section(section, header + draw(data))
+        return
     saved = json.loads(OUT.read_text())["rows"] if args.only and OUT.exists() else {}
     full = RESULTS / "split_fmnist_full.json"
     if full.exists():
@@ -113,12 +218,7 @@ def main() -> None:
             if name in saved:
                 data["rows"][name] = saved[name]
             continue
-        out = subprocess.run([sys.executable, __file__, "--child", json.dumps(options)], check=True,
-                             capture_output=True, text=True, env=os.environ.copy())
-        data["rows"][name] = json.loads(out.stdout.strip().splitlines()[-1])
-        r = data["rows"][name]
-        print(f"{name}: composed {r['composed_accuracy']:.4f} kept {r['mean_kept_kernels']:.3f} "
-              f"in {r['wall_seconds']:.0f}s", flush=True)
+        data["rows"][name] = _run_child(options)
         RESULTS.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(data, indent=1))
     write_section("split-cost", header + render(data))
