@@ -73,6 +73,9 @@ DISTILLED = {
     "macs-small": {"train_per_class": 200, "val_per_class": 100, "mask_lr": 0.03, "max_cycles": 4,
                    "penalty": "macs", "distill_epochs": 3, "distill_per_class": 1000, "distill_tries": 2,
                    "distill_slack": 4.0, "distill_batch_size": 128, "distill_lr": 5e-4},
+    "macs-tol1.5": {"train_per_class": 200, "val_per_class": 100, "mask_lr": 0.03, "max_cycles": 4,
+                    "penalty": "macs", "distill_epochs": 3, "distill_per_class": 1000, "distill_tries": 2,
+                    "distill_slack": 4.0, "distill_batch_size": 128, "distill_lr": 5e-4, "tolerance": 1.5},
 }
 OUT_DISTILLED = RESULTS / "split_cost_distilled.json"
 
