@@ -2,7 +2,7 @@
 
     python benchmarks/split_cost.py              # every setting (about 45 minutes on 2 cores)
     python benchmarks/split_cost.py --render     # re-render BENCHMARKS.md from saved results
-    python benchmarks/split_cost.py --distilled  # the settings with distillation (about 15 minutes)
+    python benchmarks/split_cost.py --distilled  # the settings with distillation (about an hour)
 
 Each setting (data budget, mask learning rate, most mask epochs) splits all ten classes of
 ``bench/resnet18-fmnist`` (trained by split_fmnist.py) without publishing, in a process of its own so
