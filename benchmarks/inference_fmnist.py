@@ -46,37 +46,34 @@ def measure(repo: str, images, repeats: int, modules: str | None = None) -> dict
     names = parent.class_names
     batch, one = images[:256], images[:1]
 
+    def timed(model: str, k: int, call) -> dict:
+        """Throughput of ``call`` on a batch of 256 and its latency on one image."""
+        return {"model": model, "k": k, "throughput": len(batch) / _median_seconds(lambda: call(batch), repeats),
+                "latency_ms": 1000 * _median_seconds(lambda: call(one), repeats)}
+
     def run_parent(x):
         with torch.no_grad():
             return parent.model(preprocess(x, parent.data_config))
 
-    rows = [{"model": "parent", "k": len(names), "throughput": len(batch) / _median_seconds(
-        lambda: run_parent(batch), repeats), "latency_ms": 1000 * _median_seconds(lambda: run_parent(one), repeats)}]
     fast = copy.deepcopy(parent.model).to(memory_format=torch.channels_last)  # modules run channels-last too
 
     def run_fast_parent(x):
         with torch.no_grad():
             return fast(preprocess(x, parent.data_config).contiguous(memory_format=torch.channels_last))
 
-    rows.append({"model": "parent, channels-last", "k": len(names),
-                 "throughput": len(batch) / _median_seconds(lambda: run_fast_parent(batch), repeats),
-                 "latency_ms": 1000 * _median_seconds(lambda: run_fast_parent(one), repeats)})
-    for k in KS:
-        model = hubmod.compose([f"{modules}:{c}" for c in names[:k]], hub="local")
-        rows.append({"model": f"composed, {k} modules", "k": k,
-                     "throughput": len(batch) / _median_seconds(lambda m=model: m(batch), repeats),
-                     "latency_ms": 1000 * _median_seconds(lambda m=model: m(one), repeats)})
-    if modules != repo:  # what the inference copies buy: the same ten modules with their plain backbones
-        model = hubmod.compose([f"{modules}:{c}" for c in names], hub="local")
+    rows = [timed("parent", len(names), run_parent), timed("parent, channels-last", len(names), run_fast_parent)]
+    composed = {k: hubmod.compose([f"{modules}:{c}" for c in names[:k]], hub="local") for k in KS}
+    rows += [timed(f"composed, {k} modules", k, model) for k, model in composed.items()]
+    if modules != repo:  # what the inference copies buy: the same modules with their plain backbones
+        everything = composed[max(KS)]
 
         def run_plain(x):
             with torch.no_grad():
                 inputs = preprocess(x, parent.data_config)
-                return [m.calibrated(m.head(m.backbone(inputs)), model.calibration) for m in model.class_modules]
+                return [m.calibrated(m.head(m.backbone(inputs)), everything.calibration)
+                        for m in everything.class_modules]
 
-        rows.append({"model": f"composed, {len(names)} modules, plain NCHW backbones", "k": len(names),
-                     "throughput": len(batch) / _median_seconds(lambda: run_plain(batch), repeats),
-                     "latency_ms": 1000 * _median_seconds(lambda: run_plain(one), repeats)})
+        rows.append(timed(f"composed, {max(KS)} modules, plain NCHW backbones", max(KS), run_plain))
     best = max(r["throughput"] for r in rows if r["model"].startswith("parent"))
     for r in rows:
         r["vs_parent"] = r["throughput"] / best

@@ -418,8 +418,9 @@ class GradSplitter(Splitter):
         chosen, final, distilled = _choose(history, threshold), None, False
         distill_start = time.perf_counter()
         if distilling:
-            # Fewest kernels first among the masks the search was allowed to reach; the first whose
-            # distilled modules are within tolerance wins. Otherwise the undistilled choice stands.
+            # Cheapest first among the masks the search was allowed to reach, skipping those a failed
+            # try rules out; the first whose distilled modules are within tolerance wins. Otherwise the
+            # undistilled choice stands.
             for _ in range(cfg.distill_tries):
                 i = _next_distill_try(history, search_threshold, threshold)
                 if i is None:
