@@ -19,7 +19,7 @@ import torch
 
 from hubmod.data import FASHION_MNIST, FASHION_MNIST_CLASSES, FASHION_MNIST_HF_ID, load_images
 from hubmod.metrics import parent_report
-from hubmod.training import fashion_mnist_config, publish_parent, save_parent, train_parent
+from hubmod.training import fashion_mnist_config, hold_out, publish_parent, save_parent, train_parent
 
 
 def parse_classes(text: str | None) -> list[str]:
@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--in-chans", type=int, default=1, help="input channels (3: gray images are repeated)")
     ap.add_argument("--size", type=int, default=28, help="input size in pixels")
     ap.add_argument("--model-args", default="{}", help="JSON of extra timm model arguments")
+    ap.add_argument("--holdout-per-class", type=int, default=0,
+                    help="keep this many training images per class out of training and name them in config.json; "
+                         "hubmod split then validates on them (a fairer reference than images the parent saw)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -78,9 +81,12 @@ def main(argv: list[str] | None = None) -> dict:
         train = train.subset(train.stratified(args.per_class, torch.Generator().manual_seed(args.seed)))
     if args.scarce:
         train = train.subset(keep_few(train, parse_classes(args.scarce), args.scarce_count))
+    validation = None
+    if args.holdout_per_class:
+        train, validation = hold_out(train, args.holdout_per_class, args.seed, FASHION_MNIST)
     cfg = fashion_mnist_config(args.in_chans, args.size)
     parent = train_parent(args.arch, train, cfg, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                          model_args=json.loads(args.model_args))
+                          model_args=json.loads(args.model_args), validation=validation)
     test = load_images(FASHION_MNIST, "test").for_classes(classes, args.arch)
     acc = parent_report(parent.model, test, cfg).accuracy
     notes = f"Test accuracy on the {len(classes)} classes: {100 * acc:.2f} % ({len(test)} Fashion-MNIST test images)."

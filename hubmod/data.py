@@ -50,6 +50,11 @@ class LabeledImages:
     name: str
     split: str
     hub_id: str | None = None  # the dataset's id on the Hub, for model cards
+    rows: torch.Tensor | None = None  # each image's row number in the split as loaded (None: 0..n-1)
+
+    def __post_init__(self) -> None:
+        if self.rows is None:
+            self.rows = torch.arange(len(self.labels))
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -57,7 +62,11 @@ class LabeledImages:
     def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> LabeledImages:
         index = torch.as_tensor(index, dtype=torch.long)
         return LabeledImages(self.images[index], self.labels[index], self.class_names, self.name, self.split,
-                             self.hub_id)
+                             self.hub_id, self.rows[index])
+
+    def rows_within(self, rows: list[int] | torch.Tensor) -> torch.Tensor:
+        """Indices (into this set) of the images whose split row numbers are among ``rows``."""
+        return torch.nonzero(torch.isin(self.rows, torch.as_tensor(rows, dtype=torch.long))).flatten()
 
     def for_classes(self, model_classes: list[str], where: str) -> LabeledImages:
         """Relabel to a model's class order (by name); drop samples of classes the model lacks.
@@ -85,7 +94,8 @@ class LabeledImages:
         empty = [model_classes[j] for j in range(len(model_classes)) if present[j] == 0]
         if empty:
             raise HubmodError(f"dataset {self.name} ({self.split}) has no samples of {', '.join(empty)}")
-        return LabeledImages(self.images[keep], new[keep], list(model_classes), self.name, self.split, self.hub_id)
+        return LabeledImages(self.images[keep], new[keep], list(model_classes), self.name, self.split, self.hub_id,
+                             self.rows[keep])
 
     def stratified(self, per_class: int, generator: torch.Generator,
                    exclude: torch.Tensor | None = None) -> torch.Tensor:

@@ -24,6 +24,23 @@ _MAX_CLASSES = 100_000
 MAX_PARAMETERS = 2_000_000_000  # above any timm classifier; a config asking for more is refused
 
 
+VALIDATION_KEY = "hubmod_validation"  # config.json: which images the parent was not trained on
+_MAX_VALIDATION_ROWS = 1_000_000
+
+
+def _validation_record(record: object, where: str) -> dict | None:
+    """The parent's held-out images, if its config.json names them: {"dataset", "split", "rows"}."""
+    if record is None:
+        return None
+    rows = record.get("rows") if isinstance(record, dict) else None
+    if not (isinstance(record, dict) and isinstance(record.get("dataset"), str) and isinstance(record.get("split"), str)
+            and isinstance(rows, list) and 0 < len(rows) <= _MAX_VALIDATION_ROWS
+            and all(type(r) is int and r >= 0 for r in rows)):
+        raise InvalidRepoError(f"{where}: {VALIDATION_KEY} in config.json must be {{\"dataset\": str, \"split\": "
+                               f"str, \"rows\": [non-negative row numbers]}}; fix or remove it")
+    return {"dataset": record["dataset"], "split": record["split"], "rows": list(rows)}
+
+
 @dataclass
 class ParentSpec:
     """What a timm-format config.json says about a classifier."""
@@ -33,6 +50,7 @@ class ParentSpec:
     label_names: list[str]
     model_args: dict = field(default_factory=dict)
     pretrained_cfg: dict = field(default_factory=dict)
+    validation: dict | None = None  # images held out of the parent's training (VALIDATION_KEY), checked
 
     @classmethod
     def from_config(cls, cfg: dict, where: str) -> ParentSpec:
@@ -69,7 +87,8 @@ class ParentSpec:
         if len(set(labels)) != len(labels):
             raise InvalidRepoError(f"{where}: label_names in config.json repeat a name")
         model_args = {k: v for k, v in model_args.items() if k not in ("num_classes", "pretrained")}
-        return cls(arch, num_classes, list(labels), model_args, dict(pretrained_cfg))
+        return cls(arch, num_classes, list(labels), model_args, dict(pretrained_cfg),
+                   _validation_record(cfg.get(VALIDATION_KEY), where))
 
     @property
     def data_config(self) -> DataConfig:

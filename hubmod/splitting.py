@@ -105,6 +105,7 @@ class _SplitData:
     test: LabeledImages
     hub_id: str | None
     distill_x: torch.Tensor | None = None  # images (labels unused) the modules are distilled on
+    val_source: str = "train"  # where the validation images come from (for the modules' configs)
 
 
 STREAM_TEST_PER_CLASS = 500  # held-out images per class a streamed split measures on
@@ -131,7 +132,8 @@ def _load_data(dataset: str, parent: Parent, train_per_class: int, val_per_class
         held_out = train.stratified(max(1, int(HELD_OUT_FRACTION * len(train) / len(names))), gen)
         test = train.subset(held_out)
         test.split = "train (held-out part)"
-    val_idx = train.stratified(val_per_class, gen, exclude=held_out)
+    not_val, val_source = _not_validation(parent, dataset, train, held_out)
+    val_idx = train.stratified(val_per_class, gen, exclude=not_val)
     exclude = val_idx if held_out is None else torch.cat([val_idx, held_out])
     train_idx = train.stratified(train_per_class, gen, exclude=exclude)
     train_x = preprocess(train.images[train_idx], cfg)
@@ -140,7 +142,29 @@ def _load_data(dataset: str, parent: Parent, train_per_class: int, val_per_class
         more = train.stratified(extra, gen, exclude=torch.cat([exclude, train_idx])) if extra else train_idx[:0]
         distill_x = torch.cat([train_x, preprocess(train.images[more], cfg)])
     return _SplitData(train_x, train.labels[train_idx], preprocess(train.images[val_idx], cfg),
-                      train.labels[val_idx], test, train.hub_id, distill_x)
+                      train.labels[val_idx], test, train.hub_id, distill_x, val_source)
+
+
+def _not_validation(parent: Parent, dataset: str, train: LabeledImages,
+                    held_out: torch.Tensor | None) -> tuple[torch.Tensor | None, str]:
+    """Which training images validation must not use, and a phrase saying where validation comes from.
+
+    When the parent's config.json names images it was not trained on (``hold_out`` in training.py)
+    in this dataset's train split, validation is drawn from those only: images the parent trained
+    on would flatter it against its modules.
+    """
+    record = parent.spec.validation
+    if record is None or record["split"] != "train" or record["dataset"] not in (dataset, train.hub_id):
+        return held_out, "train"
+    allowed = torch.zeros(len(train), dtype=torch.bool)
+    allowed[train.rows_within(record["rows"])] = True
+    if held_out is not None:
+        allowed[held_out] = False
+    if not allowed.any():
+        raise HubmodError(f"{parent.display_name} names {len(record['rows'])} held-out images of {dataset}, but "
+                          f"none of them is in the train split loaded; check the dataset (or remove "
+                          "hubmod_validation from the parent's config.json)")
+    return torch.nonzero(~allowed).flatten(), "train (images held out of the parent's training)"
 
 
 def _stream_data(dataset: str, parent: Parent, train_per_class: int, val_per_class: int, seed: int,
@@ -254,7 +278,7 @@ def split(
             "method": {"name": method, "params": mcfg.to_dict(),
                        "distilled": bool(outcome.metrics.get("distilled", False))},
             "dataset": {"name": dataset, "hub_id": data.hub_id, "train_samples": len(data.train_y),
-                        "val_samples": len(data.val_y), "seed": seed},
+                        "val_samples": len(data.val_y), "val_source": data.val_source, "seed": seed},
             "split_id": split_id,
             "command": _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options, stream),
         }

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .data import LabeledImages
 from .hub import Hub, get_hub
+from .parents import VALIDATION_KEY
 from .preprocess import DataConfig, preprocess
 
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
@@ -33,11 +34,27 @@ class TrainedParent:
     train_seconds: float
     epochs: int
     train_samples: int
+    validation: dict | None = None  # images held out of training: {"dataset", "split", "rows"}; see hold_out
 
 
 def fashion_mnist_config(in_chans: int = 1, size: int = 28) -> DataConfig:
     return DataConfig((in_chans, size, size), (FASHION_MNIST_MEAN,) * in_chans, (FASHION_MNIST_STD,) * in_chans,
                       "bilinear", 1.0)
+
+
+def hold_out(data: LabeledImages, per_class: int, seed: int, dataset: str) -> tuple[LabeledImages, dict]:
+    """Keep ``per_class`` images of each class out of training, and say which, so a split can validate on them.
+
+    A split compares its modules with the parent on validation images. Images the parent trained
+    on flatter the parent (on Fashion-MNIST, resnet18 scored 1.6 points more on them than on test
+    images), so masks that would do as well as the parent on new images look worse and are refused.
+    The record names the rows of the dataset split, which the split reads back from config.json.
+    """
+    held = data.stratified(per_class, torch.Generator().manual_seed(seed + 7919))
+    keep = torch.ones(len(data), dtype=torch.bool)
+    keep[held] = False
+    record = {"dataset": dataset, "split": data.split, "rows": sorted(int(r) for r in data.rows[held])}
+    return data.subset(torch.nonzero(keep).flatten()), record
 
 
 def train_parent(
@@ -50,10 +67,12 @@ def train_parent(
     seed: int = 0,
     model_args: dict | None = None,
     progress: bool = True,
+    validation: dict | None = None,
 ) -> TrainedParent:
     """Train ``arch`` from scratch on ``data`` (AdamW, one-cycle cosine, flips and 2-px shifts).
 
     ``epochs`` may be fractional: 0.2 trains on a fifth of an epoch's batches (an under-trained parent).
+    ``validation`` is ``hold_out``'s record of the images kept out of ``data``; it is published with the parent.
     """
     import timm
     from tqdm.auto import tqdm
@@ -92,7 +111,8 @@ def train_parent(
     model.eval()
     data_cfg = data_config
     model.pretrained_cfg = {**model.pretrained_cfg, **_pretrained_cfg(data_cfg, data.class_names)}
-    return TrainedParent(model, list(data.class_names), data_cfg, time.perf_counter() - start, epochs, len(y_all))
+    return TrainedParent(model, list(data.class_names), data_cfg, time.perf_counter() - start, epochs, len(y_all),
+                         validation)
 
 
 def draw_augment(n: int, gen: torch.Generator) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -124,7 +144,8 @@ def save_parent(parent: TrainedParent, directory: str | Path, dataset_id: str | 
     from timm.models import save_for_hf
 
     directory = Path(directory)
-    save_for_hf(parent.model, str(directory), model_config={"label_names": parent.class_names},
+    extra = {VALIDATION_KEY: parent.validation} if parent.validation else {}
+    save_for_hf(parent.model, str(directory), model_config={"label_names": parent.class_names, **extra},
                 safe_serialization=True, data_config=parent.data_config.to_dict())
     config = json.loads((directory / "config.json").read_text())
     arch = config["architecture"]
@@ -135,6 +156,9 @@ def save_parent(parent: TrainedParent, directory: str | Path, dataset_id: str | 
         f"A {arch} classifier for {len(parent.class_names)} classes ({', '.join(parent.class_names)}), trained "
         f"from scratch for {parent.epochs} epoch(s) on {parent.train_samples} images in "
         f"{parent.train_seconds:.0f} s by hubmod's parent trainer. Input: {list(parent.data_config.input_size)}.\n"
+        + (f"{len(parent.validation['rows'])} images of the {parent.validation['split']} split were held out of "
+           f"training (their rows: `{VALIDATION_KEY}` in config.json); `hubmod split` validates on them.\n"
+           if parent.validation else "") +
         f"{notes}\n\n"
         "```python\nimport timm\nmodel = timm.create_model('hf-hub:<this repo>', pretrained=True)\n```\n"
     )
