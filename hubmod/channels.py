@@ -258,18 +258,51 @@ def rebuild(
     return prune_to(fresh, groups, kept, example_input)
 
 
-def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> nn.Module:
+def stem_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
+    """The convolution that reads the input, and the BatchNorm that reads its output (when there are such).
+
+    Whatever a module drops further on, these see what they saw in the parent; a split leaves
+    them as they are, so the modules of one parent share their first layer and a composed
+    classifier can run it once for all of them (hubmod.fast_inference.SharedStems).
+    """
+    found: list[nn.Module] = []
+    conv_out: list[torch.Tensor] = []
+
+    def hook(mod: nn.Module, inputs: tuple, output: object) -> None:
+        first = inputs[0] if inputs else None
+        if not found and isinstance(mod, nn.Conv2d) and first is example:
+            found.append(mod)
+            conv_out.append(output)
+        elif len(found) == 1 and isinstance(mod, nn.modules.batchnorm._BatchNorm) and conv_out and first is conv_out[0]:
+            found.append(mod)
+
+    was_training = model.training
+    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return found
+
+
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 256,
+                          keep: tuple[nn.Module, ...] | list[nn.Module] = ()) -> nn.Module:
     """Re-estimate every BatchNorm's running statistics on ``x`` (weights untouched), in place.
 
     Removing channels shifts what the next layers see, so the parent's statistics no longer
     centre them; re-estimating them on a few thousand images (adaptive BN, as in EagleEye)
-    recovers much of the lost accuracy without any training.
+    recovers much of the lost accuracy without any training. BatchNorms in ``keep`` (the stem's,
+    which sees what it saw in the parent) keep their statistics.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             and not any(m is k for k in keep)]
     if not norms:
         return model
     momenta = [bn.momentum for bn in norms]
-    model.eval()
+    model.eval()  # the kept ones stay in eval mode
     for bn in norms:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over all batches

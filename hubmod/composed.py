@@ -18,7 +18,9 @@ import torch.nn as nn
 
 from . import __version__, calibration
 from .artifact import HubArtifact
+from .devices import device_of
 from .errors import HubmodError, InvalidRepoError
+from .fast_inference import SharedStems, use_fast_path
 from .hub import Hub, Snapshot, get_hub, hub_named, open_ref
 from .module import MODULE_KIND, ClassModule
 from .parents import WEIGHTS
@@ -55,6 +57,7 @@ class ComposedClassifier(HubArtifact, nn.Module):
         self.class_modules = nn.ModuleList(modules)
         self.calibration = calibration_method
         self.provenance = list(provenance or [{} for _ in modules])
+        self._shared_stems = SharedStems()
         self.eval()
 
     @property
@@ -67,12 +70,20 @@ class ComposedClassifier(HubArtifact, nn.Module):
     def forward(self, images: Any, batch_size: int = 256) -> torch.Tensor:
         """Calibrated scores [B, k] (on the CPU) for raw images (or preprocessed input, if every module shares it).
 
-        Each module runs on the device its parameters are on (``.to(device)`` moves them all).
+        Each module runs on the device its parameters are on (``.to(device)`` moves them all). For
+        inference, modules of one parent run their shared stem once (hubmod.fast_inference.SharedStems).
         """
-        configs = [m.data_config for m in self.class_modules]
+        mods = list(self.class_modules)
+        configs = [m.data_config for m in mods]
         out = []
         for inputs in batches_by_config(images, configs, batch_size, "these modules"):
-            scores = [m.calibrated(m(inputs[m.data_config]), self.calibration).cpu() for m in self.class_modules]
+            if use_fast_path(self):
+                features = self._shared_stems([m.fast_backbone for m in mods], [m.backbone for m in mods],
+                                              [inputs[m.data_config].to(device_of(m)) for m in mods], configs)
+                raw = [m.head(f) for m, f in zip(mods, features, strict=True)]
+            else:
+                raw = [m(inputs[m.data_config]) for m in mods]
+            scores = [m.calibrated(r, self.calibration).cpu() for m, r in zip(mods, raw, strict=True)]
             out.append(torch.stack(scores, dim=1))
         return torch.cat(out) if out else torch.empty(0, len(self.class_modules))
 

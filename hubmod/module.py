@@ -125,7 +125,7 @@ class ClassModule(HubArtifact, nn.Module):
         self.head = head
         self.config = config
         self.data_config = DataConfig.from_dict(config.data_config)
-        self._fast_backbone = FastBackbone()
+        self.fast_backbone = FastBackbone()
         self.eval()
 
     # ------------------------------------------------------------------ inference
@@ -141,7 +141,7 @@ class ClassModule(HubArtifact, nn.Module):
         hubmod.fast_inference): same scores up to float rounding, several times faster on a CPU.
         """
         x = x.to(device_of(self))
-        features = self._fast_backbone(self.backbone, x) if use_fast_path(self) else self.backbone(x)
+        features = self.fast_backbone(self.backbone, x) if use_fast_path(self) else self.backbone(x)
         return self.head(features)
 
     @torch.no_grad()

@@ -96,6 +96,18 @@ def test_without_distillation_modules_keep_the_parents_weights(undistilled_split
         assert len(rows) == conv.shape[0], "an undistilled module's first conv is a slice of the parent's"
 
 
+def test_distilled_modules_keep_the_parents_stem(vgg_split, tiny_parent_dirs):
+    """share_stem (the default): distillation trains everything but the first conv and its BatchNorm."""
+    parent = parent_from_snapshot(open_ref(parse_source(str(tiny_parent_dirs["vgg"])), get_hub(None)))
+    assert vgg_split.method_metrics["distilled"] is True
+    conv, bn = parent.model.features[0], parent.model.features[1]
+    for module in vgg_split.modules:
+        mconv, mbn = module.backbone.features[0], module.backbone.features[1]
+        rows = [next(r for r in range(len(conv.weight)) if torch.equal(w, conv.weight[r])) for w in mconv.weight]
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            assert torch.equal(getattr(mbn, name), getattr(bn, name)[rows]), name
+
+
 def test_a_distilled_choice_is_within_tolerance_on_validation(vgg_split):
     m = vgg_split.method_metrics
     tried = [h for h in m["history"] if "distilled_val_accuracy" in h]

@@ -14,10 +14,10 @@ def test_fast_path_scores_equal_the_plain_backbone(vgg_split, fmnist_test):
     with torch.no_grad():
         fast = module(x)
         plain = module.head(module.backbone(x))
-    assert module._fast_backbone._net is not None  # the inference copy was used
+    assert module.fast_backbone._net is not None  # the inference copy was used
     assert torch.allclose(fast, plain, atol=1e-4), (fast - plain).abs().max()
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in module._fast_backbone._net.modules())  # folded
-    assert "_fast_backbone" not in "".join(module.state_dict())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in module.fast_backbone._net.modules())  # folded
+    assert "fast_backbone" not in "".join(module.state_dict())
 
 
 def test_the_inference_copy_follows_weight_changes(vgg_split, fmnist_test):
@@ -73,3 +73,38 @@ def test_untraceable_backbones_still_get_a_correct_copy():
     with torch.no_grad():
         assert torch.allclose(copy_(x.contiguous(memory_format=torch.channels_last)), net(x), atol=1e-5)
         assert torch.allclose(FastBackbone()(net, x), net(x), atol=1e-5)
+
+
+def test_modules_of_one_parent_run_their_shared_stem_once(vgg_split, fmnist_test):
+    """vgg_split is distilled: its modules still keep the parent's first layer, and compose around it."""
+    from hubmod.composed import ComposedClassifier
+    from hubmod.preprocess import preprocess
+
+    composed = ComposedClassifier(vgg_split.modules)
+    images = fmnist_test.images[:64]
+    with torch.no_grad():
+        shared = composed(images)
+        stems = composed._shared_stems
+        assert len(stems._groups) == 1 and not stems._alone  # one stem for all modules
+        group = stems._groups[0]
+        widths = [len(module.fast_backbone.stem(module.backbone).rows()) for module in vgg_split.modules]
+        assert len(group.members) == len(vgg_split.modules) and group.conv.out_channels <= 8  # the parent's width
+        assert group.conv.out_channels >= max(widths)
+        alone = torch.stack([m.calibrated(m(preprocess(images, m.data_config)), "none")
+                             for m in vgg_split.modules], 1)
+    assert torch.allclose(shared, alone, atol=1e-4), (shared - alone).abs().max()
+
+
+def test_stems_that_differ_run_apart(vgg_split, fmnist_test):
+    import copy
+
+    from hubmod.composed import ComposedClassifier
+
+    modules = [copy.deepcopy(m) for m in vgg_split.modules[:3]]
+    with torch.no_grad():
+        for m in modules:  # unrelated first layers: nothing to share
+            next(c for c in m.backbone.modules() if isinstance(c, nn.Conv2d)).weight.add_(torch.randn(()).item())
+        composed = ComposedClassifier(modules)
+        out = composed(fmnist_test.images[:16])
+    assert composed._shared_stems._groups == [] and composed._shared_stems._alone == [0, 1, 2]
+    assert out.shape == (16, 3)

@@ -11,7 +11,8 @@ each augmented image itself, which keeps teacher and students consistent (Beyer 
 
 Two phases: the heads alone first, on features computed once, which moves the heads from the
 search's scale onto the parent's logit scale cheaply; then backbones and heads together, with
-BatchNorm in training mode (its statistics are re-estimated on the plain images at the end). Groups
+BatchNorm in training mode (its statistics are re-estimated on the plain images at the end); a
+student's frozen layers (its stem, shared with the other modules of the parent) stay as they are. Groups
 that a module keeps as one zeroed channel are zeroed again after every step, so they stay exactly
 equivalent to removed channels.
 """
@@ -19,7 +20,7 @@ equivalent to removed channels.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -39,16 +40,21 @@ class Student:
     head: nn.Module
     reads: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     frozen_zero: list[torch.Tensor]  # parameters of groups kept as one zeroed channel
+    frozen: list[nn.Module] = field(default_factory=list)  # layers kept exactly as in the parent (the stem)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.reads(self.backbone, x))
 
     def parameters(self) -> list[nn.Parameter]:
-        return [*self.backbone.parameters(), *self.head.parameters()]
+        """The trainable ones: all but the frozen layers'."""
+        fixed = {id(p) for m in self.frozen for p in m.parameters()}
+        return [p for p in [*self.backbone.parameters(), *self.head.parameters()] if id(p) not in fixed]
 
     def train(self, mode: bool) -> None:
         self.backbone.train(mode)
         self.head.train(mode)
+        for m in self.frozen:  # a frozen BatchNorm keeps normalising with the parent's statistics
+            m.eval()
 
 
 @dataclass
@@ -147,4 +153,4 @@ def distill(
         for p in params:
             p.requires_grad_(False)
     for s in students:  # running statistics of the final weights on the un-augmented images
-        recalibrate_batchnorm(s.backbone, x)
+        recalibrate_batchnorm(s.backbone, x, keep=s.frozen)

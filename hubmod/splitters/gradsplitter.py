@@ -48,6 +48,7 @@ from ..channels import (
     extract,
     feature_channels,
     recalibrate_batchnorm,
+    stem_layers,
     zeroed_tensors,
 )
 from ..errors import HubmodError
@@ -83,6 +84,7 @@ class GradSplitterConfig(MethodConfig):
     distill_tries: int = 2
     distill_batch_size: int = 64
     penalty: str = "kernels"
+    share_stem: bool = True
 
     option_docs: ClassVar[dict[str, str]] = {
         "train_per_class": "training images per class (the data budget)",
@@ -116,6 +118,8 @@ class GradSplitterConfig(MethodConfig):
         "distill_batch_size": "images per distillation step; larger runs faster per image on a CPU",
         "penalty": "what alpha penalises and the choice minimises: 'kernels' (kept conv kernels, the paper) or "
                    "'macs' (the modules' multiply-accumulates, i.e. their inference cost)",
+        "share_stem": "keep the first convolution and its BatchNorm as in the parent (not distilled or "
+                      "recalibrated), so a composed classifier runs them once for all modules of the parent",
     }
 
     def distill_per_class_needed(self) -> int:
@@ -248,6 +252,10 @@ class GradSplitter(Splitter):
         width = heads.w1.shape[-1]
         hooks = GroupMasks(model, groups)
 
+        def stem(net: nn.Module) -> list[nn.Module]:
+            """The layers a module keeps exactly as in the parent (none unless ``share_stem``)."""
+            return stem_layers(net, example) if cfg.share_stem else []
+
         def outputs(net: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
             """What the heads read: pooled features or logits."""
             return net.forward_head(net.forward_features(inputs), pre_logits=True) if on_features else net(inputs)
@@ -281,7 +289,7 @@ class GradSplitter(Splitter):
                 kept = {g.name: torch.nonzero(bin_masks[g.name][i]).flatten().tolist() for g in groups}
                 net, kept, _ = extract(model, groups, kept, example)
                 if cfg.recalibrate_bn:
-                    recalibrate_batchnorm(net, ctx.train_x)
+                    recalibrate_batchnorm(net, ctx.train_x, keep=stem(net))
                 columns = feature_channels(groups, kept, width) if on_features else list(range(width))
                 with torch.no_grad():
                     for out, inputs in zip(outs, xs, strict=True):
@@ -395,7 +403,7 @@ class GradSplitter(Splitter):
                 kept = {g.name: torch.nonzero(bin_masks[g.name][j]).flatten().tolist() for g in groups}
                 net, kept, zeroed = extract(model, groups, kept, example)
                 if cfg.recalibrate_bn and record["cycle"] > 0:
-                    recalibrate_batchnorm(net, x)
+                    recalibrate_batchnorm(net, x, keep=stem(net))
                 columns = feature_channels(groups, kept, width) if on_features else None
                 spec = ({"type": "features_mlp", "in_features": len(columns), "hidden": cfg.hidden} if on_features
                         else {"type": "mlp", "in_features": n, "hidden": cfg.hidden})
@@ -406,7 +414,8 @@ class GradSplitter(Splitter):
 
         def distilled_accuracy(found: list[_Part]) -> float:
             """Distil the parent into ``found`` (in place); their composed accuracy on validation."""
-            students = [Student(p.net, p.head, outputs, zeroed_tensors(p.net, groups, p.zeroed)) for p in found]
+            students = [Student(p.net, p.head, outputs, zeroed_tensors(p.net, groups, p.zeroed), stem(p.net))
+                        for p in found]
             settings = DistillSettings(cfg.distill_epochs, cfg.distill_lr, cfg.distill_temperature,
                                        cfg.distill_batch_size)
             distill(model, students, targets, ctx.distill_x, settings, gen, par, ctx.progress and par.is_main)
