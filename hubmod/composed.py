@@ -58,6 +58,7 @@ class ComposedClassifier(HubArtifact, nn.Module):
         self.calibration = calibration_method
         self.provenance = list(provenance or [{} for _ in modules])
         self._shared_stems = SharedStems()
+        self.share_stems = True  # False: every module runs its own stem (to measure what sharing buys)
         self.eval()
 
     @property
@@ -77,7 +78,7 @@ class ComposedClassifier(HubArtifact, nn.Module):
         configs = [m.data_config for m in mods]
         out = []
         for inputs in batches_by_config(images, configs, batch_size, "these modules"):
-            if use_fast_path(self):
+            if use_fast_path(self) and self.share_stems:
                 features = self._shared_stems([m.fast_backbone for m in mods], [m.backbone for m in mods],
                                               [inputs[m.data_config].to(device_of(m)) for m in mods], configs)
                 raw = [m.head(f) for m, f in zip(mods, features, strict=True)]

@@ -92,7 +92,10 @@ def test_modules_of_one_parent_run_their_shared_stem_once(vgg_split, fmnist_test
         assert group.conv.out_channels >= max(widths)
         alone = torch.stack([m.calibrated(m(preprocess(images, m.data_config)), "none")
                              for m in vgg_split.modules], 1)
+        composed.share_stems = False
+        apart = composed(images)
     assert torch.allclose(shared, alone, atol=1e-4), (shared - alone).abs().max()
+    assert torch.equal(apart, alone)
 
 
 def test_stems_that_differ_run_apart(vgg_split, fmnist_test):
