@@ -64,8 +64,17 @@ def measure(repo: str, images, repeats: int, modules: str | None = None) -> dict
     rows = [timed("parent", len(names), run_parent), timed("parent, channels-last", len(names), run_fast_parent)]
     composed = {k: hubmod.compose([f"{modules}:{c}" for c in names[:k]], hub="local") for k in KS}
     rows += [timed(f"composed, {k} modules", k, model) for k, model in composed.items()]
-    if modules != repo:  # what the inference copies buy: the same modules with their plain backbones
+    if modules != repo:  # what shared stems and inference copies buy: the same modules without them
         everything = composed[max(KS)]
+
+        def run_apart(x):
+            everything.share_stems = False
+            try:
+                return everything(x)
+            finally:
+                everything.share_stems = True
+
+        rows.append(timed(f"composed, {max(KS)} modules, each running its own stem", max(KS), run_apart))
 
         def run_plain(x):
             with torch.no_grad():
@@ -110,7 +119,8 @@ def render_modules(data: dict) -> str:
              "of all ten modules of the split, as a fraction of the parent's. Modules run as inference copies "
              "(BatchNorm folded into the convolutions, channels-last memory; `hubmod/fast_inference.py`), so "
              "the parent is also timed in channels-last, and \"vs parent\" is against the faster of its two "
-             "rows.", "",
+             "rows. Modules that kept the parent's stem (`share_stem`) run it once for all of them; the "
+             "\"own stem\" row turns that off, the \"plain\" row turns off both.", "",
              "| modules | parent | module MACs / parent | model | images/s at batch 256 | vs parent "
              "| latency at batch 1 |",
              "|---|---|---:|---|---:|---:|---:|"]

@@ -2,13 +2,16 @@
 
     python benchmarks/split_cost.py              # every setting (about 45 minutes on 2 cores)
     python benchmarks/split_cost.py --render     # re-render BENCHMARKS.md from saved results
-    python benchmarks/split_cost.py --distilled  # the settings with distillation (about an hour)
+    python benchmarks/split_cost.py --distilled  # the settings with distillation (about two hours)
+    python benchmarks/split_cost.py --distilled --only macs-deep-ho  # one of them
 
 Each setting (data budget, mask learning rate, most mask epochs) splits all ten classes of
 ``bench/resnet18-fmnist`` (trained by split_fmnist.py) without publishing, in a process of its own so
 that its peak RSS is its own. Reported: composed accuracy on the 10,000 test images against the parent,
 mean kept kernels, wall time of each phase, peak RSS, and the cost per module in training epochs
-of the parent. The default settings' row comes from split_fmnist.py's full run.
+of the parent. The default settings' row comes from split_fmnist.py's full run. Settings whose name
+ends in ``-ho`` split ``bench/resnet18-fmnist-ho``, trained (on first use) without 200 images per
+class that its config.json names, so that the split validates on images the parent never saw.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ from common import (
 from split_fmnist import PARENTS
 
 REPO = "bench/resnet18-fmnist"
+# The same parent trained without 200 images per class, which its config.json names: splits of it
+# validate on images it never saw (settings whose name ends in "-ho").
+HELD_OUT_REPO = "bench/resnet18-fmnist-ho"
+HELD_OUT_ARGS = [*PARENTS[REPO], "--holdout-per-class", "200"]
 SETTINGS = {
     "budget 100/class, 4 epochs": {"train_per_class": 100, "val_per_class": 100, "max_cycles": 4},
     "budget 100/class, mask lr 0.03, 3 epochs": {"train_per_class": 100, "val_per_class": 100, "mask_lr": 0.03,
@@ -77,10 +84,24 @@ DISTILLED = {
                     "penalty": "macs", "distill_epochs": 3, "distill_per_class": 1000, "distill_tries": 2,
                     "distill_slack": 4.0, "distill_batch_size": 128, "distill_lr": 5e-4, "tolerance": 1.5},
 }
+# The same settings on the parent that names held-out validation images (HELD_OUT_REPO).
+DISTILLED.update({f"{name}-ho": dict(DISTILLED[name]) for name in ("fast", "fast3-b128", "macs", "macs-small")})
+# Small modules for fast composed inference: the 10 %-MAC masks, distilled twice as long.
+DISTILLED["macs-deep-ho"] = {"train_per_class": 200, "val_per_class": 100, "mask_lr": 0.03, "max_cycles": 3,
+                             "penalty": "macs", "distill_epochs": 6, "distill_per_class": 1000, "distill_tries": 1,
+                             "distill_slack": 4.0, "distill_batch_size": 128, "distill_lr": 1e-3}
+DISTILLED["macs-quick-ho"] = {**DISTILLED["macs-deep-ho"], "distill_epochs": 4, "distill_per_class": 500}
+# Kernel penalty, the 26 %-kernel masks of a three-epoch search, distilled as long as macs-deep-ho's.
+DISTILLED["kernels-deep-ho"] = {**DISTILLED["fast3-b128"], "distill_epochs": 6, "distill_per_class": 1000,
+                                "distill_slack": 4.0, "distill_lr": 1e-3}
 OUT_DISTILLED = RESULTS / "split_cost_distilled.json"
 
 
-def run_one(options: dict, repo_prefix: str | None = None) -> dict:
+def parent_of(setting: str) -> str:
+    return HELD_OUT_REPO if setting.endswith("-ho") else REPO
+
+
+def run_one(options: dict, repo_prefix: str | None = None, parent: str = REPO) -> dict:
     """One split in this process (the child side); published only when ``repo_prefix`` is given.
 
     Options not given default to no distillation, so the search-only rows measure the search.
@@ -89,7 +110,7 @@ def run_one(options: dict, repo_prefix: str | None = None) -> dict:
 
     options = {"distill_epochs": 0, **options}
     t = time.perf_counter()
-    report = hubmod.split(REPO, "fashion-mnist", hub="local", seed=0, options=options,
+    report = hubmod.split(parent, "fashion-mnist", hub="local", seed=0, options=options,
                           publish=repo_prefix is not None, repo_prefix=repo_prefix, progress=False)
     d = report.to_dict()
     macs, params = module_sizes(d)
@@ -100,12 +121,14 @@ def run_one(options: dict, repo_prefix: str | None = None) -> dict:
             "cycles_run": m["cycles_run"], "distilled": m.get("distilled", False), "history": m["history"],
             "distill_seconds": m.get("distill_seconds", 0.0),
             "parent_val_accuracy": m["parent_val_accuracy"], "module_macs": macs, "module_params": params,
-            "repo_prefix": repo_prefix, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "repo_prefix": repo_prefix, "parent": parent,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _run_child(options: dict, prefix: str | None = None) -> dict:
+def _run_child(options: dict, prefix: str | None = None, parent: str = REPO) -> dict:
     """One setting in a process of its own, so that its peak RSS is its own."""
-    cmd = [sys.executable, __file__, "--child", json.dumps(options)] + (["--prefix", prefix] if prefix else [])
+    cmd = [sys.executable, __file__, "--child", json.dumps(options), "--parent", parent]
+    cmd += ["--prefix", prefix] if prefix else []
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
     r = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"{options}: composed {r['composed_accuracy']:.4f} kept {r['mean_kept_kernels']:.3f} "
@@ -139,22 +162,24 @@ def render(data: dict) -> str:
 
 def render_distilled(data: dict) -> str:
     lines = [
-        f"GradSplitter with distillation on `{REPO}` (all 10 classes), test split (10,000 images), with the "
+        f"GradSplitter with distillation on `{REPO}` (all 10 classes; settings ending in `-ho`: on "
+        f"`{HELD_OUT_REPO}`, the same training without 200 images per class, which the split validates on), "
+        "test split (10,000 images), with the "
         "options listed (the rest at their defaults, e.g. `tolerance=1.0`): the search may go `distill_slack` "
         "points below the parent on validation, then the parent is distilled into the cheapest such masks; "
         "if the distilled composition is not back within `tolerance` on validation after `distill_tries` tries, "
         "the undistilled choice stands. Epochs per module as above "
-        f"({data['parent_epoch_seconds']:.0f} s per parent epoch). Modules published as `{REPO}-<setting>`.", "",
-        "| setting | options | composed | Δ vs parent | distilled | mean kept kernels | module MACs / parent "
+        f"({data['parent_epoch_seconds']:.0f} s per parent epoch). Modules published as `<parent>-<setting>`.", "",
+        "| setting | options | parent | composed | Δ vs parent | distilled | mean kept kernels | module MACs / parent "
         "| mask search | distillation | evaluate | total | epochs per module | peak RSS |",
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in data["rows"].items():
         s = r["seconds"]
         opts = " ".join(f"{k}={v}" for k, v in r["options"].items())
         delta = 100 * (r["composed_accuracy"] - r["parent_accuracy"])
         lines.append(
-            f"| {name} | `{opts}` | {pct(r['composed_accuracy'])} | {delta:+.2f} pt | "
+            f"| {name} | `{opts}` | {pct(r['parent_accuracy'])} | {pct(r['composed_accuracy'])} | {delta:+.2f} pt | "
             f"{'yes' if r['distilled'] else 'no'} | {pct(r['mean_kept_kernels'])} | {pct(r['module_macs'])} "
             f"| {s['search'] - r['distill_seconds']:.0f} s | {r['distill_seconds']:.0f} s | {s['evaluate']:.0f} s "
             f"| {r['wall_seconds']:.0f} s | {r['wall_seconds'] / 10 / data['parent_epoch_seconds']:.2f} "
@@ -172,6 +197,12 @@ def render_distilled(data: dict) -> str:
     return "\n".join(lines)
 
 
+def _save(path, data: dict, saved: dict) -> None:
+    """Results so far, with the saved rows of settings not run yet (a crash must not lose them)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**data, "rows": {**saved, **data["rows"]}}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--render", action="store_true", help="only re-render BENCHMARKS.md from saved results")
@@ -180,10 +211,11 @@ def main() -> None:
                     help="the settings with distillation (section split-cost-distilled), not the search-only ones")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--prefix", help=argparse.SUPPRESS)
+    ap.add_argument("--parent", default=REPO, help=argparse.SUPPRESS)
     args = ap.parse_args()
     setup_home()
     if args.child:
-        print(json.dumps(run_one(json.loads(args.child), args.prefix)), flush=True)
+        print(json.dumps(run_one(json.loads(args.child), args.prefix, args.parent)), flush=True)
         return
     section, out_file, draw = (("split-cost-distilled", OUT_DISTILLED, render_distilled) if args.distilled
                                else ("split-cost", OUT, render))
@@ -202,9 +234,10 @@ def main() -> None:
                 if name in saved:
                     data["rows"][name] = saved[name]
                 continue
-            data["rows"][name] = _run_child(options, f"{REPO}-{name}")
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            out_file.write_text(json.dumps(data, indent=1))
+            if parent_of(name) != REPO:
+                ensure_parent(HELD_OUT_REPO, HELD_OUT_ARGS)
+            data["rows"][name] = _run_child(options, f"{parent_of(name)}-{name}", parent_of(name))
+            _save(out_file, data, saved)
         write_section(section, header + draw(data))
         return
     saved = json.loads(OUT.read_text())["rows"] if args.only and OUT.exists() else {}
@@ -222,8 +255,7 @@ def main() -> None:
                 data["rows"][name] = saved[name]
             continue
         data["rows"][name] = _run_child(options)
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(data, indent=1))
+        _save(OUT, data, saved)
     write_section("split-cost", header + render(data))
 
 
