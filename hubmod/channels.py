@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -135,16 +135,23 @@ def conv_macs(model: nn.Module, example_input: torch.Tensor) -> dict[str, int]:
         kh, kw = mod.kernel_size
         out[names[mod]] = mod.out_channels * (mod.in_channels // mod.groups) * kh * kw * y.shape[-2] * y.shape[-1]
 
-    handles = [m.register_forward_hook(hook) for m in names]
+    _hooked_forward(model, example_input[:1], names, hook)
+    return out
+
+
+def _hooked_forward(model: nn.Module, example: torch.Tensor, modules: Iterable[nn.Module],
+                    hook: Callable[[nn.Module, tuple, object], None]) -> None:
+    """One eval-mode forward of ``example`` with ``hook`` on ``modules``; the model's mode is restored
+    and the hooks removed, so measuring a model never changes it."""
+    handles = [m.register_forward_hook(hook) for m in modules]
     was_training = model.training
     try:
         with torch.no_grad():
-            model.eval()(example_input[:1])
+            model.eval()(example)
     finally:
         model.train(was_training)
         for h in handles:
             h.remove()
-    return out
 
 
 def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:
@@ -276,15 +283,7 @@ def stem_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
         elif len(found) == 1 and isinstance(mod, nn.modules.batchnorm._BatchNorm) and conv_out and first is conv_out[0]:
             found.append(mod)
 
-    was_training = model.training
-    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
-    try:
-        with torch.no_grad():
-            model.eval()(example)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    _hooked_forward(model, example, [m for m in model.modules() if m is not model], hook)
     return found
 
 
