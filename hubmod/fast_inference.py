@@ -39,6 +39,9 @@ def inference_copy(backbone: nn.Module) -> nn.Module:
     return net.to(memory_format=torch.channels_last)
 
 
+_NOT_SPLIT = object()  # FastBackbone: the current copy has not been cut into stem and rest yet
+
+
 class FastBackbone:
     """The inference copy of one backbone, kept while the backbone's weights stay the same.
 
@@ -49,21 +52,30 @@ class FastBackbone:
     def __init__(self) -> None:
         self._key: tuple | None = None
         self._net: nn.Module | None = None
-        self._stem: Stem | None = None
+        self._stem: Stem | None | object = _NOT_SPLIT
         self.version = 0  # counts rebuilds, so plans made from an older copy can tell they are stale
 
     def current(self, backbone: nn.Module) -> nn.Module:
         """The inference copy of ``backbone`` as its weights are now."""
         key = tuple((t.data_ptr(), t._version, t.dtype) for t in chain(backbone.parameters(), backbone.buffers()))
         if key != self._key or self._net is None:
-            self._net, self._key = inference_copy(backbone), key
-            self._stem = split_stem(self._net)
+            self._net, self._key, self._stem = inference_copy(backbone), key, _NOT_SPLIT
             self.version += 1
         return self._net
 
+    @property
+    def net(self) -> nn.Module | None:
+        """The copy as ``current`` or ``stem`` last made sure of (no check against the weights)."""
+        return self._net
+
     def stem(self, backbone: nn.Module) -> Stem | None:
-        """The copy's first convolution and what follows it, when it can run apart (see ``split_stem``)."""
+        """The current copy's first convolution and what follows it, when it can run apart (``split_stem``).
+
+        Cut only when asked: a module running alone never needs it.
+        """
         self.current(backbone)
+        if self._stem is _NOT_SPLIT:
+            self._stem = split_stem(self._net)
         return self._stem
 
     def __call__(self, backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -108,7 +120,7 @@ def split_stem(net: nn.Module) -> Stem | None:
         return None
     first = next(iter(inputs[0].users))
     conv = net.get_submodule(first.target) if first.op == "call_module" else None
-    if (not isinstance(conv, nn.Conv2d) or type(conv) is not nn.Conv2d or conv.groups != 1
+    if (type(conv) is not nn.Conv2d or conv.groups != 1
             or conv.padding_mode != "zeros" or first.args != (inputs[0],) or first.kwargs):
         return None
     nodes, after = [first], []
@@ -168,8 +180,8 @@ class SharedStems:
             self._plan(stems, input_keys)
             self._key = key
         out: list[torch.Tensor | None] = [None] * len(fast)
-        for i in self._alone:
-            out[i] = fast[i](backbones[i], inputs[i])
+        for i in self._alone:  # stem() above brought every copy up to date
+            out[i] = fast[i].net(channels_last(inputs[i]))
         for g in self._groups:
             y = g.conv(channels_last(inputs[g.members[0][0]]))
             for layer in g.after:
