@@ -23,6 +23,8 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from common import (
     RESULTS,
@@ -197,10 +199,21 @@ def render_distilled(data: dict) -> str:
     return "\n".join(lines)
 
 
-def _save(path, data: dict, saved: dict) -> None:
-    """Results so far, with the saved rows of settings not run yet (a crash must not lose them)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**data, "rows": {**saved, **data["rows"]}}, indent=1))
+def _run_settings(settings: dict[str, dict], path: Path, data: dict, only: str | None,
+                  run: Callable[[str, dict], dict]) -> None:
+    """Run the settings ``only`` names (all without it) into ``data["rows"]``; with ``only``, the other
+    settings keep their saved rows. Results are saved after each run, with the saved rows of settings
+    not run yet, so that a crash loses nothing."""
+    saved = json.loads(path.read_text())["rows"] if only and path.exists() else {}
+    for name, options in settings.items():
+        if only and only not in name:
+            if name in saved:
+                data["rows"][name] = saved[name]
+            continue
+        data["rows"][name] = run(name, options)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        pending = {n: saved[n] for n in settings if n in saved and n not in data["rows"]}  # in settings order
+        path.write_text(json.dumps({**data, "rows": {**data["rows"], **pending}}, indent=1))
 
 
 def main() -> None:
@@ -228,19 +241,15 @@ def main() -> None:
     epochs = float(PARENTS[REPO][PARENTS[REPO].index("--epochs") + 1])
     data = {"parent_epoch_seconds": info["train_seconds"] / epochs, "rows": {}}
     if args.distilled:
-        saved = json.loads(out_file.read_text())["rows"] if args.only and out_file.exists() else {}
-        for name, options in DISTILLED.items():
-            if args.only and args.only not in name:
-                if name in saved:
-                    data["rows"][name] = saved[name]
-                continue
+
+        def run_distilled(name: str, options: dict) -> dict:
             if parent_of(name) != REPO:
                 ensure_parent(HELD_OUT_REPO, HELD_OUT_ARGS)
-            data["rows"][name] = _run_child(options, f"{parent_of(name)}-{name}", parent_of(name))
-            _save(out_file, data, saved)
+            return _run_child(options, f"{parent_of(name)}-{name}", parent_of(name))
+
+        _run_settings(DISTILLED, out_file, data, args.only, run_distilled)
         write_section(section, header + draw(data))
         return
-    saved = json.loads(OUT.read_text())["rows"] if args.only and OUT.exists() else {}
     full = RESULTS / "split_fmnist_full.json"
     if full.exists():
         d = json.loads(full.read_text())[REPO]
@@ -249,13 +258,7 @@ def main() -> None:
             "mean_kept_kernels": d["mean_kept_kernels"], "seconds": d["seconds"], "wall_seconds": d["wall_seconds"],
             "chosen_cycle": d["method_metrics"]["chosen_cycle"], "cycles_run": d["method_metrics"]["cycles_run"],
             "peak_rss_mb": None}
-    for name, options in SETTINGS.items():
-        if args.only and args.only not in name:
-            if name in saved:
-                data["rows"][name] = saved[name]
-            continue
-        data["rows"][name] = _run_child(options)
-        _save(OUT, data, saved)
+    _run_settings(SETTINGS, OUT, data, args.only, lambda _name, options: _run_child(options))
     write_section("split-cost", header + render(data))
 
 
