@@ -104,7 +104,8 @@ class _SplitData:
     val_y: torch.Tensor
     test: LabeledImages
     hub_id: str | None
-    distill_x: torch.Tensor | None = None  # images (labels unused) the modules are distilled on
+    distill_x: torch.Tensor | None = None  # images the modules are distilled on
+    distill_y: torch.Tensor | None = None  # their labels
     val_source: str = "train"  # where the validation images come from (for the modules' configs)
 
 
@@ -137,12 +138,13 @@ def _load_data(dataset: str, parent: Parent, train_per_class: int, val_per_class
     exclude = val_idx if held_out is None else torch.cat([val_idx, held_out])
     train_idx = train.stratified(train_per_class, gen, exclude=exclude)
     train_x = preprocess(train.images[train_idx], cfg)
-    distill_x = None
+    distill_x = distill_y = None
     if distill_per_class:
         more = train.stratified(extra, gen, exclude=torch.cat([exclude, train_idx])) if extra else train_idx[:0]
         distill_x = torch.cat([train_x, preprocess(train.images[more], cfg)])
+        distill_y = torch.cat([train.labels[train_idx], train.labels[more]])
     return _SplitData(train_x, train.labels[train_idx], preprocess(train.images[val_idx], cfg),
-                      train.labels[val_idx], test, train.hub_id, distill_x, val_source)
+                      train.labels[val_idx], test, train.hub_id, distill_x, distill_y, val_source)
 
 
 def _not_validation(parent: Parent, dataset: str, train: LabeledImages,
@@ -182,7 +184,9 @@ def _stream_data(dataset: str, parent: Parent, train_per_class: int, val_per_cla
         test.split = "train (held-out streamed sample)"
     train_x = preprocess(train.images, cfg)
     distill_x = torch.cat([train_x, preprocess(extra.images, cfg)]) if extra_per_class else None
-    return _SplitData(train_x, train.labels, preprocess(val.images, cfg), val.labels, test, train.hub_id, distill_x)
+    distill_y = torch.cat([train.labels, extra.labels]) if extra_per_class else None
+    return _SplitData(train_x, train.labels, preprocess(val.images, cfg), val.labels, test, train.hub_id, distill_x,
+                      distill_y)
 
 
 def split(
@@ -259,7 +263,7 @@ def split(
         ctx = SplitContext(model.to(compute), groups, len(names), data.train_x.to(compute), data.train_y.to(compute),
                            data.val_x.to(compute), data.val_y.to(compute), targets, example.to(compute), seed,
                            progress, parent_val_acc, par,
-                           data.distill_x.to(compute) if data.distill_x is not None else None)
+                           *(t.to(compute) if t is not None else None for t in (data.distill_x, data.distill_y)))
         try:
             outcome = splitter.split(ctx)
         finally:

@@ -12,7 +12,7 @@ from hubmod.parallel import DataParallel
 from hubmod.parents import parent_from_snapshot
 from hubmod.preprocess import preprocess
 from hubmod.refs import parse_source
-from hubmod.splitters.distill import DistillSettings, Student, composite, distill
+from hubmod.splitters.distill import DistillSettings, Student, _loss, _threads_each, composite, distill
 
 
 def test_composite_puts_students_in_their_columns():
@@ -22,6 +22,21 @@ def test_composite_puts_students_in_their_columns():
     assert torch.equal(out[:, 1], raw[0]) and torch.equal(out[:, 3], raw[1])
     assert torch.equal(out[:, [0, 2]], teacher[:, [0, 2]])
     assert torch.equal(composite(torch.zeros(4, 3), teacher, [0, 1, 2, 3]), torch.zeros(3, 4))
+
+
+def test_a_label_weight_mixes_in_cross_entropy_against_the_labels():
+    torch.manual_seed(0)
+    teacher, raw, labels = torch.randn(6, 4), torch.randn(2, 6), torch.tensor([0, 1, 2, 3, 1, 0])
+    settings = DistillSettings(epochs=1, lr=1e-3, temperature=2.0, batch_size=6)
+    soft = _loss(raw, teacher, [1, 3], labels, settings, 6)
+    logits = composite(raw, teacher, [1, 3])
+    hard = F.cross_entropy(logits, labels)
+    assert torch.allclose(_loss(raw, teacher, [1, 3], None, settings, 6), soft)  # weight 0: labels unused
+    settings.label_weight = 0.25
+    assert torch.allclose(_loss(raw, teacher, [1, 3], labels, settings, 6), 0.75 * soft + 0.25 * hard)
+    assert torch.allclose(_loss(raw[:, :3], teacher[:3], [1, 3], labels[:3], settings, 6)
+                          + _loss(raw[:, 3:], teacher[3:], [1, 3], labels[3:], settings, 6),
+                          0.75 * soft + 0.25 * hard)  # shards of a batch add up to the batch's loss
 
 
 def _pruned_students(tiny_parent_dirs, fmnist_train, classes):
@@ -51,6 +66,7 @@ def _pruned_students(tiny_parent_dirs, fmnist_train, classes):
         students.append(Student(net, head, lambda n, x: drop_classifier(n)(x), zeroed_tensors(net, groups, zeroed)))
     idx = fmnist_train.stratified(150, torch.Generator().manual_seed(4))
     x = preprocess(fmnist_train.images[idx], parent.data_config)
+    model.labels = fmnist_train.labels[idx]  # for the tests that distil with labels
     return model, students, x, groups
 
 
@@ -75,6 +91,47 @@ def test_distillation_brings_pruned_modules_closer_to_the_parent(tiny_parent_dir
     assert all(float(t.abs().sum()) == 0.0 for t in students[0].frozen_zero)
     assert not any(p.requires_grad for s in students for p in s.parameters())
     assert not students[0].backbone.training
+
+
+def test_students_on_threads_learn_what_they_learn_one_at_a_time(tiny_parent_dirs, fmnist_train):
+    classes = [1, 4, 7]
+    settings = DistillSettings(epochs=1, lr=1e-3, temperature=2.0, batch_size=64, head_epochs=2, label_weight=0.3)
+    outputs, threads = [], torch.get_num_threads()
+    for workers in (1, 3):
+        torch.manual_seed(0)  # the heads' initial weights
+        model, students, x, _ = _pruned_students(tiny_parent_dirs, fmnist_train, classes)
+        distill(model, students, classes, x[:600], settings, torch.Generator().manual_seed(0), DataParallel(),
+                labels=model.labels[:600], workers=workers)
+        assert torch.get_num_threads() == threads  # given back afterwards
+        with torch.no_grad():
+            outputs.append(torch.stack([s(x[600:]) for s in students]))
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-4), float((outputs[0] - outputs[1]).abs().max())
+    assert not torch.allclose(outputs[0], torch.zeros_like(outputs[0]))
+    with _threads_each(2) as pool:
+        assert pool is not None and torch.get_num_threads() == max(1, threads // 2)
+
+
+def test_at_label_weight_one_the_labels_alone_teach(tiny_parent_dirs, fmnist_train):
+    """All classes split, weight 1: the parent's outputs no longer matter; weight 0: only they do."""
+    import copy
+
+    classes = list(range(10))
+    settings = DistillSettings(epochs=1, lr=1e-3, temperature=2.0, batch_size=64, head_epochs=2)
+    outputs = {}
+    for weight in (0.0, 1.0):
+        for teacher in ("parent", "other"):
+            torch.manual_seed(0)
+            model, students, x, _ = _pruned_students(tiny_parent_dirs, fmnist_train, classes)
+            if teacher == "other":
+                model = copy.deepcopy(model)
+                model.get_classifier().weight.data = model.get_classifier().weight.data.roll(1, 0)
+            settings.label_weight = weight
+            distill(model, students, classes, x[:400], settings, torch.Generator().manual_seed(0), DataParallel(),
+                    labels=model.labels[:400])
+            with torch.no_grad():
+                outputs[weight, teacher] = torch.stack([s(x[400:]) for s in students])
+    assert torch.allclose(outputs[1.0, "parent"], outputs[1.0, "other"], atol=1e-5)
+    assert not torch.allclose(outputs[0.0, "parent"], outputs[0.0, "other"], atol=1e-2)
 
 
 @pytest.fixture(scope="module")

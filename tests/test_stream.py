@@ -75,3 +75,21 @@ def test_a_streamed_split_end_to_end(parquet_dir, tiny_parent_dirs, decode_count
     assert report.n_test == 400 and "streamed" in report.eval_split
     assert report.composed_accuracy > 0.5  # 10 classes: chance is 0.1
     assert report.composed_accuracy == pytest.approx(report.parent_accuracy, abs=0.15)
+
+
+def test_distillation_images_carry_their_own_labels(parquet_dir, tiny_parent_dirs, fmnist_train):
+    """Streamed or loaded, the images a split distils on come with their true labels, topped up evenly."""
+    from test_validation_holdout import _open
+
+    from hubmod.preprocess import preprocess
+    from hubmod.splitting import _load_data
+
+    parent = _open(tiny_parent_dirs["vgg"])
+    truth = {_digest(x): int(y) for x, y in
+             zip(preprocess(fmnist_train.images, parent.data_config), fmnist_train.labels, strict=True)}
+    for stream, source in ((True, f"{parquet_dir}/"), (False, "fashion-mnist")):
+        data = _load_data(source, parent, 5, 3, seed=0, stream=stream, distill_per_class=12)
+        assert torch.bincount(data.distill_y, minlength=10).tolist() == [12] * 10
+        assert torch.equal(data.distill_x[: len(data.train_x)], data.train_x)
+        assert torch.equal(data.distill_y[: len(data.train_y)], data.train_y)
+        assert all(truth[_digest(x)] == int(y) for x, y in zip(data.distill_x, data.distill_y, strict=True)), stream

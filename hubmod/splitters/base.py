@@ -39,7 +39,8 @@ class SplitContext:
     progress: bool = True
     parent_val_accuracy: float = 0.0
     parallel: DataParallel = field(default_factory=DataParallel)  # this process among a launched group
-    distill_x: torch.Tensor | None = None  # images to distil the parent into the modules on (no labels)
+    distill_x: torch.Tensor | None = None  # images to distil the parent into the modules on
+    distill_y: torch.Tensor | None = None  # their labels (used only with a label weight)
 
 
 @dataclass

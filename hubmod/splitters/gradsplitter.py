@@ -83,6 +83,7 @@ class GradSplitterConfig(MethodConfig):
     distill_slack: float = 3.0
     distill_tries: int = 2
     distill_batch_size: int = 64
+    distill_label_weight: float = 0.0
     penalty: str = "kernels"
     share_stem: bool = True
 
@@ -108,7 +109,7 @@ class GradSplitterConfig(MethodConfig):
                       "'logits' (the parent's N logits, as in the paper)",
         "distill_epochs": "epochs of distilling the parent into the chosen modules (backbones and heads); "
                           "0 keeps the parent's weights, as in the paper",
-        "distill_per_class": "images per class to distil on (the training images, topped up; labels unused)",
+        "distill_per_class": "images per class to distil on (the training images, topped up)",
         "distill_lr": "Adam learning rate of the distillation (cosine schedule)",
         "distill_temperature": "softmax temperature of the distillation",
         "distill_slack": "accuracy points the masks may lose beyond tolerance before distillation, which "
@@ -116,6 +117,8 @@ class GradSplitterConfig(MethodConfig):
         "distill_tries": "most mask choices distilled (cheapest first; a failed try skips the masks it shows "
                          "distillation cannot bring back) before keeping undistilled masks",
         "distill_batch_size": "images per distillation step; larger runs faster per image on a CPU",
+        "distill_label_weight": "share of the distillation loss that is cross-entropy against the true labels "
+                                "(the rest: matching the parent's outputs); 0 uses no labels",
         "penalty": "what alpha penalises and the choice minimises: 'kernels' (kept conv kernels, the paper) or "
                    "'macs' (the modules' multiply-accumulates, i.e. their inference cost)",
         "share_stem": "keep the first convolution and its BatchNorm as in the parent (not distilled or "
@@ -136,7 +139,8 @@ class GradSplitterConfig(MethodConfig):
             "distill_epochs": self.distill_epochs >= 0, "distill_per_class": self.distill_per_class >= 1,
             "distill_lr": self.distill_lr > 0, "distill_temperature": self.distill_temperature > 0,
             "distill_slack": self.distill_slack >= 0, "distill_tries": self.distill_tries >= 1,
-            "distill_batch_size": self.distill_batch_size >= 2, "penalty": self.penalty in ("kernels", "macs"),
+            "distill_batch_size": self.distill_batch_size >= 2,
+            "distill_label_weight": 0 <= self.distill_label_weight <= 1, "penalty": self.penalty in ("kernels", "macs"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -417,8 +421,9 @@ class GradSplitter(Splitter):
             students = [Student(p.net, p.head, outputs, zeroed_tensors(p.net, groups, p.zeroed), stem(p.net))
                         for p in found]
             settings = DistillSettings(cfg.distill_epochs, cfg.distill_lr, cfg.distill_temperature,
-                                       cfg.distill_batch_size)
-            distill(model, students, targets, ctx.distill_x, settings, gen, par, ctx.progress and par.is_main)
+                                       cfg.distill_batch_size, label_weight=cfg.distill_label_weight)
+            distill(model, students, targets, ctx.distill_x, settings, gen, par, ctx.progress and par.is_main,
+                    ctx.distill_y)
             with torch.no_grad():
                 raw = torch.stack([in_chunks(s, ctx.val_x) for s in students])
                 pred = composite(raw, in_chunks(model, ctx.val_x), targets).argmax(1)
