@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -102,6 +103,17 @@ def method_row(repo: str, method: str, d: dict) -> str:
     return (f"| `{repo}` | {method} | {pct(d['parent_accuracy'])} | {pct(d['composed_accuracy'])} | "
             f"{100 * (d['composed_accuracy'] - d['parent_accuracy']):+.2f} pt | "
             f"{pct(d['mean_kept_kernels'])} | {pct(macs)} | {pct(params)} | {d['wall_seconds']:.0f} s |")
+
+
+def median_seconds(call, repeats: int) -> float:
+    """Median wall time of ``call`` over ``repeats`` runs, after one warm-up (allocations, oneDNN caches)."""
+    call()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def pct(x: float) -> str:

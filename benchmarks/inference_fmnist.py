@@ -14,23 +14,11 @@ import argparse
 import copy
 import json
 import resource
-import statistics
-import time
 
-from common import RESULTS, command, machine, setup_home, write_section
+from common import RESULTS, command, machine, median_seconds, setup_home, write_section
 from split_fmnist import PARENTS
 
 KS = (2, 5, 10)
-
-
-def _median_seconds(call, repeats: int) -> float:
-    call()  # warm-up: allocations, oneDNN primitive caches
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def measure(repo: str, images, repeats: int, modules: str | None = None) -> dict:
@@ -48,8 +36,8 @@ def measure(repo: str, images, repeats: int, modules: str | None = None) -> dict
 
     def timed(model: str, k: int, call) -> dict:
         """Throughput of ``call`` on a batch of 256 and its latency on one image."""
-        return {"model": model, "k": k, "throughput": len(batch) / _median_seconds(lambda: call(batch), repeats),
-                "latency_ms": 1000 * _median_seconds(lambda: call(one), repeats)}
+        return {"model": model, "k": k, "throughput": len(batch) / median_seconds(lambda: call(batch), repeats),
+                "latency_ms": 1000 * median_seconds(lambda: call(one), repeats)}
 
     def run_parent(x):
         with torch.no_grad():
@@ -104,9 +92,9 @@ def grouped_vs_separate(repeats: int) -> list[dict]:
         xs = [x[:, i * c : (i + 1) * c].contiguous() for i in range(k)]
         ws = [w[i * c : (i + 1) * c] for i in range(k)]
         with torch.no_grad():
-            grouped = _median_seconds(lambda x=x, w=w: F.conv2d(x, w, padding=1, groups=k), repeats)
+            grouped = median_seconds(lambda x=x, w=w: F.conv2d(x, w, padding=1, groups=k), repeats)
             pairs = list(zip(xs, ws, strict=True))
-            separate = _median_seconds(lambda pairs=pairs: [F.conv2d(a, b, padding=1) for a, b in pairs], repeats)
+            separate = median_seconds(lambda pairs=pairs: [F.conv2d(a, b, padding=1) for a, b in pairs], repeats)
         out.append({"channels": c, "size": hw, "grouped_ms": 1000 * grouped, "separate_ms": 1000 * separate})
         print(f"conv {c} ch {hw}px: grouped {1000 * grouped:.1f} ms, separate {1000 * separate:.1f} ms", flush=True)
     return out

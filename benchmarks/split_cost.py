@@ -4,6 +4,7 @@
     python benchmarks/split_cost.py --render     # re-render BENCHMARKS.md from saved results
     python benchmarks/split_cost.py --distilled  # the settings with distillation (about two hours)
     python benchmarks/split_cost.py --distilled --only macs-deep-ho  # one of them
+    python benchmarks/split_cost.py --labels     # distillation that also learns from the labels
 
 Each setting (data budget, mask learning rate, most mask epochs) splits all ten classes of
 ``bench/resnet18-fmnist`` (trained by split_fmnist.py) without publishing, in a process of its own so
@@ -97,6 +98,13 @@ DISTILLED["macs-quick-ho"] = {**DISTILLED["macs-deep-ho"], "distill_epochs": 4, 
 DISTILLED["kernels-deep-ho"] = {**DISTILLED["fast3-b128"], "distill_epochs": 6, "distill_per_class": 1000,
                                 "distill_slack": 4.0, "distill_lr": 1e-3}
 OUT_DISTILLED = RESULTS / "split_cost_distilled.json"
+# Distillation that also learns from the labels (``--labels``), all on the held-out parent: the
+# kernels-deep-ho masks (the same search), distilled a third as long with half the loss on the labels.
+LABELED = {
+    "labels-ho": {**DISTILLED["kernels-deep-ho"], "distill_epochs": 2, "distill_label_weight": 0.5,
+                  "distill_temperature": 4.0},
+}
+OUT_LABELED = RESULTS / "split_cost_labels.json"
 
 
 def parent_of(setting: str) -> str:
@@ -216,12 +224,19 @@ def _run_settings(settings: dict[str, dict], path: Path, data: dict, only: str |
         path.write_text(json.dumps({**data, "rows": {**data["rows"], **pending}}, indent=1))
 
 
+def _epochs(parent_args: list[str]) -> float:
+    """The training epochs a parent's train_parent.py arguments ask for."""
+    return float(parent_args[parent_args.index("--epochs") + 1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--render", action="store_true", help="only re-render BENCHMARKS.md from saved results")
     ap.add_argument("--only", help="run only settings whose name contains this; keep the other saved rows")
     ap.add_argument("--distilled", action="store_true",
                     help="the settings with distillation (section split-cost-distilled), not the search-only ones")
+    ap.add_argument("--labels", action="store_true",
+                    help="the settings distilling with labels (section split-cost-labels; held-out parent only)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--prefix", help=argparse.SUPPRESS)
     ap.add_argument("--parent", default=REPO, help=argparse.SUPPRESS)
@@ -231,15 +246,22 @@ def main() -> None:
         print(json.dumps(run_one(json.loads(args.child), args.prefix, args.parent)), flush=True)
         return
     section, out_file, draw = (("split-cost-distilled", OUT_DISTILLED, render_distilled) if args.distilled
+                               else ("split-cost-labels", OUT_LABELED, render_distilled) if args.labels
                                else ("split-cost", OUT, render))
     if args.render:
         data = json.loads(out_file.read_text())
         write_section(section, (section_header(section) or "") + draw(data))
         return
     header = f"Command: `{command()}`  \nMachine: {machine()}\n\n"
+    if args.labels:
+        info = ensure_parent(HELD_OUT_REPO, HELD_OUT_ARGS)
+        data = {"parent_epoch_seconds": info["train_seconds"] / _epochs(HELD_OUT_ARGS), "rows": {}}
+        _run_settings(LABELED, out_file, data, args.only,
+                      lambda name, options: _run_child(options, f"{HELD_OUT_REPO}-{name}", HELD_OUT_REPO))
+        write_section(section, header + draw(data))
+        return
     info = ensure_parent(REPO, PARENTS[REPO])
-    epochs = float(PARENTS[REPO][PARENTS[REPO].index("--epochs") + 1])
-    data = {"parent_epoch_seconds": info["train_seconds"] / epochs, "rows": {}}
+    data = {"parent_epoch_seconds": info["train_seconds"] / _epochs(PARENTS[REPO]), "rows": {}}
     if args.distilled:
 
         def run_distilled(name: str, options: dict) -> dict:

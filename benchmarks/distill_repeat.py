@@ -1,0 +1,209 @@
+"""Benchmark: distillation alone, on the masks a real split hands it, repeated over seeds.
+
+    python benchmarks/distill_repeat.py            # about 25 minutes on 2 cores
+
+Runs the kernels-deep-ho search of split_cost.py on ``bench/resnet18-fmnist-ho`` once, stops it where
+GradSplitter would distil (the 26 %-kernel masks of its third mask epoch), and then distils copies of
+those same modules several times: once per seed and per label weight, each measured as composed
+accuracy on the 10,000 test images. One split run decides on 1,000 validation images after one
+distillation; this shows how far apart two distillations of the same masks land, and whether
+learning from the labels (``distill_label_weight``) moves that. It also times distillation steps
+with the students run one at a time against several on threads (``workers``).
+Results go to benchmarks/results/distill_repeat.json and BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import resource
+import statistics
+import time
+
+from common import (
+    RESULTS,
+    command,
+    ensure_parent,
+    machine,
+    median_seconds,
+    pct,
+    section_header,
+    setup_home,
+    write_section,
+)
+from split_cost import HELD_OUT_ARGS, HELD_OUT_REPO, LABELED
+
+SEARCH = {**LABELED["labels-ho"], "distill_tries": 1}
+SEEDS = (0, 1, 2)
+LABEL_WEIGHTS = (0.0, 0.5)
+TIMED_STEPS = 20
+OUT = RESULTS / "distill_repeat.json"
+
+
+class _Handed(Exception):
+    """Raised by the stand-in for distill() once it has what the split hands over."""
+
+
+def capture() -> dict:
+    """Run the search; keep the arguments GradSplitter passes to distill() instead of distilling."""
+    import hubmod
+    import hubmod.splitters.gradsplitter as gradsplitter
+
+    got: dict = {}
+
+    def stand_in(parent, students, targets, x, settings, generator, par, progress=False, labels=None):
+        got.update(parent=parent, students=copy.deepcopy(students), targets=targets, x=x, labels=labels,
+                   settings=settings)
+        raise _Handed
+
+    real = gradsplitter.distill
+    gradsplitter.distill = stand_in
+    try:
+        hubmod.split(HELD_OUT_REPO, "fashion-mnist", hub="local", seed=0, options=SEARCH, publish=False,
+                     progress=False)
+    except _Handed:
+        pass
+    finally:
+        gradsplitter.distill = real
+    if not got:
+        raise SystemExit("the search did not reach distillation; nothing to measure")
+    return got
+
+
+def test_images(parent_repo: str):
+    from hubmod.data import load_images
+    from hubmod.hub import get_hub, open_ref
+    from hubmod.parents import parent_from_snapshot
+    from hubmod.preprocess import preprocess
+    from hubmod.refs import parse_source
+
+    parent = parent_from_snapshot(open_ref(parse_source(parent_repo), get_hub("local")))
+    test = load_images("fashion-mnist", "test")
+    return preprocess(test.images, parent.data_config), test.labels
+
+
+def composed_accuracy(got: dict, students, x, y) -> float:
+    import torch
+
+    from hubmod.splitters.base import in_chunks
+    from hubmod.splitters.distill import composite
+
+    with torch.no_grad():
+        raw = torch.stack([in_chunks(s, x) for s in students])
+        return float((composite(raw, in_chunks(got["parent"], x), got["targets"]).argmax(1) == y).float().mean())
+
+
+def time_steps(got: dict, workers: int) -> float:
+    """Seconds per distillation step of all students on one batch (label weight 0.5)."""
+    import torch
+
+    from hubmod.parallel import DataParallel
+    from hubmod.splitters.distill import _loss, _students_step, _threads_each
+
+    students = copy.deepcopy(got["students"])
+    params = [p for s in students for p in s.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    for s in students:
+        s.train(True)
+    settings = dataclasses.replace(got["settings"], label_weight=0.5)
+    xb, yb = got["x"][: settings.batch_size], got["labels"][: settings.batch_size]
+    opt = torch.optim.SGD(params, lr=0.0)  # the work of a step, without changing the students
+    with torch.no_grad():
+        soft = got["parent"](xb)
+    with _threads_each(workers) as pool:
+        def step() -> None:
+            _students_step(students, xb, lambda raw: _loss(raw, soft, got["targets"], yb, settings, len(xb)),
+                           opt, params, DataParallel(), pool)
+
+        return median_seconds(step, TIMED_STEPS)
+
+
+def run(smoke: bool = False) -> dict:
+    import torch
+
+    from hubmod.parallel import DataParallel
+    from hubmod.splitters.distill import distill
+
+    setup_home()
+    ensure_parent(HELD_OUT_REPO, HELD_OUT_ARGS)
+    t = time.perf_counter()
+    got = capture()
+    search_seconds = time.perf_counter() - t
+    if smoke:  # the whole path in minutes, on a sliver of the data; numbers meaningless
+        got["x"], got["labels"] = got["x"][:256], got["labels"][:256]
+    x_test, y_test = test_images(HELD_OUT_REPO)
+    with torch.no_grad():
+        parent_acc = float((got["parent"](x_test).argmax(1) == y_test).float().mean())
+    out = {"search_seconds": search_seconds, "parent_accuracy": parent_acc, "options": SEARCH,
+           "undistilled_accuracy": composed_accuracy(got, got["students"], x_test, y_test),
+           "step_seconds": {w: time_steps(got, w) for w in (1, 2)}, "runs": []}
+    for weight in LABEL_WEIGHTS[-1:] if smoke else LABEL_WEIGHTS:
+        for seed in SEEDS[:1] if smoke else SEEDS:
+            students = copy.deepcopy(got["students"])
+            settings = dataclasses.replace(got["settings"], label_weight=weight)
+            torch.manual_seed(seed)
+            t = time.perf_counter()
+            distill(got["parent"], students, got["targets"], got["x"], settings, torch.Generator().manual_seed(seed),
+                    DataParallel(), labels=got["labels"])
+            seconds = time.perf_counter() - t
+            acc = composed_accuracy(got, students, x_test, y_test)
+            out["runs"].append({"label_weight": weight, "seed": seed, "accuracy": acc, "seconds": seconds})
+            print(f"label weight {weight} seed {seed}: {acc:.4f} in {seconds:.0f}s", flush=True)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["settings"] = dataclasses.asdict(got["settings"])
+    return out
+
+
+def render(data: dict) -> str:
+    s = data["settings"]
+    lines = [
+        "## Distilling the same masks again: spread over seeds, label weight, threads", "",
+        f"The masks of `kernels-deep-ho`'s search on `{HELD_OUT_REPO}` (parent {pct(data['parent_accuracy'])} on "
+        f"the 10,000 test images; these masks undistilled {pct(data['undistilled_accuracy'])}; search "
+        f"{data['search_seconds']:.0f} s), distilled again and again from the same start: {s['epochs']} epochs on "
+        f"{len(SEEDS)} seeds per label weight, `distill_lr={s['lr']}`, `distill_temperature={s['temperature']}`, "
+        f"batch {s['batch_size']}, {SEARCH['distill_per_class']} images per class. Composed accuracy on the "
+        "test images:", "",
+        "| label weight | seeds | accuracy per seed | mean | Δ mean vs parent | distillation time (mean) |",
+        "|---:|---|---|---:|---:|---:|",
+    ]
+    for weight in LABEL_WEIGHTS:
+        runs = [r for r in data["runs"] if r["label_weight"] == weight]
+        if not runs:
+            continue
+        accs = [r["accuracy"] for r in runs]
+        mean = statistics.mean(accs)
+        lines.append(f"| {weight} | {', '.join(str(r['seed']) for r in runs)} | {', '.join(pct(a) for a in accs)} "
+                     f"| {pct(mean)} | {100 * (mean - data['parent_accuracy']):+.2f} pt "
+                     f"| {statistics.mean(r['seconds'] for r in runs):.0f} s |")
+    one, two = data["step_seconds"]["1"], data["step_seconds"]["2"]
+    lines += ["", f"One distillation step of the ten students (batch {s['batch_size']}, median of {TIMED_STEPS}): "
+              f"{1000 * one:.0f} ms one student at a time, {1000 * two:.0f} ms two at a time on threads "
+              f"({100 * (1 - two / one):.0f} % less). Peak RSS {data['peak_rss_mb']:.0f} MB."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="check the script end to end on 256 images; writes nothing")
+    ap.add_argument("--render", action="store_true", help="only re-render BENCHMARKS.md from the saved results")
+    args = ap.parse_args()
+    if args.render:
+        write_section("distill-repeat", (section_header("distill-repeat") or "") + render(json.loads(OUT.read_text())))
+        return
+    header = f"Command: `{command()}`  \nMachine: {machine()}\n\n"
+    data = run(args.smoke)
+    if args.smoke:
+        print(render(json.loads(json.dumps(data))))
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(data, indent=1))
+    data = json.loads(OUT.read_text())  # keys as saved (JSON object keys are strings)
+    write_section("distill-repeat", header + render(data))
+
+
+if __name__ == "__main__":
+    main()
