@@ -100,6 +100,12 @@ def grouped_vs_separate(repeats: int) -> list[dict]:
     return out
 
 
+def _timing_lines(lead: str, rows: list[dict]) -> list[str]:
+    """Table rows of timed models, each after the cells ``lead`` gives (ending in " | ")."""
+    return [f"| {lead}{r['model']} | {r['throughput']:.0f} | {r['vs_parent']:.2f}× | {r['latency_ms']:.1f} ms |"
+            for r in rows]
+
+
 def render_modules(data: dict) -> str:
     lines = ["## Composed inference with smaller (distilled) modules", "",
              "As above (raw uint8 images, preprocessing included, median after a warm-up, modules run one after "
@@ -113,9 +119,7 @@ def render_modules(data: dict) -> str:
              "| latency at batch 1 |",
              "|---|---|---:|---|---:|---:|---:|"]
     for prefix, d in data["splits"].items():
-        for r in d["rows"]:
-            lines.append(f"| `{prefix}` | `{d['parent']}` | {100 * d['module_macs']:.2f} % | {r['model']} "
-                         f"| {r['throughput']:.0f} | {r['vs_parent']:.2f}× | {r['latency_ms']:.1f} ms |")
+        lines += _timing_lines(f"`{prefix}` | `{d['parent']}` | {100 * d['module_macs']:.2f} % | ", d["rows"])
     lines += ["", f"Peak RSS of the whole run: {data['peak_rss_mb']:.0f} MB."]
     return "\n".join(lines)
 
@@ -142,9 +146,7 @@ def render(data: dict) -> str:
              "| parent | model | images/s at batch 256 | vs parent | latency at batch 1 |",
              "|---|---|---:|---:|---:|"]
     for repo, d in data["parents"].items():
-        for r in d["rows"]:
-            lines.append(f"| `{repo}` | {r['model']} | {r['throughput']:.0f} | {r['vs_parent']:.2f}× | "
-                         f"{r['latency_ms']:.1f} ms |")
+        lines += _timing_lines(f"`{repo}` | ", d["rows"])
     lines += ["", "Why the modules of one parent are not stacked into one batched computation: 10 same-shape "
               "3×3 convolutions as one grouped convolution (what zero-padding the modules to equal widths and "
               "stacking them makes of every layer) against 10 separate ones, batch 256:", "",
