@@ -94,27 +94,27 @@ def composed_accuracy(got: dict, students, x, y) -> float:
         return float((composite(raw, in_chunks(got["parent"], x), got["targets"]).argmax(1) == y).float().mean())
 
 
-def time_steps(got: dict, workers: int) -> float:
-    """Seconds per distillation step of all students on one batch (label weight 0.5)."""
+def time_steps(got: dict, workers: int, channels_last: bool = True) -> float:
+    """Seconds per distillation step of all students on one batch (label weight 0.5), set up as distill() does."""
     import torch
 
     from hubmod.parallel import DataParallel
-    from hubmod.splitters.distill import _loss, _students_step, _threads_each
+    from hubmod.splitters.distill import _loss, _students_step, _threads_each, _training
 
     students = copy.deepcopy(got["students"])
-    params = [p for s in students for p in s.parameters()]
-    for p in params:
-        p.requires_grad_(True)
-    for s in students:
-        s.train(True)
     settings = dataclasses.replace(got["settings"], label_weight=0.5)
     xb, yb = got["x"][: settings.batch_size], got["labels"][: settings.batch_size]
-    opt = torch.optim.SGD(params, lr=0.0)  # the work of a step, without changing the students
     with torch.no_grad():
         soft = got["parent"](xb)
-    with _threads_each(workers) as pool:
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    with _training(students) as params, _threads_each(workers) as pool:
+        for s in students:
+            s.backbone.to(memory_format=layout)
+        opt = torch.optim.SGD(params, lr=0.0)  # the work of a step, without changing the students
+        xs = xb.contiguous(memory_format=layout)
+
         def step() -> None:
-            _students_step(students, xb, lambda raw: _loss(raw, soft, got["targets"], yb, settings, len(xb)),
+            _students_step(students, xs, lambda raw: _loss(raw, soft, got["targets"], yb, settings, len(xb)),
                            opt, params, DataParallel(), pool)
 
         return median_seconds(step, TIMED_STEPS)
@@ -138,7 +138,8 @@ def run(smoke: bool = False) -> dict:
         parent_acc = float((got["parent"](x_test).argmax(1) == y_test).float().mean())
     out = {"search_seconds": search_seconds, "parent_accuracy": parent_acc, "options": SEARCH,
            "undistilled_accuracy": composed_accuracy(got, got["students"], x_test, y_test),
-           "step_seconds": {w: time_steps(got, w) for w in (1, 2)}, "runs": []}
+           "step_seconds": {w: time_steps(got, w) for w in (1, 2)},
+           "step_seconds_nchw": {w: time_steps(got, w, channels_last=False) for w in (1, 2)}, "runs": []}
     for weight in LABEL_WEIGHTS[-1:] if smoke else LABEL_WEIGHTS:
         for seed in SEEDS[:1] if smoke else SEEDS:
             students = copy.deepcopy(got["students"])
@@ -154,6 +155,26 @@ def run(smoke: bool = False) -> dict:
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["settings"] = dataclasses.asdict(got["settings"])
     return out
+
+
+def _step_lines(data: dict, batch_size: int) -> list[str]:
+    """The step timings: one student at a time or two on threads, in the layout distill() trains in and in NCHW."""
+    cl = data["step_seconds"]
+    lines = [f"One distillation step of the ten students (batch {batch_size}, median of {TIMED_STEPS}):", "",
+             "| layout | one student at a time | two at a time on threads | threads save |", "|---|---:|---:|---:|"]
+    rows = [("channels-last (what distill() trains in)", cl)]
+    if "step_seconds_nchw" in data:  # results before distill() trained channels-last have one layout only
+        rows.append(("NCHW", data["step_seconds_nchw"]))
+    else:
+        rows[0] = ("NCHW (before distill() trained channels-last)", cl)
+    for name, t in rows:
+        one, two = t["1"], t["2"]
+        lines.append(f"| {name} | {1000 * one:.0f} ms | {1000 * two:.0f} ms | {100 * (1 - two / one):.0f} % |")
+    if "step_seconds_nchw" in data:
+        nchw = data["step_seconds_nchw"]["2"]
+        lines += ["", f"Channels-last takes {100 * (1 - cl['2'] / nchw):.0f} % less time per step than NCHW "
+                  "(two students at a time)."]
+    return lines
 
 
 def render(data: dict) -> str:
@@ -178,10 +199,7 @@ def render(data: dict) -> str:
         lines.append(f"| {weight} | {', '.join(str(r['seed']) for r in runs)} | {', '.join(pct(a) for a in accs)} "
                      f"| {pct(mean)} | {100 * (mean - data['parent_accuracy']):+.2f} pt "
                      f"| {statistics.mean(r['seconds'] for r in runs):.0f} s |")
-    one, two = data["step_seconds"]["1"], data["step_seconds"]["2"]
-    lines += ["", f"One distillation step of the ten students (batch {s['batch_size']}, median of {TIMED_STEPS}): "
-              f"{1000 * one:.0f} ms one student at a time, {1000 * two:.0f} ms two at a time on threads "
-              f"({100 * (1 - two / one):.0f} % less). Peak RSS {data['peak_rss_mb']:.0f} MB."]
+    lines += ["", *_step_lines(data, s["batch_size"]), "", f"Peak RSS {data['peak_rss_mb']:.0f} MB."]
     return "\n".join(lines)
 
 

