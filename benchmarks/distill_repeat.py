@@ -1,11 +1,13 @@
 """Benchmark: distillation alone, on the masks a real split hands it, repeated over seeds.
 
-    python benchmarks/distill_repeat.py            # about 25 minutes on 2 cores
+    python benchmarks/distill_repeat.py            # labels-ho's distillation, about 25 minutes on 2 cores
+    python benchmarks/distill_repeat.py --setting labels-b256-ho   # another setting of split_cost.LABELED
 
-Runs the kernels-deep-ho search of split_cost.py on ``bench/resnet18-fmnist-ho`` once, stops it where
-GradSplitter would distil (the 26 %-kernel masks of its third mask epoch), and then distils copies of
-those same modules several times: once per seed and per label weight, each measured as composed
-accuracy on the 10,000 test images. One split run decides on 1,000 validation images after one
+Runs the search of a split_cost.py setting (``labels-ho`` by default) on ``bench/resnet18-fmnist-ho``
+once, stops it where GradSplitter would distil (the masks of its third mask epoch, about 26 % of the
+kernels), and then distils copies of those same modules several times with that setting's
+distillation options: once per seed and per label weight, each measured as composed accuracy on the
+10,000 test images. One split run decides on 1,000 validation images after one
 distillation; this shows how far apart two distillations of the same masks land, and whether
 learning from the labels (``distill_label_weight``) moves that. It also times distillation steps
 with the students run one at a time against several on threads (``workers``).
@@ -35,18 +37,30 @@ from common import (
 )
 from split_cost import HELD_OUT_ARGS, HELD_OUT_REPO, LABELED
 
-SEARCH = {**LABELED["labels-ho"], "distill_tries": 1}
+DEFAULT_SETTING = "labels-ho"
 SEEDS = (0, 1, 2)
 LABEL_WEIGHTS = (0.0, 0.5)
 TIMED_STEPS = 20
-OUT = RESULTS / "distill_repeat.json"
+
+
+def search_options(setting: str) -> dict:
+    return {**LABELED[setting], "distill_tries": 1}
+
+
+def out_path(setting: str):
+    """Where a setting's results go (labels-ho's keep the name they had before there was a choice)."""
+    return RESULTS / ("distill_repeat.json" if setting == DEFAULT_SETTING else f"distill_repeat_{setting}.json")
+
+
+def section(setting: str) -> str:
+    return "distill-repeat" if setting == DEFAULT_SETTING else f"distill-repeat-{setting}"
 
 
 class _Handed(Exception):
     """Raised by the stand-in for distill() once it has what the split hands over."""
 
 
-def capture() -> dict:
+def capture(options: dict) -> dict:
     """Run the search; keep the arguments GradSplitter passes to distill() instead of distilling."""
     import hubmod
     import hubmod.splitters.gradsplitter as gradsplitter
@@ -60,7 +74,7 @@ def capture() -> dict:
     real = gradsplitter.distill
     gradsplitter.distill = stand_in
     try:
-        hubmod.split(HELD_OUT_REPO, "fashion-mnist", hub="local", seed=0, options=SEARCH, publish=False,
+        hubmod.split(HELD_OUT_REPO, "fashion-mnist", hub="local", seed=0, options=options, publish=False,
                      progress=False)
     except _Handed:
         pass
@@ -120,7 +134,7 @@ def time_steps(got: dict, workers: int, channels_last: bool = True) -> float:
         return median_seconds(step, TIMED_STEPS)
 
 
-def run(smoke: bool = False) -> dict:
+def run(setting: str, smoke: bool = False) -> dict:
     import torch
 
     from hubmod.parallel import DataParallel
@@ -129,14 +143,15 @@ def run(smoke: bool = False) -> dict:
     setup_home()
     ensure_parent(HELD_OUT_REPO, HELD_OUT_ARGS)
     t = time.perf_counter()
-    got = capture()
+    got = capture(search_options(setting))
     search_seconds = time.perf_counter() - t
     if smoke:  # the whole path in minutes, on a sliver of the data; numbers meaningless
         got["x"], got["labels"] = got["x"][:256], got["labels"][:256]
     x_test, y_test = test_images(HELD_OUT_REPO)
     with torch.no_grad():
         parent_acc = float((got["parent"](x_test).argmax(1) == y_test).float().mean())
-    out = {"search_seconds": search_seconds, "parent_accuracy": parent_acc, "options": SEARCH,
+    out = {"setting": setting, "search_seconds": search_seconds, "parent_accuracy": parent_acc,
+           "options": search_options(setting),
            "undistilled_accuracy": composed_accuracy(got, got["students"], x_test, y_test),
            "step_seconds": {w: time_steps(got, w) for w in (1, 2)},
            "step_seconds_nchw": {w: time_steps(got, w, channels_last=False) for w in (1, 2)}, "runs": []}
@@ -179,14 +194,16 @@ def _step_lines(data: dict, batch_size: int) -> list[str]:
 
 def render(data: dict) -> str:
     s = data["settings"]
+    setting = data.get("setting", DEFAULT_SETTING)  # results from before there was a choice: labels-ho's
+    search = "`kernels-deep-ho`'s search" if setting == DEFAULT_SETTING else f"`{setting}`'s search"
     lines = [
-        "## Distilling the same masks again: spread over seeds, label weight, threads", "",
-        f"The masks of `kernels-deep-ho`'s search on `{HELD_OUT_REPO}` (parent {pct(data['parent_accuracy'])} on "
+        f"## Distilling the same masks again ({setting}): spread over seeds, label weight, threads", "",
+        f"The masks of {search} on `{HELD_OUT_REPO}` (parent {pct(data['parent_accuracy'])} on "
         f"the 10,000 test images; these masks undistilled {pct(data['undistilled_accuracy'])}; search "
         f"{data['search_seconds']:.0f} s), distilled again and again from the same start: {s['epochs']} epochs on "
         f"{len(SEEDS)} seeds per label weight, `distill_lr={s['lr']}`, `distill_temperature={s['temperature']}`, "
-        f"batch {s['batch_size']}, {SEARCH['distill_per_class']} images per class. Composed accuracy on the "
-        "test images:", "",
+        f"batch {s['batch_size']}, {search_options(setting)['distill_per_class']} images per class. Composed "
+        "accuracy on the test images:", "",
         "| label weight | seeds | accuracy per seed | mean | Δ mean vs parent | distillation time (mean) |",
         "|---:|---|---|---:|---:|---:|",
     ]
@@ -205,21 +222,24 @@ def render(data: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--setting", default=DEFAULT_SETTING, choices=sorted(LABELED),
+                    help="the split_cost.py setting whose search and distillation options to use")
     ap.add_argument("--smoke", action="store_true", help="check the script end to end on 256 images; writes nothing")
     ap.add_argument("--render", action="store_true", help="only re-render BENCHMARKS.md from the saved results")
     args = ap.parse_args()
+    out, name = out_path(args.setting), section(args.setting)
     if args.render:
-        write_section("distill-repeat", (section_header("distill-repeat") or "") + render(json.loads(OUT.read_text())))
+        write_section(name, (section_header(name) or "") + render(json.loads(out.read_text())))
         return
     header = f"Command: `{command()}`  \nMachine: {machine()}\n\n"
-    data = run(args.smoke)
+    data = run(args.setting, args.smoke)
     if args.smoke:
         print(render(json.loads(json.dumps(data))))
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(data, indent=1))
-    data = json.loads(OUT.read_text())  # keys as saved (JSON object keys are strings)
-    write_section("distill-repeat", header + render(data))
+    out.write_text(json.dumps(data, indent=1))
+    data = json.loads(out.read_text())  # keys as saved (JSON object keys are strings)
+    write_section(name, header + render(data))
 
 
 if __name__ == "__main__":
