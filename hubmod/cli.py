@@ -94,7 +94,8 @@ def split(
     hub: HubOpt = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling and training; same seed, same modules.")] = 0,
     param: Annotated[list[str], typer.Option("--param", "-p", help="Method option NAME=VALUE (repeatable), "
-                                             "e.g. -p alpha=1.0 -p train_per_class=300.")] = [],  # noqa: B006
+                                             "e.g. -p alpha=1.0 -p train_per_class=300; -p preset=fast for "
+                                             "a five-minute GradSplitter split (`hubmod methods` lists all).")] = [],  # noqa: B006
     publish: Annotated[bool, typer.Option(help="Publish modules and index (--no-publish: only measure).")] = True,
     resume: Annotated[bool, typer.Option(help="Finish a split that was stopped: reuse its finished search and skip "
                                          "classes whose repo already holds this split's module.")] = False,
@@ -435,7 +436,7 @@ def methods() -> None:
 
     for name, cls in METHODS.items():
         typer.echo(f"{name}: {cls.pretty_name} — {cls.paper} ({cls.paper_url})")
-        for item in cls.config_class.option_lines():
+        for item in [*cls.config_class.option_lines(), *cls.config_class.preset_lines()]:
             typer.echo(f"    -p {item}")
 
 

@@ -37,8 +37,12 @@ def test_help_teaches():
     from hubmod.splitters import METHODS
 
     option_lines = [line.strip() for line in methods.splitlines() if line.strip().startswith("-p ")]
-    assert len(option_lines) == sum(len(dataclasses.fields(m.config_class)) for m in METHODS.values())
+    assert len(option_lines) == sum(len(dataclasses.fields(m.config_class)) + len(m.config_class.presets)
+                                    for m in METHODS.values())
     assert any(line.startswith("-p alpha=1.0 (") and "higher gives smaller modules" in line for line in option_lines)
+    fast = next(line for line in option_lines if line.startswith("-p preset=fast ("))
+    assert "distill_batch_size=256" in fast  # a preset shows the options it sets
+    assert "preset=fast" in split_help
 
 
 @pytest.fixture
@@ -85,6 +89,7 @@ def test_split_compose_eval_inspect(published_parent):
     (["compose", "cli/vgg:Penguin"], 1, "split it first with `hubmod split cli/vgg"),
     (["compose", "nobody/none:Bag"], 2, "repo nobody/none not found"),
     (["split", "cli/vgg", "--dataset", "fashion-mnist", "-p", "bogus=1"], 1, "unknown option(s) bogus"),
+    (["split", "cli/vgg", "--dataset", "fashion-mnist", "-p", "preset=turbo"], 1, "unknown preset 'turbo'"),
     (["split", "cli/vgg", "--dataset", "fashion-mnist", "--classes", "Penguin"], 2, "unknown class"),
     (["split", "cli/vgg", "--dataset", "./no/such/data"], 2, "does not exist"),
     (["eval", "cli/vgg@0000000", "--dataset", "fashion-mnist"], 2, "revision '0000000' not found"),

@@ -69,10 +69,20 @@ class MethodConfig:
 
     train_per_class: int = 400
     val_per_class: int = 200
+    # Named sets of options (``-p preset=NAME``): what a benchmark showed to work together, with
+    # the reason; options given beside a preset override its values.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    preset_docs: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def from_options(cls, options: dict[str, Any] | None, method: str) -> MethodConfig:
         options = dict(options or {})
+        if "preset" in options:
+            name = options.pop("preset")
+            if name not in cls.presets:
+                known = ", ".join(cls.presets) or "none"
+                raise HubmodError(f"unknown preset {name!r} for method {method}; its presets are: {known}")
+            options = {**cls.presets[name], **options}
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - set(fields))
         if unknown:
@@ -108,6 +118,12 @@ class MethodConfig:
         docs = getattr(cls, "option_docs", {})
         return [f"{f.name}={f.default!r}" + (f" ({docs[f.name]})" if f.name in docs else "")
                 for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def preset_lines(cls) -> list[str]:
+        """``preset=name (what it is for): its options`` for every preset."""
+        return [f"preset={name} ({cls.preset_docs.get(name, '')}): "
+                + " ".join(f"{k}={v}" for k, v in options.items()) for name, options in cls.presets.items()]
 
     @classmethod
     def describe(cls) -> str:
