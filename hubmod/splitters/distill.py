@@ -24,13 +24,13 @@ equivalent to removed channels.
 
 The students are independent networks that meet only in the loss, so their forward and backward
 passes run on several threads at once (``workers``): the loss's gradient with respect to each
-student's output is computed first, then each student back-propagates its own share; the parent
-answers on one of the threads meanwhile. A module's layers are too narrow to keep two cores busy
-inside one convolution; two at a time, a distillation step of ten resnet18 modules took 27 % less
-time on 2 cores (BENCHMARKS.md, distill-repeat). The result is the same as one at a time on as many
-intra-op threads. The students train channels-last (NHWC), which oneDNN's CPU convolutions and
-BatchNorm run without reordering: 19 % less time per step than NCHW at batch 256, two at a time
-(BENCHMARKS.md, distill-repeat-labels-b256-ho).
+student's output is computed first, then each student back-propagates its own share (the head
+phase's features and the final BatchNorm re-estimation run on the same threads). A module's layers
+are too narrow to keep two cores busy inside one convolution; two at a time, a distillation step of
+ten resnet18 modules took 27 % less time on 2 cores (BENCHMARKS.md, distill-repeat). The result is
+the same as one at a time on as many intra-op threads. The students train channels-last (NHWC),
+which oneDNN's CPU convolutions and BatchNorm run without reordering: 19 % less time per step than
+NCHW at batch 256, two at a time (BENCHMARKS.md, distill-repeat-labels-b256-ho).
 """
 
 from __future__ import annotations
@@ -241,10 +241,10 @@ def _joint_phase(parent: nn.Module, students: list[Student], targets: list[int],
         opt = _adam(params, settings.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
         for xb, ys, n in _batches(x, labels, settings, generator, par):
-            # the parent answers on one of the threads while the students start on the others
-            soft = _Done(_answer(parent, xb))  # DBG
+            with torch.no_grad():
+                soft = parent(xb)
             _students_step(students, xb.contiguous(memory_format=torch.channels_last),
-                           lambda raw, soft=soft, ys=ys, n=n: _loss(raw, soft.result(), targets, ys, settings, n),
+                           lambda raw, soft=soft, ys=ys, n=n: _loss(raw, soft, targets, ys, settings, n),
                            opt, params, par, pool)
             sched.step()
             with torch.no_grad():
@@ -252,21 +252,6 @@ def _joint_phase(parent: nn.Module, students: list[Student], targets: list[int],
                     for t in s.frozen_zero:
                         t.zero_()
             bar.update(1)
-
-
-def _answer(parent: nn.Module, xb: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return parent(xb)
-
-
-@dataclass
-class _Done:
-    """A value already computed, with a future's ``result()``."""
-
-    value: torch.Tensor
-
-    def result(self) -> torch.Tensor:
-        return self.value
 
 
 def distill(
