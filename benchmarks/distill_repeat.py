@@ -7,11 +7,12 @@ Runs the search of a split_cost.py setting (``labels-ho`` by default) on ``bench
 once, stops it where GradSplitter would distil (the masks of its third mask epoch, about 26 % of the
 kernels), and then distils copies of those same modules several times with that setting's
 distillation options: once per seed and per label weight, each measured as composed accuracy on the
-10,000 test images. One split run decides on 1,000 validation images after one
-distillation; this shows how far apart two distillations of the same masks land, and whether
-learning from the labels (``distill_label_weight``) moves that. It also times distillation steps
-with the students run one at a time against several on threads (``workers``).
-Results go to benchmarks/results/distill_repeat.json and BENCHMARKS.md.
+10,000 test images. One split run decides on its validation images after one distillation; this
+shows how far apart two distillations of the same masks land, and whether learning from the labels
+(``distill_label_weight``) moves that. It also times distillation steps with the students run one
+at a time against several on threads (``workers``), channels-last and in NCHW.
+Results go to benchmarks/results/distill_repeat.json (labels-ho) or distill_repeat_<setting>.json,
+and to BENCHMARKS.md (section distill-repeat, or distill-repeat-<setting>).
 """
 
 from __future__ import annotations
@@ -110,10 +111,12 @@ def composed_accuracy(got: dict, students, x, y) -> float:
 
 def time_steps(got: dict, workers: int, channels_last: bool = True) -> float:
     """Seconds per distillation step of all students on one batch (label weight 0.5), set up as distill() does."""
+    from contextlib import nullcontext
+
     import torch
 
     from hubmod.parallel import DataParallel
-    from hubmod.splitters.distill import _loss, _students_step, _threads_each, _training
+    from hubmod.splitters.distill import _channels_last, _loss, _students_step, _threads_each, _training
 
     students = copy.deepcopy(got["students"])
     settings = dataclasses.replace(got["settings"], label_weight=0.5)
@@ -121,9 +124,8 @@ def time_steps(got: dict, workers: int, channels_last: bool = True) -> float:
     with torch.no_grad():
         soft = got["parent"](xb)
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    with _training(students) as params, _threads_each(workers) as pool:
-        for s in students:
-            s.backbone.to(memory_format=layout)
+    with _channels_last(students) if channels_last else nullcontext(), _training(students) as params, \
+            _threads_each(workers) as pool:
         opt = torch.optim.SGD(params, lr=0.0)  # the work of a step, without changing the students
         xs = xb.contiguous(memory_format=layout)
 

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 import torch.nn as nn
@@ -48,6 +49,8 @@ from ..channels import recalibrate_batchnorm
 from ..parallel import DataParallel
 from ..training import apply_augment, draw_augment
 from .base import in_chunks, progress_bar
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -165,10 +168,9 @@ def _batches(x: torch.Tensor, labels: torch.Tensor | None, settings: DistillSett
             yield apply_augment(x[mine], par.shard(flip), shift), labels[mine] if labels is not None else None, len(idx)
 
 
-def _each(pool: ThreadPoolExecutor | None, fn: Callable[[Student], torch.Tensor | None],
-          students: list[Student]) -> list:
+def _each(pool: ThreadPoolExecutor | None, fn: Callable[[Student], T], students: list[Student]) -> list[T]:
     """``fn`` of every student, on the pool's threads when there is one (gradients off: per-student work)."""
-    def run(s: Student) -> torch.Tensor | None:
+    def run(s: Student) -> T:
         with torch.no_grad():  # grad mode is per thread: set it in the one that runs
             return fn(s)
 
