@@ -203,3 +203,57 @@ def test_distill_tries_go_from_fewest_kernels_and_skip_what_a_failed_try_rules_o
     # when every snapshot is ruled out there is no try (the undistilled choice stands); cycle 0 is never distilled
     history[1]["distilled_val_accuracy"] = 0.88
     assert _next_distill_try(history, 0.85, 0.89) is None
+
+
+def test_a_size_budget_ranks_choices_at_or_below_it_by_accuracy():
+    from hubmod.splitters.gradsplitter import _choose, _next_distill_try
+
+    history = [{"val_accuracy": a, "cost": c} for a, c in [(0.90, 1.0), (0.89, 0.36), (0.87, 0.28), (0.88, 0.30)]]
+    assert _choose(history, 0.86) == 2  # without a budget the fewest kernels win
+    assert _choose(history, 0.86, budget=0.30) == 3  # at or below 30 % they cost the same: the more accurate wins
+    assert _choose(history, 0.86, budget=0.25) == 2
+    assert _next_distill_try(history, 0.85, 0.89) == 2
+    assert _next_distill_try(history, 0.85, 0.89, budget=0.30) == 3
+    # a failed try at 30 % rules out the cheaper 28 % too
+    history[3]["distilled_val_accuracy"] = 0.885
+    assert _next_distill_try(history, 0.85, 0.89, budget=0.30) == 1
+
+
+def test_topping_up_readmits_the_channels_nearest_to_being_kept_within_the_budget():
+    from hubmod.splitters.gradsplitter import _top_up
+
+    values = {"a": torch.tensor([[0.3, -0.01, -0.5, -0.2], [0.1, 0.2, -0.05, -0.9]]), "b": torch.tensor([[0.4, -0.3]])}
+
+    def share(masks):  # the mean kept share of all channels, as a stand-in for a kernel share
+        return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+
+    assert share({k: (v > 0).float() for k, v in values.items()}) == 0.4
+    same = _top_up(values, share, 0.4)
+    assert all(torch.equal(same[k], (v > 0).float()) for k, v in values.items())
+    topped = _top_up(values, share, 0.65)  # room for two more of the ten: -0.01 and -0.05, the nearest to 0
+    assert share(topped) == 0.6
+    assert torch.equal(topped["a"], torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]]))
+    assert torch.equal(topped["b"], torch.tensor([[1.0, 0.0]]))
+    assert share(_top_up(values, share, 1.0)) == 1.0
+
+
+def test_a_split_below_its_size_budget_is_topped_up_to_it(undistilled_split, tiny_parent_dirs):
+    import hubmod
+
+    last = undistilled_split.method_metrics["history"][-1]
+    assert last["retention"] < 0.95, "the tiny search should prune something"
+    budget = (last["retention"] + 1) / 2
+    result = hubmod.split(f"{tiny_parent_dirs['vgg']}", "fashion-mnist", seed=0, publish=False, progress=False,
+                          options={**TINY_SPLIT, "distill_epochs": 0, "size_budget": budget})
+    history = result.method_metrics["history"]
+    searched = undistilled_split.method_metrics["history"]
+    assert [h["retention"] for h in history[:-1]] == [h["retention"] for h in searched]
+    topped = history[-1]
+    assert topped["topped_up"] and topped["cycle"] == last["cycle"]
+    assert last["retention"] < topped["retention"] <= budget
+    # the choice: the most accurate at or below the budget within tolerance
+    within = [h for h in history if h["val_accuracy"] >= result.method_metrics["parent_val_accuracy"] - 0.05
+              and h["retention"] <= budget]
+    best = max(within, key=lambda h: h["val_accuracy"])
+    assert result.method_metrics["mean_retention"] == pytest.approx(best["retention"])
+    assert result.mean_kept_kernels <= budget  # as the extracted modules count it, not only as the masks do

@@ -24,6 +24,9 @@ What hubmod changes to make it practical on a laptop CPU:
 * the final masks are chosen automatically on held-out data — the fewest kernels whose composed
   accuracy is within ``tolerance`` points of the parent — and training stops once that choice has
   not improved for ``patience`` cycles. The authors picked the epoch by hand;
+* with ``size_budget``, a size the user allows counts as free: a search that ends below it has its
+  last masks topped up to it with the channels nearest to being kept (the last ones it dropped),
+  and the choice takes the most accurate masks at or below it rather than the smallest;
 * by default the parent is then distilled into the chosen modules (see hubmod.splitters.distill):
   frozen parent weights are what stops small modules from staying accurate, so the search may go
   ``distill_slack`` points further, and distilled masks are kept only if they are back within
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -85,6 +89,7 @@ class GradSplitterConfig(MethodConfig):
     distill_batch_size: int = 64
     distill_label_weight: float = 0.0
     penalty: str = "kernels"
+    size_budget: float = 0.0
     share_stem: bool = True
 
     option_docs: ClassVar[dict[str, str]] = {
@@ -121,6 +126,10 @@ class GradSplitterConfig(MethodConfig):
                                 "(the rest: matching the parent's outputs); 0 uses no labels",
         "penalty": "what alpha penalises and the choice minimises: 'kernels' (kept conv kernels, the paper) or "
                    "'macs' (the modules' multiply-accumulates, i.e. their inference cost)",
+        "size_budget": "mean share of kernels (or MACs, with penalty=macs) the modules may keep at no extra cost: "
+                  "if the search ends below it, its last masks are topped up to it with the channels nearest "
+                  "to being kept, and among choices within tolerance at or below it the most accurate wins; "
+                  "0 = the cheapest wins, as in the paper",
         "share_stem": "keep the first convolution and its BatchNorm as in the parent (not distilled or "
                       "recalibrated), so a composed classifier runs them once for all modules of the parent",
     }
@@ -154,6 +163,7 @@ class GradSplitterConfig(MethodConfig):
             "distill_slack": self.distill_slack >= 0, "distill_tries": self.distill_tries >= 1,
             "distill_batch_size": self.distill_batch_size >= 2,
             "distill_label_weight": 0 <= self.distill_label_weight <= 1, "penalty": self.penalty in ("kernels", "macs"),
+            "size_budget": 0 <= self.size_budget <= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -355,6 +365,19 @@ class GradSplitter(Splitter):
                     scores = competing(heads(logits[:, mine]), rest[mine])
                     step(opt, F.cross_entropy(scores, y[mine], reduction="sum") / len(idx), clip_masks=False)
 
+        def measure(fixed: dict[str, torch.Tensor], record: dict) -> dict:
+            """Extract the modules of ``fixed`` masks, refit their heads, and record them as a choice."""
+            with torch.no_grad():
+                per_module, module_cost = retention(fixed), cost(fixed)
+            train_logits, val_logits = module_logits([x, ctx.val_x], fixed)
+            fit_heads(train_logits, y, rest_train, cfg.refit_epochs, cfg.joint_head_lr)
+            record.update(val_accuracy=accuracy(val_logits, ctx.val_y), retention=float(per_module.mean()),
+                          cost=float(module_cost.mean()))
+            history.append(record)
+            snapshots.append((record, {name: v.bool() for name, v in fixed.items()},
+                              {name: v.detach().clone() for name, v in heads.state_dict().items()}, per_module))
+            return record
+
         x, y = ctx.train_x, ctx.train_y
         steps = math.ceil(len(y) / cfg.batch_size)
         threshold = ctx.parent_val_accuracy - cfg.tolerance / 100
@@ -388,17 +411,10 @@ class GradSplitter(Splitter):
                         bar.update(1)
                 with torch.no_grad():
                     fixed = {name: v.detach() for name, v in binary().items()}
-                    per_module, module_cost = retention(fixed), cost(fixed)
-                train_logits, val_logits = module_logits([x, ctx.val_x], fixed)
-                fit_heads(train_logits, y, rest_train, cfg.refit_epochs, cfg.joint_head_lr)
-                acc = accuracy(val_logits, ctx.val_y)
-                record = {"cycle": cycle, "val_accuracy": acc, "retention": float(per_module.mean()),
-                          "cost": float(module_cost.mean()), "alpha": alpha}
-                history.append(record)
-                snapshots.append((record, {name: v.bool() for name, v in fixed.items()},
-                                  {name: v.detach().clone() for name, v in heads.state_dict().items()}, per_module))
+                record = measure(fixed, {"cycle": cycle, "alpha": alpha})
+                acc = record["val_accuracy"]
                 bar.set_postfix(cycle=cycle, val_acc=f"{acc:.4f}", kept=f"{record['retention']:.3f}")
-                chosen = _choose(history, search_threshold)
+                chosen = _choose(history, search_threshold, cfg.size_budget)
                 if chosen != best_cycle:
                     best_cycle, since_best = chosen, 0
                 else:
@@ -410,6 +426,12 @@ class GradSplitter(Splitter):
                     alpha = alpha * 0.5 if acc < search_threshold else alpha * 1.25
         finally:
             bar.close()
+        if 0 < history[-1]["cost"] < cfg.size_budget:
+            # The channels nearest to being kept are the last ones the search dropped: readmitting them
+            # up to the budget gives the modules (and distillation) capacity the user has allowed for.
+            topped = _top_up({g.name: masks[f"g{i}"].detach() for i, g in enumerate(groups)},
+                             lambda m: float(cost(_as_extracted(m)).mean()), cfg.size_budget)
+            measure(topped, {"cycle": history[-1]["cycle"], "topped_up": True})
 
         def parts(i: int) -> list[_Part]:
             """The modules of snapshot ``i``, physically extracted, each with its head."""
@@ -442,14 +464,14 @@ class GradSplitter(Splitter):
                 pred = composite(raw, in_chunks(model, ctx.val_x), targets).argmax(1)
             return float((pred == ctx.val_y).float().mean())
 
-        chosen, final, distilled = _choose(history, threshold), None, False
+        chosen, final, distilled = _choose(history, threshold, cfg.size_budget), None, False
         distill_start = time.perf_counter()
         if distilling:
             # Cheapest first among the masks the search was allowed to reach, skipping those a failed
             # try rules out; the first whose distilled modules are within tolerance wins. Otherwise the
             # undistilled choice stands.
             for _ in range(cfg.distill_tries):
-                i = _next_distill_try(history, search_threshold, threshold)
+                i = _next_distill_try(history, search_threshold, threshold, cfg.size_budget)
                 if i is None:
                     break
                 found = parts(i)
@@ -488,8 +510,10 @@ class GradSplitter(Splitter):
             return torch.sigmoid(raw) if sigmoid else raw
 
 
-def _next_distill_try(history: list[dict], search_threshold: float, threshold: float) -> int | None:
-    """The mask snapshot to distil next: the cheapest not yet ruled out, or None.
+def _next_distill_try(history: list[dict], search_threshold: float, threshold: float,
+                      budget: float = 0.0) -> int | None:
+    """The mask snapshot to distil next: the cheapest not yet ruled out (at or below ``budget``, the most
+    accurate), or None.
 
     A failed try rules out every snapshot as cheap, and says how many points distillation
     wins back on this model (``recovery``); snapshots whose undistilled accuracy plus that gain
@@ -501,7 +525,7 @@ def _next_distill_try(history: list[dict], search_threshold: float, threshold: f
     pool = [i for i, r in enumerate(history)
             if i > 0 and r["val_accuracy"] >= search_threshold and r["cost"] > floor
             and (recovery is None or r["val_accuracy"] + recovery >= threshold)]
-    return min(pool, key=lambda i: history[i]["cost"]) if pool else None
+    return min(pool, key=lambda i: _price(history[i], budget)) if pool else None
 
 
 def _mac_share(model: nn.Module, groups: list[ChannelGroup], example: torch.Tensor):
@@ -534,10 +558,42 @@ def _mac_share(model: nn.Module, groups: list[ChannelGroup], example: torch.Tens
     return share
 
 
-def _choose(history: list[dict], threshold: float) -> int:
-    """Index of the cheapest record (by the penalty's measure) within tolerance; the most accurate if none is."""
+def _price(record: dict, budget: float) -> tuple[float, float]:
+    """What a choice costs, for ranking: its cost (no less than ``budget``), then its accuracy, higher first."""
+    return round(max(record["cost"], budget), 4), -record["val_accuracy"]
+
+
+def _choose(history: list[dict], threshold: float, budget: float = 0.0) -> int:
+    """Index of the cheapest record (by the penalty's measure; at or below ``budget``, the most accurate)
+    within tolerance; the most accurate if none is."""
     ok = [i for i, r in enumerate(history) if r["val_accuracy"] >= threshold]
     if ok:
-        return min(ok, key=lambda i: (round(history[i]["cost"], 4), -history[i]["val_accuracy"]))
+        return min(ok, key=lambda i: _price(history[i], budget))
     return max(range(len(history)), key=lambda i: history[i]["val_accuracy"])
 
+
+def _as_extracted(bin_masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The masks as extraction will count them: a group with no kept channel keeps one (zeroed) channel."""
+    out = {}
+    for name, m in bin_masks.items():
+        m = m.clone()
+        m[m.sum(1) == 0, 0] = 1.0
+        out[name] = m
+    return out
+
+
+def _top_up(values: dict[str, torch.Tensor], cost_of: Callable[[dict[str, torch.Tensor]], float],
+            budget: float) -> dict[str, torch.Tensor]:
+    """Binary masks of real-valued ``values`` at the lowest threshold (<= 0) whose mean cost stays within ``budget``.
+
+    Cost only grows as the threshold falls, so bisection finds it; at threshold 0 these are the masks
+    the search itself binarises to.
+    """
+    def at(depth: float) -> dict[str, torch.Tensor]:
+        return {name: (v > -depth).to(v.dtype) for name, v in values.items()}
+
+    low, high = 0.0, max(float(-v.min()) for v in values.values()) + 1.0  # at ``high`` every channel is kept
+    for _ in range(50):
+        mid = (low + high) / 2
+        low, high = (mid, high) if cost_of(at(mid)) <= budget else (low, mid)
+    return at(low)
