@@ -2,6 +2,7 @@
 
     python benchmarks/distill_repeat.py            # labels-ho's distillation, about 25 minutes on 2 cores
     python benchmarks/distill_repeat.py --setting labels-b256-ho   # another setting of split_cost.LABELED
+    python benchmarks/distill_repeat.py --setting labels-k30-ho --label-weights 0.5   # one label weight
 
 Runs the search of a split_cost.py setting (``labels-ho`` by default) on ``bench/resnet18-fmnist-ho``
 once, stops it where GradSplitter would distil (the masks of its third mask epoch, about 26 % of the
@@ -136,7 +137,7 @@ def time_steps(got: dict, workers: int, channels_last: bool = True) -> float:
         return median_seconds(step, TIMED_STEPS)
 
 
-def run(setting: str, smoke: bool = False) -> dict:
+def run(setting: str, smoke: bool = False, label_weights: tuple[float, ...] = LABEL_WEIGHTS) -> dict:
     import torch
 
     from hubmod.parallel import DataParallel
@@ -157,7 +158,7 @@ def run(setting: str, smoke: bool = False) -> dict:
            "undistilled_accuracy": composed_accuracy(got, got["students"], x_test, y_test),
            "step_seconds": {w: time_steps(got, w) for w in (1, 2)},
            "step_seconds_nchw": {w: time_steps(got, w, channels_last=False) for w in (1, 2)}, "runs": []}
-    for weight in LABEL_WEIGHTS[-1:] if smoke else LABEL_WEIGHTS:
+    for weight in label_weights[-1:] if smoke else label_weights:
         for seed in SEEDS[:1] if smoke else SEEDS:
             students = copy.deepcopy(got["students"])
             settings = dataclasses.replace(got["settings"], label_weight=weight)
@@ -209,10 +210,8 @@ def render(data: dict) -> str:
         "| label weight | seeds | accuracy per seed | mean | Δ mean vs parent | distillation time (mean) |",
         "|---:|---|---|---:|---:|---:|",
     ]
-    for weight in LABEL_WEIGHTS:
+    for weight in sorted({r["label_weight"] for r in data["runs"]}):
         runs = [r for r in data["runs"] if r["label_weight"] == weight]
-        if not runs:
-            continue
         accs = [r["accuracy"] for r in runs]
         mean = statistics.mean(accs)
         lines.append(f"| {weight} | {', '.join(str(r['seed']) for r in runs)} | {', '.join(pct(a) for a in accs)} "
@@ -226,6 +225,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--setting", default=DEFAULT_SETTING, choices=sorted(LABELED),
                     help="the split_cost.py setting whose search and distillation options to use")
+    ap.add_argument("--label-weights", default=",".join(map(str, LABEL_WEIGHTS)),
+                    help="comma-separated distill_label_weight values to distil with, each on every seed")
     ap.add_argument("--smoke", action="store_true", help="check the script end to end on 256 images; writes nothing")
     ap.add_argument("--render", action="store_true", help="only re-render BENCHMARKS.md from the saved results")
     args = ap.parse_args()
@@ -234,7 +235,7 @@ def main() -> None:
         write_section(name, (section_header(name) or "") + render(json.loads(out.read_text())))
         return
     header = f"Command: `{command()}`  \nMachine: {machine()}\n\n"
-    data = run(args.setting, args.smoke)
+    data = run(args.setting, args.smoke, tuple(float(w) for w in args.label_weights.split(",")))
     if args.smoke:
         print(render(json.loads(json.dumps(data))))
         return

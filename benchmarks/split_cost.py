@@ -110,6 +110,8 @@ LABELED["labels-v200-ho"] = {**LABELED["labels-ho"], "val_per_class": 200}
 LABELED["labels-t2e3-v200-ho"] = {**LABELED["labels-v200-ho"], "distill_temperature": 2.0, "distill_epochs": 3}
 # The same at batch 256: a distillation step costs less per image at a larger batch on a CPU.
 LABELED["labels-b256-ho"] = {**LABELED["labels-t2e3-v200-ho"], "distill_batch_size": 256}
+# The same with the last masks topped up to 30 % of the kernels (``size_budget``): the capacity the target allows.
+LABELED["labels-k30-ho"] = {**LABELED["labels-b256-ho"], "size_budget": 0.3}
 OUT_LABELED = RESULTS / "split_cost_labels.json"
 
 
@@ -203,7 +205,8 @@ def render_distilled(data: dict) -> str:
     lines.append("")
     for name, r in data["rows"].items():
         macs = r["options"].get("penalty") == "macs"
-        hist = ", ".join(f"{h['cycle']}: {pct(h['val_accuracy'])} / {pct(h['retention'])}"
+        hist = ", ".join(f"{h['cycle']}{' topped up' if h.get('topped_up') else ''}: "
+                         f"{pct(h['val_accuracy'])} / {pct(h['retention'])}"
                          + (f" / {pct(h['cost'])}" if macs else "")
                          + (f" (distilled: {pct(h['distilled_val_accuracy'])})" if "distilled_val_accuracy" in h
                             else "") for h in r["history"])
