@@ -256,4 +256,5 @@ def test_a_split_below_its_size_budget_is_topped_up_to_it(undistilled_split, tin
               and h["retention"] <= budget]
     best = max(within, key=lambda h: h["val_accuracy"])
     assert result.method_metrics["mean_retention"] == pytest.approx(best["retention"])
+    assert result.method_metrics["chosen_topped_up"] == bool(best.get("topped_up"))
     assert result.mean_kept_kernels <= budget  # as the extracted modules count it, not only as the masks do

@@ -126,10 +126,10 @@ class GradSplitterConfig(MethodConfig):
                                 "(the rest: matching the parent's outputs); 0 uses no labels",
         "penalty": "what alpha penalises and the choice minimises: 'kernels' (kept conv kernels, the paper) or "
                    "'macs' (the modules' multiply-accumulates, i.e. their inference cost)",
-        "size_budget": "mean share of kernels (or MACs, with penalty=macs) the modules may keep at no extra cost: "
-                  "if the search ends below it, its last masks are topped up to it with the channels nearest "
-                  "to being kept, and among choices within tolerance at or below it the most accurate wins; "
-                  "0 = the cheapest wins, as in the paper",
+        "size_budget": "mean share of kernels (or MACs, with penalty=macs) the modules may keep at no extra "
+                       "cost: if the search ends below it, its last masks are topped up to it with the channels "
+                       "nearest to being kept, and among choices within tolerance at or below it the most "
+                       "accurate wins; 0 = the cheapest wins, as in the paper",
         "share_stem": "keep the first convolution and its BatchNorm as in the parent (not distilled or "
                       "recalibrated), so a composed classifier runs them once for all modules of the parent",
     }
@@ -493,6 +493,7 @@ class GradSplitter(Splitter):
                                      backbone=p.net, zeroed=p.zeroed))
         metrics = {
             "chosen_cycle": record["cycle"],
+            "chosen_topped_up": bool(record.get("topped_up", False)),  # that cycle's masks, topped up to size_budget
             "distilled": distilled,
             "distill_seconds": distill_seconds,
             "cycles_run": len(history) - 1,
