@@ -252,8 +252,8 @@ def test_a_split_below_its_size_budget_is_topped_up_to_it(undistilled_split, tin
     assert topped["topped_up"] and topped["cycle"] == last["cycle"]
     assert last["retention"] < topped["retention"] <= budget
     # the choice: the most accurate at or below the budget within tolerance
-    within = [h for h in history if h["val_accuracy"] >= result.method_metrics["parent_val_accuracy"] - 0.05
-              and h["retention"] <= budget]
+    threshold = result.method_metrics["parent_val_accuracy"] - TINY_SPLIT["tolerance"] / 100
+    within = [h for h in history if h["val_accuracy"] >= threshold and h["retention"] <= budget]
     best = max(within, key=lambda h: h["val_accuracy"])
     assert result.method_metrics["mean_retention"] == pytest.approx(best["retention"])
     assert result.method_metrics["chosen_topped_up"] == bool(best.get("topped_up"))
