@@ -137,13 +137,15 @@ def time_steps(got: dict, workers: int, channels_last: bool = True) -> float:
         return median_seconds(step, TIMED_STEPS)
 
 
-def run(setting: str, smoke: bool = False, label_weights: tuple[float, ...] = LABEL_WEIGHTS) -> dict:
+def run(setting: str, smoke: bool = False, label_weights: tuple[float, ...] = LABEL_WEIGHTS,
+        refit_heads: bool = True) -> dict:
     import torch
 
     from hubmod.parallel import DataParallel
     from hubmod.splitters.distill import distill
 
     setup_home()
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     ensure_parent(HELD_OUT_REPO, HELD_OUT_ARGS)
     t = time.perf_counter()
     got = capture(search_options(setting))
@@ -161,14 +163,15 @@ def run(setting: str, smoke: bool = False, label_weights: tuple[float, ...] = LA
     for weight in label_weights[-1:] if smoke else label_weights:
         for seed in SEEDS[:1] if smoke else SEEDS:
             students = copy.deepcopy(got["students"])
-            settings = dataclasses.replace(got["settings"], label_weight=weight)
+            settings = dataclasses.replace(got["settings"], label_weight=weight, refit_heads=refit_heads)
             torch.manual_seed(seed)
             t = time.perf_counter()
             distill(got["parent"], students, got["targets"], got["x"], settings, torch.Generator().manual_seed(seed),
                     DataParallel(), labels=got["labels"])
             seconds = time.perf_counter() - t
             acc = composed_accuracy(got, students, x_test, y_test)
-            out["runs"].append({"label_weight": weight, "seed": seed, "accuracy": acc, "seconds": seconds})
+            out["runs"].append({"label_weight": weight, "refit_heads": refit_heads, "seed": seed, "accuracy": acc,
+                                "seconds": seconds, "date": started})
             print(f"label weight {weight} seed {seed}: {acc:.4f} in {seconds:.0f}s", flush=True)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["settings"] = dataclasses.asdict(got["settings"])
@@ -195,6 +198,21 @@ def _step_lines(data: dict, batch_size: int) -> list[str]:
     return lines
 
 
+def _kind(run: dict) -> tuple[float, bool]:
+    """A run's row: its label weight, and whether distill() refit the heads last (runs before it could did not)."""
+    return run["label_weight"], run.get("refit_heads", False)
+
+
+def _merged(data: dict, previous: dict | None) -> dict:
+    """``data`` with the previous results' runs of the kinds it did not measure again, so a run with one
+    option changed keeps the rows it is compared with."""
+    if previous is None or previous.get("options") != data["options"]:
+        return data
+    measured = {_kind(r) for r in data["runs"]}
+    kept = [r for r in previous["runs"] if _kind(r) not in measured]
+    return {**data, "runs": kept + data["runs"]}
+
+
 def render(data: dict) -> str:
     s = data["settings"]
     setting = data.get("setting", DEFAULT_SETTING)  # results from before there was a choice: labels-ho's
@@ -207,16 +225,21 @@ def render(data: dict) -> str:
         f"{len(SEEDS)} seeds per label weight, `distill_lr={s['lr']}`, `distill_temperature={s['temperature']}`, "
         f"batch {s['batch_size']}, {search_options(setting)['distill_per_class']} images per class. Composed "
         "accuracy on the test images:", "",
-        "| label weight | seeds | accuracy per seed | mean | Δ mean vs parent | distillation time (mean) |",
-        "|---:|---|---|---:|---:|---:|",
+        "| label weight | last head fit | seeds | accuracy per seed | mean | Δ mean vs parent "
+        "| distillation time (mean) | measured |",
+        "|---:|---|---|---|---:|---:|---:|---|",
     ]
-    for weight in sorted({r["label_weight"] for r in data["runs"]}):
-        runs = [r for r in data["runs"] if r["label_weight"] == weight]
+    for key in sorted({_kind(r) for r in data["runs"]}):
+        runs = [r for r in data["runs"] if _kind(r) == key]
         accs = [r["accuracy"] for r in runs]
         mean = statistics.mean(accs)
-        lines.append(f"| {weight} | {', '.join(str(r['seed']) for r in runs)} | {', '.join(pct(a) for a in accs)} "
-                     f"| {pct(mean)} | {100 * (mean - data['parent_accuracy']):+.2f} pt "
-                     f"| {statistics.mean(r['seconds'] for r in runs):.0f} s |")
+        lines.append(f"| {key[0]} | {'yes' if key[1] else 'no'} | {', '.join(str(r['seed']) for r in runs)} "
+                     f"| {', '.join(pct(a) for a in accs)} | {pct(mean)} "
+                     f"| {100 * (mean - data['parent_accuracy']):+.2f} pt "
+                     f"| {statistics.mean(r['seconds'] for r in runs):.0f} s | {runs[0].get('date', '')} |")
+    if len({r.get("date", "")[:13] for r in data["runs"]}) > 1:
+        lines += ["", "Rows measured in different runs: their times are not comparable (this machine's speed "
+                  "varies between sessions by 15 % or more); the step timings below are the latest run's."]
     lines += ["", *_step_lines(data, s["batch_size"]), "", f"Peak RSS {data['peak_rss_mb']:.0f} MB."]
     return "\n".join(lines)
 
@@ -227,6 +250,8 @@ def main() -> None:
                     help="the split_cost.py setting whose search and distillation options to use")
     ap.add_argument("--label-weights", default=",".join(map(str, LABEL_WEIGHTS)),
                     help="comma-separated distill_label_weight values to distil with, each on every seed")
+    ap.add_argument("--no-refit-heads", action="store_true",
+                    help="distil without the last head fit on the final features (to compare with it)")
     ap.add_argument("--smoke", action="store_true", help="check the script end to end on 256 images; writes nothing")
     ap.add_argument("--render", action="store_true", help="only re-render BENCHMARKS.md from the saved results")
     args = ap.parse_args()
@@ -235,11 +260,13 @@ def main() -> None:
         write_section(name, (section_header(name) or "") + render(json.loads(out.read_text())))
         return
     header = f"Command: `{command()}`  \nMachine: {machine()}\n\n"
-    data = run(args.setting, args.smoke, tuple(float(w) for w in args.label_weights.split(",")))
+    data = run(args.setting, args.smoke, tuple(float(w) for w in args.label_weights.split(",")),
+               refit_heads=not args.no_refit_heads)
     if args.smoke:
         print(render(json.loads(json.dumps(data))))
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
+    data = _merged(data, json.loads(out.read_text()) if out.exists() else None)
     out.write_text(json.dumps(data, indent=1))
     data = json.loads(out.read_text())  # keys as saved (JSON object keys are strings)
     write_section(name, header + render(data))

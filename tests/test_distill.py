@@ -143,6 +143,25 @@ def test_at_label_weight_one_the_labels_alone_teach(tiny_parent_dirs, fmnist_tra
     assert not torch.allclose(outputs[0.0, "parent"], outputs[0.0, "other"], atol=1e-2)
 
 
+def test_the_last_head_fit_lowers_the_loss_on_the_final_features(tiny_parent_dirs, fmnist_train):
+    """The backbones end on augmented images and re-estimated BatchNorm statistics; the heads, fit once
+    more on the plain images' features, must fit them better than the heads the joint phase left."""
+    classes = [2, 5, 8]
+    losses = {}
+    for refit in (False, True):
+        torch.manual_seed(0)
+        model, students, x, _ = _pruned_students(tiny_parent_dirs, fmnist_train, classes)
+        settings = DistillSettings(epochs=1, lr=1e-3, temperature=2.0, batch_size=64, head_epochs=3,
+                                   label_weight=0.5, refit_heads=refit)
+        distill(model, students, classes, x[:600], settings, torch.Generator().manual_seed(0), DataParallel(),
+                labels=model.labels[:600])
+        assert not any(p.requires_grad for s in students for p in s.parameters())  # handed back frozen
+        with torch.no_grad():
+            raw = torch.stack([s(x[:600]) for s in students])
+            losses[refit] = float(_loss(raw, model(x[:600]), classes, model.labels[:600], settings, 600))
+    assert losses[True] < losses[False], losses
+
+
 @pytest.fixture(scope="module")
 def undistilled_split(tiny_parent_dirs):
     import hubmod
