@@ -22,8 +22,9 @@ student's frozen layers (its stem, shared with the other modules of the parent) 
 Last, the heads alone once more (``refit_heads``), on the final backbones' features of the plain
 images: the joint phase leaves heads fit to augmented images and batch statistics, which the
 composition never sees. On the masks of labels-b256-ho this took 88.35 / 88.35 / 88.61 % to
-88.41 / 88.50 / 88.65 % on seeds 0-2, and on other 26 %-kernel masks 88.59 / 88.46 / 88.61 % to
-88.62 / 88.66 / 88.75 %: every seed up, +0.10 points on average, for about 15 s of ten resnet18
+88.41 / 88.50 / 88.65 % on seeds 0-2, and in a one-off run on the 26 %-kernel masks of labels-ho's search
+(same settings, not a benchmark script) 88.59 / 88.46 / 88.61 % to
+88.88 / 88.56 / 88.68 %: every seed up, +0.12 points on average, for about 15 s of ten resnet18
 modules (BENCHMARKS.md, distill-repeat-labels-b256-ho). Groups that a module keeps as one zeroed
 channel are zeroed again after every step, so they stay exactly equivalent to removed channels.
 
