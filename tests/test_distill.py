@@ -12,7 +12,15 @@ from hubmod.parallel import DataParallel
 from hubmod.parents import parent_from_snapshot
 from hubmod.preprocess import preprocess
 from hubmod.refs import parse_source
-from hubmod.splitters.distill import DistillSettings, Student, _loss, _threads_each, composite, distill
+from hubmod.splitters.distill import (
+    DistillSettings,
+    Student,
+    _batches,
+    _loss,
+    _threads_each,
+    composite,
+    distill,
+)
 
 
 def test_composite_puts_students_in_their_columns():
@@ -37,6 +45,30 @@ def test_a_label_weight_mixes_in_cross_entropy_against_the_labels():
     assert torch.allclose(_loss(raw[:, :3], teacher[:3], [1, 3], labels[:3], settings, 6)
                           + _loss(raw[:, 3:], teacher[3:], [1, 3], labels[3:], settings, 6),
                           0.75 * soft + 0.25 * hard)  # shards of a batch add up to the batch's loss
+
+
+def test_the_last_epochs_are_plain_images_and_the_first_is_always_augmented():
+    """The composition sees plain images; the last ``plain_epochs`` train on them, without changing the batches."""
+    x, labels = torch.rand(40, 1, 8, 8), torch.arange(40) % 4
+
+    def epochs(n: int, plain: int) -> list[bool]:
+        settings = DistillSettings(epochs=n, lr=1e-3, temperature=2.0, batch_size=10, plain_epochs=plain)
+        batches = list(_batches(x, labels, settings, torch.Generator().manual_seed(0), DataParallel()))
+        assert len(batches) == 4 * n
+        assert all(size == 10 for _, _, size in batches)
+        is_plain = [all(any(torch.equal(img, x[i]) and y == labels[i] for i in range(40))
+                        for img, y in zip(xb, yb, strict=True)) for xb, yb, _ in batches]
+        return [all(is_plain[4 * e:4 * e + 4]) for e in range(n)]
+
+    assert epochs(3, 1) == [False, False, True]
+    assert epochs(3, 0) == [False, False, False]
+    assert epochs(3, 5) == [False, True, True]
+    assert epochs(1, 1) == [False]
+    # the same seed draws the same images in the same order, plain or augmented
+    same = DistillSettings(epochs=2, lr=1e-3, temperature=2.0, batch_size=10)
+    ys = [[yb for _, yb, _ in _batches(x, labels, DistillSettings(**{**same.__dict__, "plain_epochs": p}),
+                                        torch.Generator().manual_seed(0), DataParallel())] for p in (0, 1)]
+    assert all(torch.equal(a, b) for a, b in zip(*ys, strict=True))
 
 
 def _pruned_students(tiny_parent_dirs, fmnist_train, classes):
