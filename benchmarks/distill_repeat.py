@@ -14,8 +14,9 @@ shows how far apart two distillations of the same masks land, and whether learni
 at a time against several on threads (``workers``), channels-last and in NCHW.
 Results go to benchmarks/results/distill_repeat.json (labels-ho) or distill_repeat_<setting>.json,
 and to BENCHMARKS.md (section distill-repeat, or distill-repeat-<setting>); rows of kinds a run does
-not measure again (label weight, last head fit, plain last epochs) are kept from the saved results,
-and ``--no-refit-heads`` / ``--plain-epochs 0`` distil as distill() did before those two existed.
+not measure again (label weight, last head fit, augmented epochs) are kept from the saved results,
+and ``--no-refit-heads`` / ``--augment-epochs 3`` distil as distill() did before the last head fit
+and before it trained on the plain images.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def time_steps(got: dict, workers: int, channels_last: bool = True) -> float:
 
 
 def run(setting: str, smoke: bool = False, label_weights: tuple[float, ...] = LABEL_WEIGHTS,
-        refit_heads: bool = True, plain_epochs: int = 1) -> dict:
+        refit_heads: bool = True, augment_epochs: int = 0) -> dict:
     import torch
 
     from hubmod.parallel import DataParallel
@@ -166,14 +167,14 @@ def run(setting: str, smoke: bool = False, label_weights: tuple[float, ...] = LA
         for seed in SEEDS[:1] if smoke else SEEDS:
             students = copy.deepcopy(got["students"])
             settings = dataclasses.replace(got["settings"], label_weight=weight, refit_heads=refit_heads,
-                                           plain_epochs=plain_epochs)
+                                           augment_epochs=augment_epochs)
             torch.manual_seed(seed)
             t = time.perf_counter()
             distill(got["parent"], students, got["targets"], got["x"], settings, torch.Generator().manual_seed(seed),
                     DataParallel(), labels=got["labels"])
             seconds = time.perf_counter() - t
             acc = composed_accuracy(got, students, x_test, y_test)
-            out["runs"].append({"label_weight": weight, "refit_heads": refit_heads, "plain_epochs": plain_epochs,
+            out["runs"].append({"label_weight": weight, "refit_heads": refit_heads, "augment_epochs": augment_epochs,
                                 "seed": seed, "accuracy": acc, "seconds": seconds, "date": started})
             print(f"label weight {weight} seed {seed}: {acc:.4f} in {seconds:.0f}s", flush=True)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -201,10 +202,12 @@ def _step_lines(data: dict, batch_size: int) -> list[str]:
     return lines
 
 
-def _kind(run: dict) -> tuple[float, bool, int]:
-    """A run's row: its label weight, whether distill() refit the heads last, and how many last epochs were
-    on plain images (runs from before distill() could do either have neither)."""
-    return run["label_weight"], run.get("refit_heads", False), run.get("plain_epochs", 0)
+def _kind(run: dict, epochs: int) -> tuple[float, bool, int]:
+    """A run's row: its label weight, whether distill() refit the heads last, and how many of its ``epochs``
+    were on augmented images (earlier runs recorded how many last epochs were plain, or, from before distill()
+    could do either, neither: all augmented)."""
+    augmented = run.get("augment_epochs", epochs - run.get("plain_epochs", 0))
+    return run["label_weight"], run.get("refit_heads", False), augmented
 
 
 def _merged(data: dict, previous: dict | None) -> dict:
@@ -212,8 +215,9 @@ def _merged(data: dict, previous: dict | None) -> dict:
     option changed keeps the rows it is compared with."""
     if previous is None or previous.get("options") != data["options"]:
         return data
-    measured = {_kind(r) for r in data["runs"]}
-    kept = [r for r in previous["runs"] if _kind(r) not in measured]
+    epochs = data["settings"]["epochs"]
+    measured = {_kind(r, epochs) for r in data["runs"]}
+    kept = [r for r in previous["runs"] if _kind(r, epochs) not in measured]
     return {**data, "runs": kept + data["runs"]}
 
 
@@ -229,12 +233,13 @@ def render(data: dict) -> str:
         f"{len(SEEDS)} seeds per label weight, `distill_lr={s['lr']}`, `distill_temperature={s['temperature']}`, "
         f"batch {s['batch_size']}, {search_options(setting)['distill_per_class']} images per class. Composed "
         "accuracy on the test images:", "",
-        "| label weight | last head fit | plain last epochs | seeds | accuracy per seed | mean | Δ mean vs parent "
+        "| label weight | last head fit | augmented epochs | seeds | accuracy per seed | mean | Δ mean vs parent "
         "| distillation time (mean) | measured |",
         "|---:|---|---:|---|---|---:|---:|---:|---|",
     ]
-    for key in sorted({_kind(r) for r in data["runs"]}):
-        runs = [r for r in data["runs"] if _kind(r) == key]
+    kinds = {_kind(r, s["epochs"]) for r in data["runs"]}
+    for key in sorted(kinds, key=lambda k: (k[0], k[1], -k[2])):  # most augmented first: the order they came in
+        runs = [r for r in data["runs"] if _kind(r, s["epochs"]) == key]
         accs = [r["accuracy"] for r in runs]
         mean = statistics.mean(accs)
         lines.append(f"| {key[0]} | {'yes' if key[1] else 'no'} | {key[2]} | {', '.join(str(r['seed']) for r in runs)} "
@@ -256,8 +261,9 @@ def main() -> None:
                     help="comma-separated distill_label_weight values to distil with, each on every seed")
     ap.add_argument("--no-refit-heads", action="store_true",
                     help="distil without the last head fit on the final features (to compare with it)")
-    ap.add_argument("--plain-epochs", type=int, default=1,
-                    help="last distillation epochs on the plain images (0: all augmented, to compare with it)")
+    ap.add_argument("--augment-epochs", type=int, default=0,
+                    help="first distillation epochs on augmented images (the setting's epochs: all of them, "
+                         "to compare with it)")
     ap.add_argument("--smoke", action="store_true", help="check the script end to end on 256 images; writes nothing")
     ap.add_argument("--render", action="store_true", help="only re-render BENCHMARKS.md from the saved results")
     args = ap.parse_args()
@@ -267,7 +273,7 @@ def main() -> None:
         return
     header = f"Command: `{command()}`  \nMachine: {machine()}\n\n"
     data = run(args.setting, args.smoke, tuple(float(w) for w in args.label_weights.split(",")),
-               refit_heads=not args.no_refit_heads, plain_epochs=args.plain_epochs)
+               refit_heads=not args.no_refit_heads, augment_epochs=args.augment_epochs)
     if args.smoke:
         print(render(json.loads(json.dumps(data))))
         return

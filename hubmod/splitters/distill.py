@@ -5,31 +5,34 @@ computed for all N classes, with the rest of the network gone. Once half the ker
 kept ones can be retrained to do the job alone. The modules learn to reproduce the parent's N-way
 softmax, composed: module c's raw score stands in for the parent's logit c (classes not being split
 keep the parent's own logit), and the KL divergence to the parent's softmax at a temperature is
-minimised (Hinton et al. 2015). The targets are the parent's outputs, so the images can be augmented
-freely (random flips and shifts): the parent is asked about each augmented image itself, which keeps
-teacher and students consistent (Beyer et al. 2022). With a label weight, the loss also takes that
-share of cross-entropy against the images' true labels, Hinton et al.'s second objective: the
-composition is then taught what the parent got wrong, not only what it got right. On the 26 %-kernel
-masks of a resnet18 Fashion-MNIST split, two epochs at weight 0.5 came to 88.22-88.40 % on the test
-set over three seeds, against 88.07-88.21 % from the parent's outputs alone (parent 89.04 %;
-BENCHMARKS.md, distill-repeat): a gain of 0.16 points, about the spread between seeds; over three
-epochs at temperature 2, 88.44 % against 88.39 % (distill-repeat-labels-b256-ho).
+minimised (Hinton et al. 2015). With a label weight, the loss also takes that share of cross-entropy
+against the images' true labels, Hinton et al.'s second objective: the composition is then taught
+what the parent got wrong, not only what it got right. On the 26 %-kernel masks of a resnet18
+Fashion-MNIST split, two epochs at weight 0.5 came to 88.22-88.40 % on the test set over three seeds,
+against 88.07-88.21 % from the parent's outputs alone (parent 89.04 %; BENCHMARKS.md,
+distill-repeat): a gain of 0.16 points, about the spread between seeds; over three epochs at
+temperature 2, 88.44 % against 88.39 % (distill-repeat-labels-b256-ho).
 
 Three phases: the heads alone first, on features computed once, which moves the heads from the
 search's scale onto the parent's logit scale cheaply; then backbones and heads together, with
-BatchNorm in training mode (its statistics are re-estimated on the plain images at the end); a
-student's frozen layers (its stem, shared with the other modules of the parent) stay as they are.
-Last, the heads alone once more (``refit_heads``), on the final backbones' features of the plain
-images: the joint phase leaves heads fit to augmented images and batch statistics, which the
-composition never sees. On the masks of labels-b256-ho this took 88.35 / 88.35 / 88.61 % to
-88.41 / 88.50 / 88.65 % on seeds 0-2, and in a one-off run on the 26 %-kernel masks of labels-ho's search
-(same settings, not a benchmark script) 88.59 / 88.46 / 88.61 % to
-88.88 / 88.56 / 88.68 %: every seed up, +0.12 points on average, for about 15 s of ten resnet18
-modules (BENCHMARKS.md, distill-repeat-labels-b256-ho). For the same reason the joint phase's last
-epoch (``plain_epochs``; never the first) trains on the plain images, as the composition will see
-them, at the low end of the cosine schedule: with the last head fit, 88.41 / 88.50 / 88.65 % went
-to 88.50 / 88.55 / 88.67 % on labels-b256-ho's masks, and 88.88 / 88.56 / 88.68 % to
-88.99 / 88.70 / 88.77 % in the one-off run: every seed up again, +0.08 points on average, at no cost.
+BatchNorm in training mode (its statistics are re-estimated on the images at the end); a student's
+frozen layers (its stem, shared with the other modules of the parent) stay as they are. Last, the
+heads alone once more (``refit_heads``), on the final backbones' features: the joint phase leaves
+heads fit to batch statistics, which the composition never sees. On the masks of labels-b256-ho
+this took 88.35 / 88.35 / 88.61 % to 88.41 / 88.50 / 88.65 % on seeds 0-2 (parent 89.04 %;
+BENCHMARKS.md, distill-repeat-labels-b256-ho), for about 15 s of ten resnet18 modules.
+
+The joint phase trains on the images as they are, as the composition will see them. Because the
+targets are the parent's outputs, the images could be augmented freely (random flips and shifts,
+the parent asked about each augmented image itself: Beyer et al. 2022), and ``augment_epochs``
+does that for the first epochs. It is off by default because it was measured to cost accuracy at
+the budgets hubmod distils with: on labels-b256-ho's masks (3 epochs, last head fit, seeds 0-2),
+all epochs augmented gave 88.41 / 88.50 / 88.65 %, the first two 88.50 / 88.55 / 88.67 %, the first
+one 88.92 / 88.76 / 88.98 %, none 89.31 / 89.22 / 89.20 %: every seed up at each step, and the last
+above the parent. Modules with a quarter of the parent's kernels and three epochs do better
+spending them on the images the composition is measured on; function matching pays off over
+hundreds of epochs. Without augmentation the parent's outputs are computed once, not at each step.
+
 Groups that a module keeps as one zeroed channel are zeroed again after every step, so they stay
 exactly equivalent to removed channels.
 
@@ -100,7 +103,7 @@ class DistillSettings:
     head_batch_size: int = 256
     label_weight: float = 0.0  # share of the loss that is cross-entropy against the true labels
     refit_heads: bool = True  # the heads alone once more, on the final backbones' plain-image features
-    plain_epochs: int = 1  # last epochs of the joint phase on the plain images (the first is always augmented)
+    augment_epochs: int = 0  # first epochs of the joint phase on augmented images (the rest: the plain ones)
 
 
 def composite(raw: torch.Tensor, teacher: torch.Tensor, targets: list[int]) -> torch.Tensor:
@@ -172,16 +175,19 @@ def _students_step(students: list[Student], xb: torch.Tensor, loss_of: Callable[
 
 
 def _batches(x: torch.Tensor, labels: torch.Tensor | None, settings: DistillSettings, generator: torch.Generator,
-             par: DataParallel) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int]]:
-    """This process's share of each augmented batch of the joint phase, its labels, and the batch's full size."""
-    first_plain = max(1, settings.epochs - settings.plain_epochs)
+             par: DataParallel) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int, torch.Tensor | None]]:
+    """This process's share of each batch of the joint phase, its labels, the batch's full size, and which of
+    ``x`` the share holds (None when its images are augmented, so they are new to the parent)."""
     for epoch in range(settings.epochs):
         for idx in torch.randperm(len(x), generator=generator).split(settings.batch_size):
             mine = par.shard(idx)
             # drawn for the whole batch on every process, and in plain epochs too: the same seed, the same batches
             flip, shift = draw_augment(len(idx), generator)
-            xb = x[mine] if epoch >= first_plain else apply_augment(x[mine], par.shard(flip), shift)
-            yield xb, labels[mine] if labels is not None else None, len(idx)
+            ys = labels[mine] if labels is not None else None
+            if epoch < settings.augment_epochs:
+                yield apply_augment(x[mine], par.shard(flip), shift), ys, len(idx), None
+            else:
+                yield x[mine], ys, len(idx), mine
 
 
 def _each(pool: ThreadPoolExecutor | None, fn: Callable[[Student], T], students: list[Student]) -> list[T]:
@@ -256,16 +262,21 @@ def _training(students: list[Student]) -> Iterator[list[nn.Parameter]]:
 
 
 def _joint_phase(parent: nn.Module, students: list[Student], targets: list[int], x: torch.Tensor,
-                 labels: torch.Tensor | None, settings: DistillSettings, generator: torch.Generator,
-                 par: DataParallel, pool: ThreadPoolExecutor | None, progress: bool) -> None:
-    """The second phase: backbones and heads together, on augmented images the parent is asked about."""
+                 teacher: torch.Tensor, labels: torch.Tensor | None, settings: DistillSettings,
+                 generator: torch.Generator, par: DataParallel, pool: ThreadPoolExecutor | None,
+                 progress: bool) -> None:
+    """The second phase: backbones and heads together; the parent is asked about augmented images as they
+    come, and its answers on the plain ones (``teacher``) are looked up."""
     steps = settings.epochs * -(-len(x) // settings.batch_size)
     with _training(students) as params, progress_bar(progress, steps, "distil", "step") as bar:
         opt = _adam(params, settings.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
-        for xb, ys, n in _batches(x, labels, settings, generator, par):
-            with torch.no_grad():
-                soft = parent(xb)
+        for xb, ys, n, which in _batches(x, labels, settings, generator, par):
+            if which is None:
+                with torch.no_grad():
+                    soft = parent(xb)
+            else:
+                soft = teacher[which]
             _students_step(students, xb.contiguous(memory_format=torch.channels_last),
                            lambda raw, soft=soft, ys=ys, n=n: _loss(raw, soft, targets, ys, settings, n),
                            opt, params, par, pool)
@@ -303,7 +314,7 @@ def distill(
     with _channels_last(students), _threads_each(workers) as pool:
         x_nhwc = x.contiguous(memory_format=torch.channels_last)
         _fit_heads(students, teacher, targets, x_nhwc, labels, settings, generator, par, pool)
-        _joint_phase(parent, students, targets, x, labels, settings, generator, par, pool, progress)
+        _joint_phase(parent, students, targets, x, teacher, labels, settings, generator, par, pool, progress)
         # running statistics of the final weights on the un-augmented images
         _each(pool, lambda s: recalibrate_batchnorm(s.backbone, x_nhwc, keep=s.frozen), students)
         if settings.refit_heads:
