@@ -147,8 +147,8 @@ class GradSplitterConfig(MethodConfig):
     preset_docs: ClassVar[dict[str, str]] = {
         "fast": "a short mask search on 100 images per class that may go 4 points below the parent, won back "
                 "by three epochs of distillation that also learn from the labels; on a resnet18 Fashion-MNIST "
-                "parent on 2 CPU cores: 226 s, 27.7 % of the kernels, 0.25 points below the parent; the same "
-                "masks distilled on other seeds land 0.37-0.54 points below (BENCHMARKS.md, labels-b256-ho)",
+                "parent on 2 CPU cores: 236 s, 27.7 % of the kernels, 0.38 points above the parent; the same "
+                "masks distilled on other seeds land 0.16-0.27 points above (BENCHMARKS.md, labels-b256-ho)",
     }
 
     def distill_per_class_needed(self) -> int:
