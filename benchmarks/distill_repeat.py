@@ -15,8 +15,8 @@ at a time against several on threads (``workers``), channels-last and in NCHW.
 Results go to benchmarks/results/distill_repeat.json (labels-ho) or distill_repeat_<setting>.json,
 and to BENCHMARKS.md (section distill-repeat, or distill-repeat-<setting>); rows of kinds a run does
 not measure again (label weight, last head fit, augmented epochs) are kept from the saved results,
-and ``--no-refit-heads`` / ``--augment-epochs 3`` distil as distill() did before the last head fit
-and before it trained on the plain images.
+and ``--no-refit-heads`` / ``--augment-epochs`` at the setting's epochs (3 for labels-b256-ho) distil
+as distill() did before the last head fit and before it trained on the plain images.
 """
 
 from __future__ import annotations
