@@ -24,6 +24,7 @@ T = TypeVar("T", bound="HubArtifact")
 
 class HubArtifact:
     kind: ClassVar[str]  # the config.json ``hubmod_kind``
+    pushed_revision: str | None = None  # the commit the last push_to_hub made
 
     # ---------------------------------------------------------------- what a subclass provides
 
@@ -59,12 +60,18 @@ class HubArtifact:
             self.write_card(directory, repo_id, hub_name)
         return directory
 
-    def push_to_hub(self, repo_id: str, hub: str | Hub | None = None, message: str | None = None) -> str:
-        """Publish as one commit; returns its sha. The repo is built in a temporary folder first."""
+    def push_to_hub(self, repo_id: str, hub: str | Hub | None = None, message: str | None = None,
+                    private: bool = False) -> str:
+        """Publish as one commit; returns its sha (also kept as ``pushed_revision``).
+
+        The repo is built in a temporary folder first. ``private`` makes a repo the push creates
+        private, on hubs that have visibility (the Hugging Face Hub).
+        """
         hub = get_hub(hub)
         with tempfile.TemporaryDirectory(prefix=f"hubmod-{self.kind}-") as tmp:
             self.save_pretrained(tmp, repo_id=repo_id, hub_name=hub.name)
-            return hub.push_folder(repo_id, Path(tmp), message or self.commit_message())
+            self.pushed_revision = hub.push_folder(repo_id, Path(tmp), message or self.commit_message(), private)
+        return self.pushed_revision
 
     @classmethod
     def from_pretrained(cls: type[T], source: str | Path, revision: str | None = None,

@@ -13,24 +13,30 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import HubAccessError, HubmodError, NotFoundError
+from .errors import HubAccessError, HubmodError, InvalidRepoError, NotFoundError
 from .refs import RepoRef, is_commit_sha, validate_repo_id, validate_revision
+from .untrusted import parse_json, printable
 
 LOCAL = "local"
 HF = "hf"
-# Only these are ever downloaded from a repo: hubmod reads safetensors and JSON, never pickles.
-READ_PATTERNS = ["*.json", "*.safetensors", "*.md", "*.png"]
 DEFAULT_ENDPOINT = "https://huggingface.co"
 MAX_JSON_BYTES = 64 * 2**20  # a composed config of hundreds of modules is a few MB
+MAX_WEIGHTS_BYTES = 16 * 2**30  # 2e9 parameters (hubmod's model limit) in float64
+MAX_CARD_BYTES = 4 * 2**20
+# The only files hubmod ever downloads or reads from a repo, with the most bytes each may have:
+# safetensors and JSON (never pickles), and the card for its license.
+READ_FILES = {"config.json": MAX_JSON_BYTES, "hubmod_split.json": MAX_JSON_BYTES,
+              "model.safetensors": MAX_WEIGHTS_BYTES, "README.md": MAX_CARD_BYTES}
 
 
 def hubmod_home() -> Path:
@@ -45,37 +51,49 @@ class Snapshot:
     sha: str
     hub: str  # "local", an endpoint URL, or "dir"
     repo_id: str | None = None
+    # The hub this snapshot was read from (None for a local directory): whatever the repo's files
+    # point to (modules of a composed repo or a split index) is read from there, never from a hub
+    # named in a file.
+    origin: Hub | None = field(default=None, compare=False, repr=False)
+    # Where the snapshot's files may resolve to (a cache keeps them as symlinks into its blobs).
+    confine: Path | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
         return self.repo_id or self.path.name
 
     def file(self, filename: str, required: bool = True) -> Path | None:
+        """The path of one file hubmod reads from the repo (see READ_FILES), or None / NotFoundError."""
+        if filename not in READ_FILES:
+            raise ValueError(f"hubmod does not read {filename!r} from repos")
         path = self.path / filename
         if path.is_file():
+            real = path.resolve()
+            if not real.is_relative_to((self.confine or self.path).resolve()):
+                raise InvalidRepoError(f"{printable(self.name)}: {filename} is a link to a file outside the repo "
+                                       f"({printable(real)}); hubmod does not follow it")
+            if real.stat().st_size > READ_FILES[filename]:
+                raise InvalidRepoError(f"{filename} in {printable(self.name)} is {real.stat().st_size:,} bytes, over "
+                                       f"hubmod's limit of {READ_FILES[filename]:,}; it is not a hubmod or timm file")
             return path
         if required:
-            raise NotFoundError(f"{self.name} has no {filename}: is it a hubmod or timm model repo?")
+            raise NotFoundError(f"{printable(self.name)} has no {filename}: is it a hubmod or timm model repo?")
         return None
 
     def read_json(self, filename: str = "config.json") -> dict:
         path = self.file(filename)
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise HubmodError(f"{filename} in {self.name} is {path.stat().st_size} bytes, over hubmod's "
-                              f"{MAX_JSON_BYTES // 2**20} MB limit for JSON; it is not a hubmod or timm config")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise HubmodError(f"{filename} in {self.name} is not valid JSON ({e}); re-publish the repo") from None
+        data = parse_json(path.read_bytes(), f"{filename} in {printable(self.name)}")
         if not isinstance(data, dict):
-            raise HubmodError(f"{filename} in {self.name} must hold a JSON object")
+            raise InvalidRepoError(f"{filename} in {printable(self.name)} must hold a JSON object")
         return data
 
 
-def tree_digest(folder: Path) -> str:
-    """Content hash of a folder: identical files give identical digests wherever they are."""
+def tree_digest(folder: Path, names: list[str] | None = None) -> str:
+    """Content hash of a folder (or of the files ``names`` in it): identical files, identical digests."""
     h = hashlib.sha1()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    paths = (sorted(p for p in folder.rglob("*") if p.is_file()) if names is None
+             else [folder / n for n in sorted(names) if (folder / n).is_file()])
+    for path in paths:
         h.update(path.relative_to(folder).as_posix().encode() + b"\0")
         with path.open("rb") as f:
             h.update(hashlib.file_digest(f, "sha256").digest())
@@ -83,10 +101,14 @@ def tree_digest(folder: Path) -> str:
 
 
 def dir_snapshot(path: Path) -> Snapshot:
+    """A local directory as a snapshot; its "sha" is a digest of the files hubmod reads from it."""
     path = path.expanduser()
     if not path.is_dir():
-        raise NotFoundError(f"directory {path} does not exist")
-    return Snapshot(path=path.resolve(), sha=tree_digest(path), hub="dir")
+        raise NotFoundError(f"directory {printable(path)} does not exist")
+    root = path.resolve()
+    snap = Snapshot(path=root, sha="", hub="dir", confine=root)
+    readable = [n for n in READ_FILES if snap.file(n, required=False) is not None]  # refuses escaping links
+    return Snapshot(path=root, sha=tree_digest(root, readable), hub="dir", confine=root)
 
 
 class Hub(ABC):
@@ -98,8 +120,10 @@ class Hub(ABC):
     def snapshot(self, repo_id: str, revision: str | None = None) -> Snapshot: ...
 
     @abstractmethod
-    def push_folder(self, repo_id: str, folder: Path, message: str) -> str:
-        """Commit the folder's files as the new state of ``repo_id``; return the commit sha."""
+    def push_folder(self, repo_id: str, folder: Path, message: str, private: bool = False) -> str:
+        """Commit the folder's files as the new state of ``repo_id``; return the commit sha.
+
+        ``private`` applies when the push creates the repo, on hubs that have visibility."""
 
     @abstractmethod
     def repo_exists(self, repo_id: str) -> bool: ...
@@ -142,11 +166,21 @@ class LocalHub(Hub):
             raise HubmodError(f"refusing a path outside the hub directory: {path}")
         return resolved
 
-    def _refs(self, repo_id: str) -> dict:
-        refs = self._meta(repo_id) / "refs.json"
-        if not refs.is_file():
+    def _refs(self, repo_id: str) -> dict[str, str]:
+        """The repo's branch pointers, each checked to be the sha of a commit stored under the repo."""
+        refs_file = self._meta(repo_id) / "refs.json"
+        if not refs_file.is_file():
             return {}
-        return json.loads(refs.read_text())
+        where = f"the embedded hub's refs.json of {repo_id}"
+        refs = parse_json(refs_file.read_bytes(), where)
+        commits = self._meta(repo_id) / "commits"
+        if not isinstance(refs, dict) or not all(
+            isinstance(k, str) and is_commit_sha(v) and (commits / v).is_dir() and not (commits / v).is_symlink()
+            for k, v in refs.items()
+        ):
+            raise InvalidRepoError(f"{where} ({refs_file}) does not point at commits of the repo; it is damaged: "
+                                   "push the repo again, or delete its folder under .hubmod/repos")
+        return refs
 
     def repo_exists(self, repo_id: str) -> bool:
         return "main" in self._refs(repo_id)
@@ -163,7 +197,7 @@ class LocalHub(Hub):
             sha = refs["main"]
         else:
             validate_revision(revision)
-            matches = [p.name for p in commits.iterdir() if p.name.startswith(revision)] if (
+            matches = [p.name for p in commits.iterdir() if p.name.startswith(revision) and is_commit_sha(p.name)] if (
                 len(revision) >= 7 and all(c in "0123456789abcdef" for c in revision)
             ) else []
             if len(matches) != 1:
@@ -171,7 +205,21 @@ class LocalHub(Hub):
                     f"revision {revision!r} not found in {repo_id}; its main branch is at {refs['main']}"
                 )
             sha = matches[0]
-        return Snapshot(path=commits / sha, sha=sha, hub=LOCAL, repo_id=repo_id)
+        path = commits / sha
+        self._verify(repo_id, path)
+        return Snapshot(path=path, sha=sha, hub=LOCAL, repo_id=repo_id, origin=self, confine=path)
+
+    def _verify(self, repo_id: str, commit_dir: Path) -> None:
+        """A commit's sha is a hash of its content and history: check the folder still holds what was committed."""
+        sha = commit_dir.name
+        try:
+            info = parse_json((self._meta(repo_id) / "log" / f"{sha}.json").read_bytes(), "commit log")
+            expected = _commit_sha(info["tree"], info["parent"], info["time_ns"], info["message"])
+        except (OSError, HubmodError, KeyError, TypeError):
+            expected = None
+        if commit_dir.is_symlink() or expected != sha or tree_digest(commit_dir) != info["tree"]:
+            raise InvalidRepoError(f"commit {sha[:12]} of {repo_id} on the embedded hub does not hold what was "
+                                   f"committed (its files or log changed since); push the repo again")
 
     @contextlib.contextmanager
     def _lock(self, repo_id: str) -> Iterator[None]:
@@ -184,7 +232,7 @@ class LocalHub(Hub):
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def push_folder(self, repo_id: str, folder: Path, message: str) -> str:
+    def push_folder(self, repo_id: str, folder: Path, message: str, private: bool = False) -> str:
         files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink())
         if not files:
             raise HubmodError(f"nothing to push to {repo_id}: {folder} holds no files")
@@ -194,6 +242,8 @@ class LocalHub(Hub):
             parent = refs.get("main")
             commits = meta / "commits"
             commits.mkdir(parents=True, exist_ok=True)
+            for stale in meta.glob(".push-*"):  # left by a push that was killed (we hold the lock)
+                shutil.rmtree(stale, ignore_errors=True)
             staging = Path(tempfile.mkdtemp(prefix=".push-", dir=meta))
             try:
                 if parent:  # like upload_folder: files not in this push stay as they were
@@ -204,12 +254,11 @@ class LocalHub(Hub):
                     dst.unlink(missing_ok=True)  # never write through a hard link into an old commit
                     shutil.copyfile(src, dst)
                 digest = tree_digest(staging)
-                parent_log = meta / "log" / f"{parent}.json"
-                if parent and parent_log.is_file() and json.loads(parent_log.read_text()).get("tree") == digest:
+                if parent and _logged_tree(meta, parent) == digest:
                     shutil.rmtree(staging)
                     return parent  # nothing changed: no empty commit
                 stamp = time.time_ns()
-                sha = hashlib.sha1(f"tree {digest}\nparent {parent}\ntime {stamp}\n\n{message}".encode()).hexdigest()
+                sha = _commit_sha(digest, parent, stamp, message)
                 os.rename(staging, commits / sha)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -235,6 +284,18 @@ class LocalHub(Hub):
         os.rename(staging, tree)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _logged_tree(meta: Path, sha: str) -> str | None:
+    try:
+        info = parse_json((meta / "log" / f"{sha}.json").read_bytes(), "commit log")
+    except (OSError, HubmodError):
+        return None
+    return info.get("tree") if isinstance(info, dict) else None
+
+
+def _commit_sha(tree: str, parent: str | None, stamp: int, message: str) -> str:
+    return hashlib.sha1(f"tree {tree}\nparent {parent}\ntime {stamp}\n\n{message}".encode()).hexdigest()
 
 
 def _link_tree(src_dir: Path, dst_dir: Path) -> None:
@@ -297,11 +358,41 @@ def limit_request_time() -> None:
 
     def factory():
         client = _http.default_client_factory()
-        client.event_hooks = {**client.event_hooks, "request": [*client.event_hooks["request"], fill_in_timeout]}
+        client.event_hooks = {**client.event_hooks, "request": [*client.event_hooks["request"], fill_in_timeout],
+                              "response": [*client.event_hooks.get("response", []), refuse_unsafe_file_headers]}
         return client
 
     factory.hubmod_timeout = timeout
     set_client_factory(factory)
+
+
+_SAFE_ETAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+def _unpinned(endpoint: str, repo_id: str, revision: str | None, sha: object) -> HubAccessError:
+    return HubAccessError(f"{endpoint} answered commit {printable(sha)[:80]!r} for {repo_id}@{revision or 'main'}; "
+                          "hubmod only reads a commit it can pin, so it stopped")
+
+
+def refuse_unsafe_file_headers(response) -> None:
+    """Stop a download whose headers would steer huggingface_hub's cache outside its folder.
+
+    huggingface_hub names cache files after the server's ``ETag`` / ``X-Linked-Etag`` and commit
+    folders after ``X-Repo-Commit``; a server answering ``../..`` there would make it write
+    elsewhere. Every file response is checked before huggingface_hub reads those headers.
+    """
+    if "/resolve/" not in response.request.url.path:
+        return
+    headers = response.headers
+    commit = headers.get("x-repo-commit")
+    if commit is not None and not is_commit_sha(commit):
+        raise HubAccessError(f"{response.request.url.host} answered a file with commit {printable(commit)!r}, "
+                             "which is not a commit sha; hubmod stopped the download")
+    for name in ("etag", "x-linked-etag"):
+        value = headers.get(name)
+        if value is not None and not _SAFE_ETAG.fullmatch(value.removeprefix("W/").strip('"')):
+            raise HubAccessError(f"{response.request.url.host} answered a file with {name} {printable(value)!r}, "
+                                 "which is not a content hash; hubmod stopped the download")
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -327,37 +418,73 @@ class HfHub(Hub):
         return f"{self.endpoint}/{repo_id}"
 
     def snapshot(self, repo_id: str, revision: str | None = None) -> Snapshot:
-        from huggingface_hub import snapshot_download
+        """Download the files hubmod reads (READ_FILES, each within its size limit) of one commit.
 
+        The commit is resolved first and must be a full sha (and the one asked for, when a sha was);
+        the files are then fetched at that sha, so a server cannot steer the cache elsewhere.
+        """
         validate_repo_id(repo_id)
+        if revision is not None:
+            validate_revision(revision)
 
         def download() -> Path:
             with hf_errors(repo_id, revision, self.endpoint):
-                return Path(snapshot_download(repo_id, revision=revision, endpoint=self.endpoint, token=self.token,
-                                              allow_patterns=READ_PATTERNS))
+                return self._download(repo_id, revision)
 
         path = retry_transient(download)
         sha = path.name  # the cache keeps each commit in snapshots/<sha>/
-        if not is_commit_sha(sha):
-            raise HubmodError(f"unexpected cache layout for {repo_id}: {path}")
-        return Snapshot(path=path, sha=sha, hub=self.endpoint, repo_id=repo_id)
+        if not is_commit_sha(sha) or (is_commit_sha(revision) and sha != revision):
+            raise _unpinned(self.endpoint, repo_id, revision, sha)
+        return Snapshot(path=path, sha=sha, hub=self.endpoint, repo_id=repo_id, origin=self,
+                        confine=path.parent.parent)
+
+    def _download(self, repo_id: str, revision: str | None) -> Path:
+        from huggingface_hub import constants, hf_hub_download, snapshot_download
+
+        if constants.HF_HUB_OFFLINE:  # the cache only: a branch resolves through its refs/ file
+            return Path(snapshot_download(repo_id, revision=revision, endpoint=self.endpoint, token=self.token,
+                                          allow_patterns=list(READ_FILES), local_files_only=True))
+        api = self._api()
+        sha = api.model_info(repo_id, revision=revision).sha
+        if sha is None:
+            raise NotFoundError(f"{repo_id} on {self.endpoint} has no commits yet: nothing to read")
+        if not is_commit_sha(sha) or (is_commit_sha(revision) and sha != revision):
+            raise _unpinned(self.endpoint, repo_id, revision, sha)
+        sizes = {f.path: f.size for f in api.list_repo_tree(repo_id, revision=sha) if f.path in READ_FILES
+                 and hasattr(f, "size")}
+        for name, size in sizes.items():
+            if not isinstance(size, int) or size > READ_FILES[name]:
+                raise InvalidRepoError(f"{name} in {repo_id} is {size:,} bytes, over hubmod's limit of "
+                                       f"{READ_FILES[name]:,}; it is not a hubmod or timm file")
+        if not sizes:
+            raise NotFoundError(f"{repo_id} on {self.endpoint} holds none of the files hubmod reads "
+                                f"({', '.join(READ_FILES)}): is it a hubmod or timm model repo?")
+        folders = {Path(hf_hub_download(repo_id, name, revision=sha, endpoint=self.endpoint, token=self.token)).parent
+                   for name in sorted(sizes)}
+        folder = folders.pop()
+        if folders or folder.name != sha:
+            raise HubAccessError(f"{self.endpoint} served {repo_id} from another commit than {sha}; try again")
+        branch = revision or "main"
+        if branch != sha:  # remembered for offline use, as snapshot_download does
+            refs = folder.parent.parent / "refs" / branch
+            refs.parent.mkdir(parents=True, exist_ok=True)
+            refs.write_text(sha)
+        return folder
 
     def repo_exists(self, repo_id: str) -> bool:
         with hf_errors(repo_id, None, self.endpoint):
             return self._api().repo_exists(repo_id)
 
-    def push_folder(self, repo_id: str, folder: Path, message: str) -> str:
+    def push_folder(self, repo_id: str, folder: Path, message: str, private: bool = False) -> str:
+        """One commit of the folder's files. A repo this push created stays if the upload fails (empty):
+        deleting it could delete another writer's repo created under the same name meanwhile."""
         api = self._api()
         with hf_errors(repo_id, None, self.endpoint):
-            existed = api.repo_exists(repo_id)
-            api.create_repo(repo_id, exist_ok=True)
-            try:
-                info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=message)
-            except BaseException:
-                if not existed:  # do not leave an empty repo behind a failed first push
-                    with contextlib.suppress(Exception):
-                        api.delete_repo(repo_id)
-                raise
+            api.create_repo(repo_id, exist_ok=True, private=True if private else None)  # None: the owner's default
+            info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=message)
+        if not is_commit_sha(info.oid):
+            raise HubAccessError(f"{self.endpoint} answered commit {printable(info.oid)!r} for the push to {repo_id}; "
+                                 "check the repo on the hub")
         return info.oid
 
 
@@ -469,11 +596,6 @@ def get_hub(hub: str | Hub | None = None) -> Hub:
     if choice.startswith(("http://", "https://")):
         return HfHub(endpoint=choice)
     raise HubmodError(f"unknown hub {hub!r}: use 'local', 'hf', or an endpoint URL")
-
-
-def hub_named(name: str) -> Hub:
-    """The hub a snapshot's ``hub`` field names: "local" or an endpoint URL."""
-    return LocalHub() if name == LOCAL else HfHub(endpoint=name)
 
 
 def open_ref(ref: RepoRef, hub: str | Hub | None = None) -> Snapshot:

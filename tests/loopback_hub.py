@@ -52,6 +52,7 @@ class Commit:
 class Repo:
     repo_id: str
     created: str = field(default_factory=_now)
+    private: bool = False
     commits: dict[str, Commit] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
 
@@ -72,6 +73,9 @@ class LoopbackHub:
         self.calls: list[tuple[str, str]] = []
         self.unexpected: list[tuple[str, str]] = []
         self.faults: list[dict] = []
+        # A hostile server: values it answers in place of the truth ("sha": the commit in repo info,
+        # "commit": the X-Repo-Commit header of files, "etag": their ETag), to test that hubmod refuses them.
+        self.hostile: dict[str, str] = {}
         self.lock = threading.Lock()
         self._counter = itertools.count()
         self._server: ThreadingHTTPServer | None = None
@@ -111,11 +115,12 @@ class LoopbackHub:
     # ------------------------------------------------------------------ fault injection
 
     def fail(self, method: str, path_regex: str, status: int = 500, times: int = 1, drop: bool = False,
-             stall: float = 0.0) -> None:
+             stall: float = 0.0, first=None) -> None:
         """Answer the next ``times`` matching requests with ``status``, drop the connection, or (``stall``)
-        say nothing for that many seconds and then answer normally."""
+        say nothing for that many seconds and then answer normally. ``first()`` runs when the fault first
+        fires (e.g. another writer's commit landing just before it)."""
         self.faults.append({"method": method, "re": re.compile(path_regex), "status": status, "times": times,
-                            "drop": drop, "stall": stall})
+                            "drop": drop, "stall": stall, "first": first})
 
     def _fault_for(self, method: str, path: str) -> dict | None:
         with self.lock:
@@ -198,6 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._read_body = None  # one handler serves every request of a keep-alive connection
         self.hub.calls.append((method, self.path))
         fault = self.hub._fault_for(method, path)
+        if fault is not None and fault.get("first") is not None:
+            action, fault["first"] = fault["first"], None
+            action()
         if fault is not None and fault["stall"]:
             time.sleep(fault["stall"])
             fault = None
@@ -247,7 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.hub.lock:
             exists = repo_id in self.hub.repos
             if not exists:
-                self.hub.repos[repo_id] = Repo(repo_id)
+                self.hub.repos[repo_id] = Repo(repo_id, private=data.get("visibility") == "private")
         if exists:
             self._send(409, {"error": "You already created this model repo", "url": url})
         else:
@@ -295,7 +303,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
             return
         self._send(200, {
-            "id": repo.repo_id, "modelId": repo.repo_id, "sha": commit.sha, "private": False,
+            "id": repo.repo_id, "modelId": repo.repo_id, "sha": self.hub.hostile.get("sha", commit.sha),
+            "private": repo.private,
             "siblings": [{"rfilename": p} for p in sorted(commit.files)], "tags": [], "downloads": 0, "likes": 0,
             "createdAt": repo.created, "lastModified": commit.date,
         })
@@ -417,13 +426,16 @@ class _Handler(BaseHTTPRequestHandler):
         if data is None:
             self._error(404, "EntryNotFound", f"{name} does not exist at {commit.sha}", head=head)
             return
-        headers = {"X-Repo-Commit": commit.sha, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+        commit_sha = self.hub.hostile.get("commit", commit.sha)
+        headers = {"X-Repo-Commit": commit_sha, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
         if name in commit.lfs:
             headers["X-Linked-Etag"] = f'"{hashlib.sha256(data).hexdigest()}"'
             headers["X-Linked-Size"] = str(len(data))
             headers["ETag"] = f'"{hashlib.sha256(data).hexdigest()}"'
         else:
             headers["ETag"] = f'"{git_blob_sha(data)}"'
+        if "etag" in self.hub.hostile:
+            headers["ETag"] = headers["X-Linked-Etag"] = self.hub.hostile["etag"]
         self._send(200, data, headers, head=head)
 
     def resolve_head(self, query, rid: str, rev: str, filename: str) -> None:

@@ -17,7 +17,8 @@ def test_push_pull_lfs_and_pinned_revisions(loopback, tmp_path):
     (d / "config.json").write_text('{"a": 1}')
     (d / "README.md").write_text("---\nlicense: mit\n---\nhello\n")
     big = os.urandom(11 * 1024 * 1024)  # over the 10 MB LFS threshold
-    (d / "big.bin.safetensors").write_bytes(big)
+    (d / "model.safetensors").write_bytes(big)
+    (d / "weights.bin").write_bytes(b"a pickle hubmod never reads")
     sha1 = hub.push_folder("alice/repo", d, "first")
     assert len(sha1) == 40
     assert any(m == "POST" and "lfs/objects/batch" in p for m, p in loopback.calls)
@@ -27,7 +28,9 @@ def test_push_pull_lfs_and_pinned_revisions(loopback, tmp_path):
     assert sha2 != sha1
     snap = hub.snapshot("alice/repo")
     assert snap.sha == sha2 and (snap.path / "config.json").read_text() == '{"a": 2}'
-    assert (snap.path / "big.bin.safetensors").read_bytes() == big
+    assert (snap.path / "model.safetensors").read_bytes() == big
+    assert not (snap.path / "weights.bin").exists()  # only the files hubmod reads are downloaded
+    assert not any("weights.bin" in p for m, p in loopback.calls if m in ("GET", "HEAD"))
     old = hub.snapshot("alice/repo", sha1)
     assert old.sha == sha1 and (old.path / "config.json").read_text() == '{"a": 1}'
 
