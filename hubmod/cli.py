@@ -40,10 +40,21 @@ DeviceOpt = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
 
 def _fail(err: Exception) -> None:
     from .errors import HubmodError
+    from .untrusted import printable
 
     code = err.exit_code if isinstance(err, HubmodError) else 1
-    typer.echo(f"error: {err}", err=True)
+    typer.echo(f"error: {printable(err)}", err=True)
     raise typer.Exit(code)
+
+
+def _s(value) -> str:
+    """Text for rich output: control characters shown as escapes, square brackets not read as markup
+    (class names, repo ids and config values can come from repos hubmod did not write)."""
+    from rich.markup import escape
+
+    from .untrusted import printable
+
+    return escape(printable(value))
 
 
 def _run(fn):
@@ -68,6 +79,10 @@ def _console():
 
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
+
+
+PrivateOpt = Annotated[bool, typer.Option("--private", help="Create new repos as private (on hubs that have "
+                                                             "visibility, such as the Hugging Face Hub).")]
 
 
 def _parse_params(params: list[str]) -> dict[str, str]:
@@ -104,6 +119,7 @@ def split(
                                          "class): for datasets too big to hold in memory.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     device: DeviceOpt = AUTO,
+    private: PrivateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Split SOURCE into one module per class and publish each as its own repo.
@@ -126,7 +142,7 @@ def split(
                                classes=[c.strip() for c in classes.split(",")] if classes else None,
                                repo_prefix=repo_prefix, hub=hub, seed=seed, options=_parse_params(param),
                                publish=publish, progress=progress and not as_json, resume=resume, stream=stream,
-                               device=device)
+                               device=device, private=private)
         finally:
             close()
         if os.environ.get("RANK", "0") != "0":  # one launched process reports
@@ -143,23 +159,23 @@ def _print_split(report) -> None:
     from rich.table import Table
 
     con = _console()
-    table = Table(title=f"{report.method} split of {report.parent} @ {report.parent_revision[:12]}")
+    table = Table(title=_s(f"{report.method} split of {report.parent} @ {report.parent_revision[:12]}"))
     for col in ("class", "repo", "kept kernels", "params", "MACs", "precision", "recall", "F1"):
         table.add_column(col, justify="left" if col in ("class", "repo") else "right", overflow="fold")
     for r in report.rows:
-        table.add_row(r.class_name, f"{r.repo_id}@{r.revision[:8]}" if r.repo_id and r.revision else "-",
+        table.add_row(_s(r.class_name), _s(f"{r.repo_id}@{r.revision[:8]}") if r.repo_id and r.revision else "-",
                       _pct(r.kept_kernels), f"{r.params:,}", f"{r.macs:,}", _pct(r.test_precision),
                       _pct(r.test_recall), _pct(r.test_f1))
     con.print(table)
     con.print(f"parent: {report.parent_kernels:,} kernels, {report.parent_params:,} params, "
               f"{report.parent_macs:,} MACs; mean module keeps {_pct(report.mean_kept_kernels)} of the kernels")
-    con.print(f"held-out accuracy on {report.dataset} ({report.eval_split}, {report.n_test} images): "
+    con.print(f"held-out accuracy on {_s(report.dataset)} ({_s(report.eval_split)}, {report.n_test} images): "
               f"composed modules {_pct(report.composed_accuracy)}, parent {_pct(report.parent_accuracy)}, "
               f"parent with classifier refit on the split's data {_pct(report.parent_refit_accuracy)}")
     con.print("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items()))
     if report.index_repo:
-        con.print(f"split index: {report.index_repo}@{report.index_revision[:12]} "
-                  f"(compose with `hubmod compose {report.index_repo}:CLASS ...`)")
+        con.print(_s(f"split index: {report.index_repo}@{report.index_revision[:12]} "
+                     f"(compose with `hubmod compose {report.index_repo}:CLASS ...`)"))
 
 
 @app.command()
@@ -174,6 +190,7 @@ def compose(
     dataset: Annotated[str | None, typer.Option("--eval-dataset", help="Also evaluate on this dataset's "
                                                 "test split.")] = None,
     device: DeviceOpt = AUTO,
+    private: PrivateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compose a classifier from class modules named by repo.
@@ -184,13 +201,9 @@ def compose(
     def body():
         from .composed import compose as run_compose
 
-        model = run_compose(refs, output=output, calibration_method=calibration, hub=hub)
-        info = {"output": output, "revision": None, "classes": model.class_names, "calibration": model.calibration,
-                "modules": model.provenance}
-        if output:
-            from .hub import get_hub
-
-            info["revision"] = get_hub(hub).snapshot(output).sha
+        model = run_compose(refs, output=output, calibration_method=calibration, hub=hub, private=private)
+        info = {"output": output, "revision": model.pushed_revision, "classes": model.class_names,
+                "calibration": model.calibration, "modules": model.provenance}
         if dataset:
             from .loading import COMPOSED, Loaded, evaluate
 
@@ -201,13 +214,13 @@ def compose(
             typer.echo(json.dumps(info, indent=1))
             return
         con = _console()
-        con.print(f"composed {len(model.class_names)} classes ({model.calibration} calibration): "
-                  + ", ".join(f"{c} <- {p.get('repo_id') or 'local dir'}@{(p.get('revision') or '')[:8]}"
-                              for c, p in zip(model.class_names, model.provenance, strict=True)))
+        con.print(_s(f"composed {len(model.class_names)} classes ({model.calibration} calibration): "
+                     + ", ".join(f"{c} <- {p.get('repo_id') or 'local dir'}@{(p.get('revision') or '')[:8]}"
+                                 for c, p in zip(model.class_names, model.provenance, strict=True))))
         if output:
-            con.print(f"published {output}@{info['revision'][:12]}")
+            con.print(_s(f"published {output}@{info['revision'][:12]}"))
         if dataset:
-            con.print(f"accuracy on {dataset} (test): {_pct(info['eval']['accuracy'])}")
+            con.print(f"accuracy on {_s(dataset)} (test): {_pct(info['eval']['accuracy'])}")
 
     _run(body)
 
@@ -225,6 +238,7 @@ def patch(
     hub: HubOpt = None,
     dataset: Annotated[str | None, typer.Option("--eval-dataset", help="Also evaluate the weak and the patched "
                                                 "model on this dataset's test split.")] = None,
+    private: PrivateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Replace a weak classifier's output for one class with a stronger module's.
@@ -233,12 +247,12 @@ def patch(
     """
 
     def body():
-        from .hub import get_hub
         from .patching import patch as run_patch
 
-        model = run_patch(weak_model, module, class_name=class_name, strategy=strategy, output=output, hub=hub)
+        model = run_patch(weak_model, module, class_name=class_name, strategy=strategy, output=output, hub=hub,
+                          private=private)
         target = model.class_names[model.target]
-        info = {"output": output, "revision": get_hub(hub).snapshot(output).sha, "patched_class": target,
+        info = {"output": output, "revision": model.pushed_revision, "patched_class": target,
                 "strategy": strategy, **model.provenance}
         if dataset:
             from .loading import evaluate
@@ -249,11 +263,11 @@ def patch(
             typer.echo(json.dumps(info, indent=1))
             return
         con = _console()
-        con.print(f"patched {target} of {weak_model} with {info.get('module_repo_id') or module}; "
-                  f"published {output}@{info['revision'][:12]}")
+        con.print(_s(f"patched {target} of {weak_model} with {info.get('module_repo_id') or module}; "
+                     f"published {output}@{info['revision'][:12]}"))
         if dataset:
             b, a = info["eval"]["before"], info["eval"]["after"]
-            con.print(f"accuracy {_pct(b['accuracy'])} -> {_pct(a['accuracy'])}; {target}: "
+            con.print(f"accuracy {_pct(b['accuracy'])} -> {_pct(a['accuracy'])}; {_s(target)}: "
                       + ", ".join(f"{k} {_pct(b['per_class'][target][k])} -> {_pct(a['per_class'][target][k])}"
                                   for k in ("precision", "recall", "f1")))
 
@@ -271,6 +285,7 @@ def replace(
     hub: HubOpt = None,
     dataset: Annotated[str | None, typer.Option("--eval-dataset", help="Also evaluate the model before and "
                                                 "after on this dataset's test split.")] = None,
+    private: PrivateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Swap one class's module of a modular classifier for a better one; every other module stays pinned.
@@ -279,11 +294,11 @@ def replace(
     """
 
     def body():
-        from .hub import get_hub
         from .replacing import replace as run_replace
 
-        new = run_replace(model, class_name, with_ref, output=output, calibration_method=calibration, hub=hub)
-        info = {"output": output, "revision": get_hub(hub).snapshot(output).sha, "classes": new.class_names,
+        new = run_replace(model, class_name, with_ref, output=output, calibration_method=calibration, hub=hub,
+                          private=private)
+        info = {"output": output, "revision": new.pushed_revision, "classes": new.class_names,
                 "calibration": new.calibration, "modules": new.provenance}
         if dataset:
             from .loading import evaluate
@@ -294,8 +309,8 @@ def replace(
             typer.echo(json.dumps(info, indent=1))
             return
         con = _console()
-        con.print(f"replaced {class_name} of {model} with {with_ref} ({new.calibration}); "
-                  f"published {output}@{info['revision'][:12]}")
+        con.print(_s(f"replaced {class_name} of {model} with {with_ref} ({new.calibration}); "
+                     f"published {output}@{info['revision'][:12]}"))
         if dataset:
             b, a = info["eval"]["before"], info["eval"]["after"]
             con.print(f"accuracy {_pct(b['accuracy'])} -> {_pct(a['accuracy'])}")
@@ -334,12 +349,12 @@ def eval_cmd(
             return
         from rich.table import Table
 
-        table = Table(title=f"{rep.model} on {rep.dataset} ({rep.split}, {rep.n} images): "
-                            f"accuracy {_pct(rep.accuracy)}")
+        table = Table(title=_s(f"{rep.model} on {rep.dataset} ({rep.split}, {rep.n} images): "
+                               f"accuracy {_pct(rep.accuracy)}"))
         for col in ("class", "precision", "recall", "F1", "support"):
             table.add_column(col, justify="left" if col == "class" else "right")
         for name, m in rep.per_class.items():
-            table.add_row(name, _pct(m["precision"]), _pct(m["recall"]), _pct(m["f1"]), str(m["support"]))
+            table.add_row(_s(name), _pct(m["precision"]), _pct(m["recall"]), _pct(m["f1"]), str(m["support"]))
         _console().print(table)
 
     _run(body)
@@ -365,31 +380,32 @@ def inspect(
 
         for key, value in info.items():
             if isinstance(value, list) and value and isinstance(value[0], dict):
-                table = Table(title=key)
+                table = Table(title=_s(key))
                 for col in value[0]:
-                    table.add_column(str(col), overflow="fold")
+                    table.add_column(_s(col), overflow="fold")
                 for row in value:
                     table.add_row(*[_fmt(v) for v in row.values()])
                 con.print(table)
             elif isinstance(value, dict) and value:
-                table = Table(title=key, show_header=False)
+                table = Table(title=_s(key), show_header=False)
                 table.add_column("key", style="bold")
                 table.add_column("value", overflow="fold")
                 for k, v in value.items():
-                    table.add_row(str(k), _fmt(v))
+                    table.add_row(_s(k), _fmt(v))
                 con.print(table)
             else:
-                con.print(f"[bold]{key}[/bold]: {_fmt(value)}")
+                con.print(f"[bold]{_s(key)}[/bold]: {_fmt(value)}")
 
     _run(body)
 
 
 def _fmt(value) -> str:
+    """One value of ``inspect`` as rich text (escaped: it may come from a repo hubmod did not write)."""
     if isinstance(value, float):
         return f"{value:.4f}"
     if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value)
+        return _s(json.dumps(value, default=str))
+    return _s(value)
 
 
 @app.command()
@@ -423,7 +439,10 @@ def export(
         if as_json:
             typer.echo(json.dumps(info, indent=1))
         else:
-            typer.echo(f"wrote {info['path']}: input uint8 {info['input']}, {len(info['outputs'])} outputs; "
+            from .untrusted import printable
+
+            typer.echo(f"wrote {printable(info['path'])}: input uint8 {info['input']}, {len(info['outputs'])} "
+                       "outputs; "
                        f"max |ONNX - PyTorch| {info['max_abs_diff']:.1e} on {info['checked_images']} images")
 
     _run(body)

@@ -21,17 +21,18 @@ from .artifact import HubArtifact
 from .devices import device_of
 from .errors import HubmodError, InvalidRepoError
 from .fast_inference import SharedStems, use_fast_path
-from .hub import Hub, Snapshot, get_hub, hub_named, open_ref
+from .hub import Hub, Snapshot, get_hub, open_ref
 from .module import MODULE_KIND, ClassModule
 from .parents import WEIGHTS
 from .preprocess import batches_by_config
-from .refs import match_class, parse_ref
+from .refs import is_commit_sha, match_class, parse_ref, validate_repo_id
+from .split_index import SPLIT_INDEX, SplitIndex, has_index
+from .untrusted import printable
 from .weights import load_parts
 
 COMPOSED_KIND = "composed_classifier"
-SPLIT_INDEX = "hubmod_split.json"
-SPLIT_INDEX_KIND = "split_index"
 FORMAT_VERSION = 1
+MAX_MODULES = 1000  # each module costs a parent build: a composed config listing more is refused
 
 
 class ComposedClassifier(HubArtifact, nn.Module):
@@ -123,30 +124,82 @@ class ComposedClassifier(HubArtifact, nn.Module):
     @classmethod
     def from_snapshot(cls, snap: Snapshot, hub: str | Hub | None = None) -> ComposedClassifier:
         data = snap.read_json("config.json")
+        name = printable(snap.name)
         if data.get("hubmod_kind") != COMPOSED_KIND:
-            raise HubmodError(f"{snap.name} is not a composed classifier (config.json hubmod_kind is "
-                              f"{data.get('hubmod_kind')!r})")
+            raise HubmodError(f"{name} is not a composed classifier (config.json hubmod_kind is "
+                              f"{printable(data.get('hubmod_kind'))!r})")
+        if data.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+            raise InvalidRepoError(f"{name} uses composed format {printable(data.get('format_version'))!r}; this "
+                                   f"hubmod reads format {FORMAT_VERSION}: upgrade hubmod")
         entries = data.get("modules")
         if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
-            raise InvalidRepoError(f"{snap.name}: config.json lists no modules")
+            raise InvalidRepoError(f"{name}: config.json lists no modules")
+        if len(entries) > MAX_MODULES:
+            raise InvalidRepoError(f"{name}: config.json lists {len(entries):,} modules, over hubmod's limit of "
+                                   f"{MAX_MODULES:,}")
+        calibration_method = data.get("calibration", "none")
+        if calibration_method not in calibration.METHODS:
+            raise InvalidRepoError(f"{name}: config.json names calibration {printable(calibration_method)!r}; "
+                                   f"this hubmod knows {', '.join(calibration.METHODS)}")
         if snap.file(WEIGHTS, required=False) is not None:
-            modules = [ClassModule.from_config(entry.get("config") or {}, f"{snap.name} module {i}")
-                       for i, entry in enumerate(entries)]
-            load_parts(snap.file(WEIGHTS), {f"modules.{i}.": m for i, m in enumerate(modules)}, snap.name)
+            modules = [ClassModule.from_config(_entry_config(e, name, i), f"{name} module {i}")
+                       for i, e in enumerate(entries)]
+            load_parts(snap.file(WEIGHTS), {f"modules.{i}.": m for i, m in enumerate(modules)}, name)
+            provenance = [{k: e.get(k) if isinstance(e.get(k), str) else None for k in ("repo_id", "revision", "hub")}
+                          for e in entries]
         else:  # no consolidated weights: fetch each module at its pinned commit
-            modules = [_pinned_module(e, hub) for e in entries]
-        provenance = [{k: e.get(k) for k in ("repo_id", "revision", "hub")} for e in entries]
-        model = cls(modules, data.get("calibration", "none"), provenance)
+            pairs = [_pinned_module(e, i, snap, hub) for i, e in enumerate(entries)]
+            modules, provenance = [m for m, _ in pairs], [p for _, p in pairs]
+        model = cls(modules, calibration_method, provenance)
         model.source = snap
         return model
 
 
-def _pinned_module(entry: dict, hub: str | Hub | None) -> ClassModule:
-    repo_id, revision, where = entry.get("repo_id"), entry.get("revision"), entry.get("hub")
-    if not repo_id or not revision:
-        raise InvalidRepoError("a module entry has no repo_id/revision and the repo has no consolidated weights")
-    target = hub_named(where) if where and where != "dir" else get_hub(hub)
-    return ClassModule.from_snapshot(target.snapshot(repo_id, revision))
+def _entry_config(entry: dict, name: str, i: int) -> dict:
+    config = entry.get("config")
+    if not isinstance(config, dict):
+        raise InvalidRepoError(f"{name}: config.json module {i} has no config object; re-publish the repo")
+    return config
+
+
+def linked_hub(snap: Snapshot, named: object, hub: str | Hub | None, what: str) -> Hub:
+    """The hub to read a repo that ``snap``'s own files point to.
+
+    That is the hub ``snap`` came from (for a local directory: the selected one), or the hub the
+    user selected. A file naming any other hub is refused: a repo never chooses where hubmod
+    connects, nor whom it sends the user's token to.
+    """
+    selected = get_hub(hub)
+    home = snap.origin or selected
+    for candidate in (home, selected):
+        if named in (None, "dir", candidate.name):
+            return candidate
+    raise InvalidRepoError(
+        f"{what} names the hub {printable(named)!r}; hubmod reads it only from the hub {printable(snap.name)} came "
+        f"from ({printable(home.name)}) or the one you selected: select that hub yourself if you trust it"
+    )
+
+
+def _pinned_module(entry: dict, i: int, snap: Snapshot, hub: str | Hub | None) -> tuple[ClassModule, dict]:
+    """One module of a composed repo without consolidated weights, read at the commit the entry pins."""
+    where = f"{printable(snap.name)} module {i}"
+    repo_id, revision = entry.get("repo_id"), entry.get("revision")
+    if not isinstance(repo_id, str) or not isinstance(revision, str):
+        raise InvalidRepoError(f"{where} has no repo_id/revision and the repo has no consolidated weights")
+    validate_repo_id(repo_id)
+    if not is_commit_sha(revision):
+        raise InvalidRepoError(f"{where} pins {repo_id} at {printable(revision)!r}, which is not a full commit sha; "
+                               "hubmod only follows pinned commits")
+    target = linked_hub(snap, entry.get("hub"), hub, where)
+    return _module_at(target, repo_id, revision, where)
+
+
+def _module_at(target: Hub, repo_id: str, revision: str, where: str) -> tuple[ClassModule, dict]:
+    module_snap = target.snapshot(repo_id, revision)
+    if module_snap.sha != revision:
+        raise InvalidRepoError(f"{where}: {repo_id} came back at commit {printable(module_snap.sha)!r}, not the "
+                               f"pinned {revision}")
+    return ClassModule.from_snapshot(module_snap), _provenance(module_snap)
 
 
 # --------------------------------------------------------------------------- REF resolution
@@ -161,27 +214,32 @@ def resolve_ref(text: str, hub: str | Hub | None = None) -> list[tuple[ClassModu
     """
     ref, class_name = parse_ref(text)
     snap = open_ref(ref, hub)
-    if snap.file(SPLIT_INDEX, required=False) is not None:
-        return [_from_index(snap, class_name, text, hub)]
+    name = printable(snap.name)
+    if has_index(snap):
+        index = SplitIndex.from_snapshot(snap)
+        if class_name is None:
+            raise HubmodError(f"{name} is a split parent: name a class, e.g. {name}:{printable(index.class_names[0])} "
+                              f"(classes: {printable(', '.join(index.class_names))})")
+        return [_from_index(snap, index, class_name, hub)]
     kind = snap.read_json("config.json").get("hubmod_kind")
     if kind == MODULE_KIND:
         module = ClassModule.from_snapshot(snap)
         if class_name is not None:
             try:
-                match_class(class_name, [module.class_name], snap.name)
+                match_class(class_name, [module.class_name], name)
             except HubmodError:
-                raise HubmodError(f"REF {text} names two different things: {snap.name} is the module of class "
-                                  f"{module.class_name!r}, not {class_name!r}") from None
+                raise HubmodError(f"REF {printable(text)} names two different things: {name} is the module of class "
+                                  f"{printable(module.class_name)!r}, not {printable(class_name)!r}") from None
         return [(module, _provenance(snap))]
     if kind == COMPOSED_KIND:
         composed = ComposedClassifier.from_snapshot(snap, hub)
         pairs = list(zip(composed.class_modules, composed.provenance, strict=True))
         if class_name is None:
             return pairs
-        return [pairs[match_class(class_name, composed.class_names, f"composed classifier {snap.name}")]]
+        return [pairs[match_class(class_name, composed.class_names, f"composed classifier {name}")]]
     raise HubmodError(
-        f"{snap.name} is neither a hubmod module nor a split parent (it has no {SPLIT_INDEX}): "
-        f"split it first with `hubmod split {ref} --dataset ...`"
+        f"{name} is neither a hubmod module nor a split parent (it has no {SPLIT_INDEX}): "
+        f"split it first with `hubmod split {printable(ref)} --dataset ...`"
     )
 
 
@@ -189,55 +247,46 @@ def _provenance(snap: Snapshot) -> dict:
     return {"repo_id": snap.repo_id, "revision": snap.sha, "hub": snap.hub}
 
 
-def _from_index(snap: Snapshot, class_name: str | None, text: str, hub: str | Hub | None):
-    index = snap.read_json(SPLIT_INDEX)
-    entries = index.get("modules")
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise InvalidRepoError(f"{snap.name}: {SPLIT_INDEX} is malformed; split the parent again")
-    names = [str(e.get("class_name")) for e in entries]
-    if class_name is None:
-        raise HubmodError(f"{snap.name} is a split parent: name a class, e.g. {snap.name}:{names[0]} "
-                          f"(classes: {', '.join(names)})")
-    entry = entries[match_class(class_name, names, f"the split of {snap.name}")]
-    if not isinstance(entry.get("repo_id"), str) or not isinstance(entry.get("revision"), str):
-        raise InvalidRepoError(f"{snap.name}: {SPLIT_INDEX} entry for {entry.get('class_name')!r} is malformed")
-    # modules are published beside their index, so they are read from the hub the index came from
-    target = hub_named(snap.hub) if snap.hub != "dir" else get_hub(hub)
-    module_snap = target.snapshot(entry["repo_id"], entry["revision"])
-    module = ClassModule.from_snapshot(module_snap)
-    if module.class_name != entry.get("class_name"):
-        raise InvalidRepoError(f"{entry['repo_id']} holds class {module.class_name!r}, but the split index of "
-                               f"{snap.name} says {entry.get('class_name')!r}")
-    return module, _provenance(module_snap)
+def _from_index(snap: Snapshot, index: SplitIndex, class_name: str, hub: str | Hub | None):
+    """The module of ``class_name`` a split index points to, read from the hub the index came from."""
+    entry = index.modules[match_class(class_name, index.class_names, f"the split of {printable(snap.name)}")]
+    target = linked_hub(snap, None, hub, f"the split index of {printable(snap.name)}")
+    where = f"the split index of {printable(snap.name)} ({printable(entry.class_name)})"
+    module, provenance = _module_at(target, entry.repo_id, entry.revision, where)
+    if module.class_name != entry.class_name:
+        raise InvalidRepoError(f"{entry.repo_id} holds class {printable(module.class_name)!r}, but the split index "
+                               f"of {printable(snap.name)} says {printable(entry.class_name)!r}")
+    return module, provenance
 
 
 def modules_of(source: str, hub: str | Hub | None = None) -> list[tuple[ClassModule, dict]]:
     """Every module a split parent (through its index) or a composed classifier holds, in class order."""
     ref, class_name = parse_ref(source)
     if class_name is not None:
-        raise HubmodError(f"{source}: name the whole model (REPO), not one class")
+        raise HubmodError(f"{printable(source)}: name the whole model (REPO), not one class")
     snap = open_ref(ref, hub)
-    if snap.file(SPLIT_INDEX, required=False) is not None:
-        names = [str(e.get("class_name")) for e in snap.read_json(SPLIT_INDEX).get("modules") or []
-                 if isinstance(e, dict)]
-        return [_from_index(snap, name, source, hub) for name in names]
+    if has_index(snap):
+        index = SplitIndex.from_snapshot(snap)
+        return [_from_index(snap, index, name, hub) for name in index.class_names]
     if snap.read_json("config.json").get("hubmod_kind") == COMPOSED_KIND:
         return resolve_ref(source, hub)
-    raise HubmodError(f"{snap.name} is neither a composed classifier nor a split parent: compose or split it "
-                      f"first (a plain classifier is patched with `hubmod patch`)")
+    raise HubmodError(f"{printable(snap.name)} is neither a composed classifier nor a split parent: compose or split "
+                      f"it first (a plain classifier is patched with `hubmod patch`)")
 
 
 def compose(refs: Sequence[str], output: str | None = None, calibration_method: str = calibration.AUTO,
-            hub: str | Hub | None = None) -> ComposedClassifier:
-    """Build a classifier from module REFs; publish it to ``output`` on the hub when given."""
+            hub: str | Hub | None = None, private: bool = False) -> ComposedClassifier:
+    """Build a classifier from module REFs; publish it to ``output`` on the hub when given
+    (``private``: as a private repo, where the hub has visibility)."""
     if not refs:
         raise HubmodError("name at least one module REF (REPO:CLASS or a module repo)")
     return compose_modules([pair for text in refs for pair in resolve_ref(text, hub)], output,
-                           calibration_method, hub)
+                           calibration_method, hub, private)
 
 
 def compose_modules(pairs: Sequence[tuple[ClassModule, dict]], output: str | None = None,
-                    calibration_method: str = calibration.AUTO, hub: str | Hub | None = None) -> ComposedClassifier:
+                    calibration_method: str = calibration.AUTO, hub: str | Hub | None = None,
+                    private: bool = False) -> ComposedClassifier:
     """A classifier from resolved (module, provenance) pairs; ``auto`` picks the calibration."""
     modules = [m for m, _ in pairs]
     method = calibration_method
@@ -245,7 +294,7 @@ def compose_modules(pairs: Sequence[tuple[ClassModule, dict]], output: str | Non
         method = auto_calibration(modules)
     model = ComposedClassifier(modules, method, [p for _, p in pairs])
     if output:
-        model.push_to_hub(output, hub)
+        model.push_to_hub(output, hub, private=private)
     return model
 
 

@@ -13,6 +13,8 @@ Labels are matched to a model's classes by name, never by position.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import gzip
 import os
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from .errors import HubmodError, NotFoundError
+from .untrusted import printable
 
 FASHION_MNIST = "fashion-mnist"
 FASHION_MNIST_HF_ID = "zalando-datasets/fashion_mnist"
@@ -205,20 +208,27 @@ def load_images(spec: str, split: str = "train", size: tuple[int, int] | None = 
     """
     import datasets
 
-    if spec == FASHION_MNIST:  # built lazily: only the split asked for is decoded
+    if spec == FASHION_MNIST:  # built lazily: only the split asked for is decoded, once per process
         if split not in _FMNIST_FILES:
             raise NotFoundError(f"dataset {spec} has no split {split!r}; it has: {', '.join(_FMNIST_FILES)}")
-        ds = fashion_mnist(split)
-    else:
-        ds = _open(spec)
+        return dataclasses.replace(_fashion_mnist_images(split, str(fashion_mnist_dir())))
+    ds = _open(spec)
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
             raise NotFoundError(f"dataset {spec} has no split {split!r}; it has: {', '.join(ds.keys())}")
         ds = ds[split]
-    elif split != "train" and spec != FASHION_MNIST:
+    elif split != "train":
         raise NotFoundError(f"dataset {spec} has a single split; use --split train")
     hub_id = _hub_id(spec)
     return dataset_to_images(ds, name=spec, split=split, size=size, hub_id=hub_id)
+
+
+@functools.lru_cache(maxsize=2)
+def _fashion_mnist_images(split: str, root: str) -> LabeledImages:
+    """The built-in dataset, decoded once and kept for the process's later splits and evaluations (decoding
+    is a large share of a short split). The tensors are shared: callers take subsets and preprocessed
+    copies, never write into them."""
+    return dataset_to_images(fashion_mnist(split), name=FASHION_MNIST, split=split, hub_id=FASHION_MNIST_HF_ID)
 
 
 def _hub_id(spec: str) -> str | None:
@@ -257,13 +267,13 @@ def dataset_to_images(ds, name: str, split: str, size: tuple[int, int] | None = 
         class_names = sorted(set(values))
         index = {n: i for i, n in enumerate(class_names)}
         labels = torch.tensor([index[v] for v in values], dtype=torch.long)
-    images = _decode_images(ds, image_col, size)
+    images = _decode_images(ds, image_col, size, image_roots(name))
     if len(images) != len(labels):
         raise HubmodError(f"dataset {name}: {len(images)} images but {len(labels)} labels")
     return LabeledImages(images, labels, class_names, name, split, hub_id)
 
 
-def _decode_images(ds, column: str, size: tuple[int, int] | None) -> torch.Tensor:
+def _decode_images(ds, column: str, size: tuple[int, int] | None, roots: list[Path]) -> torch.Tensor:
     from datasets import Image
 
     if not isinstance(ds.features[column], Image):
@@ -274,9 +284,8 @@ def _decode_images(ds, column: str, size: tuple[int, int] | None) -> torch.Tenso
             arr = arr.astype(np.uint8)
         t = torch.from_numpy(arr)
         return t[:, None] if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
-    from .preprocess import _pil_to_chw
-
-    return _stack([_pil_to_chw(im) for im in ds[column]], size)
+    encoded = ds.cast_column(column, Image(decode=False))[column]  # decoded here, where file paths are checked
+    return _stack([_decode_one(value, True, roots) for value in encoded], size)
 
 
 def _stack(tensors: list[torch.Tensor], size: tuple[int, int] | None) -> torch.Tensor:
@@ -341,6 +350,7 @@ def sample_stream(spec: str, split: str, class_names: list[str], where: str, quo
         if missing:
             raise HubmodError(f"dataset {spec} has no class {', '.join(repr(m) for m in missing)} that {where} "
                               f"needs (dataset classes: {', '.join(names)})")
+    roots = image_roots(spec)
     want = sum(quotas) * len(class_names)
     got: list[list[list[torch.Tensor]]] = [[[] for _ in class_names] for _ in quotas]
     filled = 0
@@ -352,7 +362,7 @@ def sample_stream(spec: str, split: str, class_names: list[str], where: str, quo
         part = next((p for p, q in enumerate(quotas) if len(got[p][j]) < q), None)
         if part is None:
             continue
-        got[part][j].append(_decode_one(example[image_col], raw_images))
+        got[part][j].append(_decode_one(example[image_col], raw_images, roots))
         filled += 1
         if filled == want:
             break
@@ -389,8 +399,23 @@ def _stream_split(spec: str, split: str):
     return ds.to_iterable_dataset(num_shards=8) if isinstance(ds, datasets.Dataset) else ds
 
 
-def _decode_one(value, encoded: bool) -> torch.Tensor:
-    """One image, from encoded bytes / a file path, or from an array."""
+def image_roots(spec: str) -> list[Path]:
+    """Where a dataset's image files may be read from: its own folder, or (from the Hub) the download caches.
+
+    A row of a dataset can name an image by file path instead of holding its bytes; a path
+    anywhere else (``/etc/...``, ``~/.ssh/...``) is refused, not opened.
+    """
+    if _is_path(spec):
+        path = Path(spec).expanduser().resolve()
+        return [path if path.is_dir() else path.parent]
+    import datasets.config
+    from huggingface_hub import constants
+
+    return [Path(datasets.config.HF_DATASETS_CACHE).resolve(), Path(constants.HF_HUB_CACHE).resolve()]
+
+
+def _decode_one(value, encoded: bool, roots: list[Path]) -> torch.Tensor:
+    """One image, from encoded bytes / a file path under ``roots``, or from an array."""
     if not encoded:
         arr = np.asarray(value)
         if arr.dtype != np.uint8:
@@ -406,9 +431,15 @@ def _decode_one(value, encoded: bool) -> torch.Tensor:
     from .preprocess import _pil_to_chw
 
     if value.get("bytes") is not None:
-        im = PILImage.open(io.BytesIO(value["bytes"]))
-    elif value.get("path"):
-        im = PILImage.open(value["path"])
+        source = io.BytesIO(value["bytes"])
+    elif isinstance(value.get("path"), str) and value["path"]:
+        source = Path(value["path"]).resolve()
+        if "://" in value["path"] or not any(source.is_relative_to(r) for r in roots):
+            raise HubmodError(f"an image of the dataset names the file {printable(value['path'])[:200]!r}, outside "
+                              "the dataset's own folder; hubmod only opens image files of the dataset")
     else:
         raise HubmodError("an image in the dataset has neither bytes nor a path")
-    return _pil_to_chw(im)
+    try:
+        return _pil_to_chw(PILImage.open(source))
+    except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
+        raise HubmodError(f"an image of the dataset cannot be decoded ({printable(e)[:200]})") from None

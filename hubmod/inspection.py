@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import torch
 
 from .channels import count_kernels, count_macs, count_params
 from .hub import Hub
 from .loading import COMPOSED, INDEX, MODULE, PARENT, PATCHED, load
+from .split_index import SplitIndex, has_index
 
 
 def describe(source: str, hub: str | Hub | None = None) -> dict:
@@ -25,8 +28,8 @@ def describe(source: str, hub: str | Hub | None = None) -> dict:
             "macs": count_macs(parent.model, example),
             "license": parent.license,
         })
-        if snap.file("hubmod_split.json", required=False) is not None:
-            info["split_index"] = snap.read_json("hubmod_split.json")["modules"]
+        if has_index(snap):
+            info["split_index"] = [asdict(e) for e in SplitIndex.from_snapshot(snap).modules]
     elif loaded.kind == MODULE:
         cfg = loaded.obj.config
         parent = cfg.parent
@@ -66,6 +69,6 @@ def describe(source: str, hub: str | Hub | None = None) -> dict:
         })
     elif loaded.kind == INDEX:
         index = loaded.obj
-        info.update({"parent": index.get("parent"), "method": index.get("method"), "metrics": index.get("metrics"),
-                     "modules": index.get("modules")})
+        info.update({"parent": index.parent, "method": index.method, "metrics": index.metrics,
+                     "modules": [asdict(e) for e in index.modules]})
     return info

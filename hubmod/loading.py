@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .composed import COMPOSED_KIND, SPLIT_INDEX, ComposedClassifier
+from .composed import COMPOSED_KIND, ComposedClassifier
 from .data import LabeledImages, load_images
 from .devices import AUTO, resolve_device
 from .errors import HubmodError
@@ -23,6 +23,8 @@ from .parents import Parent, parent_from_snapshot
 from .patching import PATCHED_KIND, PatchedClassifier
 from .preprocess import DataConfig
 from .refs import RepoRef, parse_source
+from .split_index import SPLIT_INDEX, SplitIndex, has_index
+from .untrusted import printable
 
 PARENT, MODULE, COMPOSED, INDEX, PATCHED = "parent", "class_module", "composed_classifier", "split_index", PATCHED_KIND
 
@@ -30,7 +32,7 @@ PARENT, MODULE, COMPOSED, INDEX, PATCHED = "parent", "class_module", "composed_c
 @dataclass
 class Loaded:
     kind: str
-    obj: Any  # Parent | ClassModule | ComposedClassifier | PatchedClassifier | dict (split index)
+    obj: Any  # Parent | ClassModule | ComposedClassifier | PatchedClassifier | SplitIndex
     snapshot: Snapshot
 
 
@@ -54,9 +56,10 @@ def load(source: str, hub: str | Hub | None = None, revision: str | None = None)
         return Loaded(PATCHED, PatchedClassifier.from_snapshot(snap, hub), snap)
     if config is not None:
         return Loaded(PARENT, parent_from_snapshot(snap), snap)
-    if snap.file(SPLIT_INDEX, required=False) is not None:
-        return Loaded(INDEX, snap.read_json(SPLIT_INDEX), snap)
-    raise HubmodError(f"{snap.name} has neither config.json nor {SPLIT_INDEX}: it is not a model hubmod can read")
+    if has_index(snap):
+        return Loaded(INDEX, SplitIndex.from_snapshot(snap), snap)
+    raise HubmodError(f"{printable(snap.name)} has neither config.json nor {SPLIT_INDEX}: it is not a model hubmod "
+                      "can read")
 
 
 def class_names_of(loaded: Loaded) -> list[str]:
@@ -64,7 +67,7 @@ def class_names_of(loaded: Loaded) -> list[str]:
         return loaded.obj.class_names
     if loaded.kind == MODULE:
         return [loaded.obj.class_name]
-    return [e["class_name"] for e in loaded.obj.get("modules", [])]
+    return loaded.obj.class_names
 
 
 def evaluate(source: str | Loaded, dataset: str, split: str = "test", hub: str | Hub | None = None,

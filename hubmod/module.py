@@ -25,7 +25,8 @@ from .fast_inference import FastBackbone, use_fast_path
 from .heads import build_head, reads_features
 from .hub import Hub, Snapshot
 from .parents import WEIGHTS, ParentSpec
-from .preprocess import DataConfig, prepare_input
+from .preprocess import MAX_SIDE, DataConfig, prepare_input
+from .untrusted import Fields, printable
 from .weights import load_parts
 
 MODULE_KIND = "class_module"
@@ -58,16 +59,16 @@ class ModuleConfig:
     def from_dict(cls, data: dict, where: str) -> ModuleConfig:
         if data.get("hubmod_kind") != MODULE_KIND:
             raise InvalidRepoError(f"{where} is not a hubmod class module (config.json hubmod_kind is "
-                                   f"{data.get('hubmod_kind')!r})")
+                                   f"{printable(data.get('hubmod_kind'))[:60]!r})")
         if data.get("format_version") != FORMAT_VERSION:
             raise InvalidRepoError(
-                f"{where} uses module format {data.get('format_version')!r}; this hubmod reads format "
+                f"{where} uses module format {printable(data.get('format_version'))[:60]!r}; this hubmod reads format "
                 f"{FORMAT_VERSION}: upgrade hubmod"
             )
         try:
             cfg = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         except TypeError as e:
-            raise InvalidRepoError(f"{where}: config.json misses fields ({e})") from None
+            raise InvalidRepoError(f"{where}: config.json misses fields ({printable(e)})") from None
         cfg._check(where)
         return cfg
 
@@ -76,15 +77,16 @@ class ModuleConfig:
             return InvalidRepoError(f"{where}: config.json {msg}; the repo is damaged, re-publish it")
 
         types = {"class_name": str, "class_index": int, "parent": dict, "data_config": dict, "channels": dict,
-                 "head": dict, "calibration": dict, "method": dict, "metrics": dict, "dataset": dict}
+                 "head": dict, "calibration": dict, "method": dict, "metrics": dict, "dataset": dict,
+                 "split_id": str, "command": (str, type(None))}
         for name, typ in types.items():
             if not isinstance(getattr(self, name), typ) or isinstance(getattr(self, name), bool):
-                raise bad(f"field {name!r} must be {typ.__name__}")
+                raise bad(f"field {name!r} must be {getattr(typ, '__name__', 'a string or null')}")
         labels = self.parent.get("label_names")
         if not isinstance(labels, list) or not 0 <= self.class_index < len(labels):
             raise bad(f"class_index {self.class_index} is outside the parent's {len(labels or [])} classes")
         if labels[self.class_index] != self.class_name:
-            raise bad(f"class_name {self.class_name!r} is not the parent's class {self.class_index}")
+            raise bad(f"class_name {printable(self.class_name)[:100]!r} is not the parent's class {self.class_index}")
         groups = self.channels.get("groups")
         if not isinstance(groups, list) or not groups:
             raise bad("has no channel groups")
@@ -92,18 +94,26 @@ class ModuleConfig:
             if not (isinstance(g, dict) and isinstance(g.get("name"), str) and isinstance(g.get("size"), int)
                     and isinstance(g.get("kept"), list) and g["kept"]
                     and all(isinstance(i, int) and 0 <= i < g["size"] for i in g["kept"])):
-                raise bad(f"channel group {g.get('name') if isinstance(g, dict) else g!r} is malformed")
+                label = printable(g.get("name") if isinstance(g, dict) else g)[:100]
+                raise bad(f"channel group {label!r} is malformed")
         ex = self.channels.get("example_input")
         if not (isinstance(ex, list) and len(ex) == 4 and ex[0] == 1
-                and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in ex)):
+                and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIDE for v in ex)):
             raise bad("channels.example_input must be [1, C, H, W]")
         data = DataConfig.from_dict(self.data_config)
         if tuple(ex[1:]) != tuple(data.input_size):
             raise bad(f"channels.example_input {ex} is not one image of data_config input_size "
                       f"{list(data.input_size)}")
-        cal = self.calibration
-        if not all(isinstance(cal.get(k), dict) for k in ("own", "other", "platt")):
-            raise bad("calibration needs own, other and platt statistics")
+        cal = Fields(self.calibration, f"{where}: config.json calibration")
+        for part, keys in (("own", ("min", "max")), ("other", ("min", "max")), ("platt", ("a", "b"))):
+            stats = cal.obj(part)
+            for key in keys:
+                stats.number(key)
+            for key in ("mean", "std", "q05", "q50", "q95"):
+                stats.number(key, optional=True)
+        name = Fields(self.method, f"{where}: config.json method").str("name", optional=True, max_len=100)
+        if name is not None and name not in _known_methods():
+            raise bad(f"method name {printable(name)!r} is not a method this hubmod knows")
 
     @property
     def parent_spec(self) -> ParentSpec:
@@ -112,6 +122,12 @@ class ModuleConfig:
     @property
     def kept(self) -> dict[str, list[int]]:
         return {g["name"]: g["kept"] for g in self.channels["groups"]}
+
+
+def _known_methods() -> set[str]:
+    from .splitters import METHODS  # the methods' code is only needed for their names, when a config is read
+
+    return set(METHODS)
 
 
 class ClassModule(HubArtifact, nn.Module):
@@ -178,26 +194,35 @@ class ClassModule(HubArtifact, nn.Module):
     @classmethod
     def from_snapshot(cls, snap: Snapshot, hub: str | Hub | None = None) -> ClassModule:
         data = snap.read_json(CONFIG)
+        name = printable(snap.name)
         if data.get("hubmod_kind") != MODULE_KIND:
-            raise HubmodError(f"{snap.name} is not a class module (it is a "
-                              f"{data.get('hubmod_kind') or 'timm model'}); use it as a parent or compose from it")
+            raise HubmodError(f"{name} is not a class module (it is a "
+                              f"{printable(data.get('hubmod_kind') or 'timm model')}); use it as a parent or "
+                              "compose from it")
         if snap.file(WEIGHTS, required=False) is None:
-            raise InvalidRepoError(f"{snap.name} has no {WEIGHTS}; hubmod only loads safetensors weights")
-        module = cls.from_config(data, snap.name)
-        load_parts(snap.file(WEIGHTS), {"": module}, snap.name)
+            raise InvalidRepoError(f"{name} has no {WEIGHTS}; hubmod only loads safetensors weights")
+        module = cls.from_config(data, name)
+        load_parts(snap.file(WEIGHTS), {"": module}, name)
         return module
 
     @classmethod
     def from_config(cls, data: dict, where: str) -> ClassModule:
-        """The module config.json describes, with untrained weights: the shapes its weights file must have."""
+        """The module config.json describes, without weights: the shapes its weights file must have.
+
+        It is rebuilt on the meta device where the architecture allows (no memory is spent, and
+        tracing the example input costs nothing), and allocated by `hubmod.weights.load_parts` only
+        after the weights file's header matched it.
+        """
         config = ModuleConfig.from_dict(data, where)
         spec = config.parent_spec
         groups = config.channels["groups"]
-        example = torch.zeros(config.channels["example_input"])
-        fresh = spec.build()
+        fresh = spec.build(lazy=True)
+        device = next(fresh.parameters()).device
+        example = torch.zeros(config.channels["example_input"], device=device)
         try:
-            backbone = rebuild(fresh, {g["name"]: g["size"] for g in groups}, config.kept, example)
-            backbone, head = attach_head(backbone, config.head, spec.num_classes, example)
+            with torch.device(device):
+                backbone = rebuild(fresh, {g["name"]: g["size"] for g in groups}, config.kept, example)
+                backbone, head = attach_head(backbone, config.head, spec.num_classes, example)
         except (RuntimeError, ValueError, IndexError) as e:
             # torch's own complaint (a conv that cannot take the example, a pool that shrinks it to
             # nothing) is the only way to learn that an untrusted config describes an unrunnable net

@@ -7,6 +7,8 @@ itself so that only safetensors and JSON are ever read and the commit sha is kno
 
 from __future__ import annotations
 
+import math
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -17,11 +19,28 @@ from .errors import HubmodError, InvalidRepoError
 from .hub import Hub, Snapshot, open_ref
 from .preprocess import DataConfig
 from .refs import parse_source
+from .untrusted import printable
 from .weights import load_parts
 
 WEIGHTS = "model.safetensors"
 _MAX_CLASSES = 100_000
 MAX_PARAMETERS = 2_000_000_000  # above any timm classifier; a config asking for more is refused
+MAX_BUFFER_ELEMENTS = 500_000_000  # BatchNorm statistics and the like are a small share of a CNN
+
+# model_args from a config.json reach timm.create_model only if they shape the network (widths, depths,
+# input channels, ...). Anything else could name a file, device, dtype or pretrained config.
+SHAPE_ARGS = frozenset({
+    "in_chans", "cfg", "channels", "stem_width", "stem_chs", "stem_type", "layers", "depths", "dims", "widths",
+    "w0", "wa", "wm", "depth", "group_size", "bottle_ratio", "se_ratio", "cardinality", "base_width",
+    "output_stride", "global_pool", "growth_rate", "block_config", "num_init_features", "bn_size",
+    "img_size", "patch_size", "embed_dim", "num_heads", "mlp_ratio", "multiplier", "channel_multiplier",
+    "depth_multiplier", "head_hidden_size", "num_features", "conv_mlp", "kernel_sizes", "avg_down",
+    "stem_kernel_size", "head_norm_first", "round_chs_fn", "fix_stem", "width_multiplier",
+})
+# Changes nothing in eval mode (dropout rates): accepted in a config and not passed on.
+IGNORED_ARGS = frozenset({"num_classes", "pretrained", "drop_rate", "drop_path_rate", "drop_block_rate",
+                          "proj_drop_rate", "attn_drop_rate"})
+_ARG_TEXT = re.compile(r"[A-Za-z0-9_.-]{0,32}")
 
 
 VALIDATION_KEY = "hubmod_validation"  # config.json: which images the parent was not trained on
@@ -61,7 +80,7 @@ class ParentSpec:
         arch = cfg.get("architecture")
         if not isinstance(arch, str) or not is_model(arch):
             raise InvalidRepoError(
-                f"{where}: config.json names architecture {arch!r}, which is not a timm model "
+                f"{where}: config.json names architecture {printable(arch)[:100]!r}, which is not a timm model "
                 "(hubmod only builds architectures from timm's registry)"
             )
         pretrained_cfg = cfg.get("pretrained_cfg") or {}
@@ -69,8 +88,9 @@ class ParentSpec:
         if not isinstance(pretrained_cfg, dict) or not isinstance(model_args, dict):
             raise InvalidRepoError(f"{where}: pretrained_cfg and model_args in config.json must be objects")
         num_classes = cfg.get("num_classes", pretrained_cfg.get("num_classes"))
-        if not isinstance(num_classes, int) or not 2 <= num_classes <= _MAX_CLASSES:
-            raise InvalidRepoError(f"{where}: config.json needs num_classes >= 2 (got {num_classes!r})")
+        if type(num_classes) is not int or not 2 <= num_classes <= _MAX_CLASSES:
+            raise InvalidRepoError(f"{where}: config.json needs num_classes in 2..{_MAX_CLASSES:,} "
+                                   f"(got {printable(num_classes)[:40]})")
         labels = cfg.get("label_names", pretrained_cfg.get("label_names"))
         if isinstance(labels, dict):
             try:
@@ -78,7 +98,7 @@ class ParentSpec:
             except (ValueError, TypeError):
                 labels = None
         if not isinstance(labels, list) or len(labels) != num_classes or not all(
-            isinstance(n, str) and n.strip() for n in labels
+            isinstance(n, str) and n.strip() and len(n) <= 1000 for n in labels
         ):
             raise InvalidRepoError(
                 f"{where}: config.json needs label_names, one name per class ({num_classes}); "
@@ -86,7 +106,15 @@ class ParentSpec:
             )
         if len(set(labels)) != len(labels):
             raise InvalidRepoError(f"{where}: label_names in config.json repeat a name")
-        model_args = {k: v for k, v in model_args.items() if k not in ("num_classes", "pretrained")}
+        model_args = {k: v for k, v in model_args.items() if k not in IGNORED_ARGS}
+        for key, value in model_args.items():
+            if key not in SHAPE_ARGS:
+                raise InvalidRepoError(
+                    f"{where}: config.json passes model_args {printable(key)[:60]!r} to timm; hubmod passes only "
+                    "arguments that shape the network (in_chans, channels, depths, widths and the like)")
+            if not _plain_arg(value):
+                raise InvalidRepoError(f"{where}: config.json model_args {key!r} is not a number, flag, short name "
+                                       "or list of them")
         return cls(arch, num_classes, list(labels), model_args, dict(pretrained_cfg),
                    _validation_record(cfg.get(VALIDATION_KEY), where))
 
@@ -97,23 +125,32 @@ class ParentSpec:
             cfg["input_size"] = (self.model_args["in_chans"], *cfg["input_size"][1:])
         return DataConfig.from_pretrained_cfg(cfg)
 
-    def build(self) -> nn.Module:
-        """The architecture with random weights, in eval mode.
+    def build(self, lazy: bool = False) -> nn.Module:
+        """The architecture, in eval mode: with random weights, or (``lazy``) as a skeleton to load into.
 
-        It is first built on the meta device (no memory) and its size checked, so a config.json
-        asking for an absurd network fails in one line instead of exhausting memory.
+        It is first built on the meta device (no memory) and its size checked, parameters and
+        buffers, so a config.json asking for an absurd network fails in one line instead of
+        exhausting memory. The lazy skeleton stays on the meta device: `hubmod.weights.load_parts`
+        checks a weights file against its shapes before allocating anything, then fills it.
+        (An architecture with buffers that are not saved in weights files is built for real.)
         """
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # an empty layer warns while initialising; it is refused below
             probe = self._create()
-        size = sum(p.numel() for p in probe.parameters())
+        what = f"{self.architecture} with model_args {printable(self.model_args)}"
         empty = next((name for name, p in probe.named_parameters() if 0 in p.shape), None)
         if empty is not None:
-            raise InvalidRepoError(f"{self.architecture} with model_args {self.model_args} has a layer with no "
-                                   f"channels ({empty}); config.json is not a sane model")
+            raise InvalidRepoError(f"{what} has a layer with no channels ({empty}); config.json is not a sane model")
+        size = sum(p.numel() for p in probe.parameters())
         if size > MAX_PARAMETERS:
-            raise InvalidRepoError(f"{self.architecture} with model_args {self.model_args} has {size:,} parameters, "
-                                   f"over hubmod's limit of {MAX_PARAMETERS:,}; config.json is not a sane model")
+            raise InvalidRepoError(f"{what} has {size:,} parameters, over hubmod's limit of {MAX_PARAMETERS:,}; "
+                                   "config.json is not a sane model")
+        buffers = sum(b.numel() for b in probe.buffers())
+        if buffers > MAX_BUFFER_ELEMENTS:
+            raise InvalidRepoError(f"{what} holds {buffers:,} buffer values, over hubmod's limit of "
+                                   f"{MAX_BUFFER_ELEMENTS:,}; config.json is not a sane model")
+        if lazy and not has_unsaved_buffers(probe):
+            return probe.eval()
         return self._create().eval()
 
     def _create(self) -> nn.Module:
@@ -123,11 +160,11 @@ class ParentSpec:
 
         try:
             return timm.create_model(self.architecture, pretrained=False, num_classes=self.num_classes,
-                                     pretrained_cfg_overlay=dict(self.pretrained_cfg), **self.model_args)
+                                     **self.model_args)
         except Exception as e:  # any failure to build from an untrusted config is a damaged repo
-            detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+            detail = printable(str(e).splitlines()[0] if str(e) else type(e).__name__)
             raise InvalidRepoError(
-                f"cannot build {self.architecture} with model_args {self.model_args}: {detail}"
+                f"cannot build {self.architecture} with model_args {printable(self.model_args)}: {detail}"
             ) from None
 
     def to_dict(self) -> dict:
@@ -162,6 +199,24 @@ class Parent:
         return self.snapshot.repo_id or self.snapshot.path.name
 
 
+def _plain_arg(value: object, depth: int = 0) -> bool:
+    """A model argument a config may hold: numbers, flags, short names, and short lists of them."""
+    if value is None or isinstance(value, bool | int):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return bool(_ARG_TEXT.fullmatch(value))
+    if isinstance(value, list) and depth < 2 and len(value) <= 256:
+        return all(_plain_arg(v, depth + 1) for v in value)
+    return False
+
+
+def has_unsaved_buffers(model: nn.Module) -> bool:
+    """Whether ``model`` keeps buffers that weights files do not hold (they must be computed by building it)."""
+    return any(getattr(m, "_non_persistent_buffers_set", None) for m in model.modules())
+
+
 def substate(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The tensors under ``prefix`` (e.g. ``"modules.3."``) with the prefix removed: one part of a consolidated file."""
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
@@ -177,26 +232,25 @@ def read_license(snapshot: Snapshot) -> str | None:
         value = ModelCard.load(readme).data.to_dict().get("license")
     except Exception:  # a malformed card must not stop loading the weights
         return None
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", value) else None
 
 
 def parent_from_snapshot(snapshot: Snapshot) -> Parent:
     cfg = snapshot.read_json("config.json")
     if cfg.get("hubmod_kind"):
-        raise HubmodError(
-            f"{snapshot.name} is a hubmod {cfg['hubmod_kind'].replace('_', ' ')}, not a timm classifier to split"
-        )
+        raise HubmodError(f"{printable(snapshot.name)} is a hubmod {printable(cfg['hubmod_kind']).replace('_', ' ')}, "
+                          "not a timm classifier to split")
     _refuse_pickles(snapshot)
-    spec = ParentSpec.from_config(cfg, snapshot.name)
-    model = spec.build()
-    load_parts(snapshot.file(WEIGHTS), {"": model}, snapshot.name)
+    spec = ParentSpec.from_config(cfg, printable(snapshot.name))
+    model = spec.build(lazy=True)
+    load_parts(snapshot.file(WEIGHTS), {"": model}, printable(snapshot.name))
     return Parent(spec=spec, model=model, snapshot=snapshot, license=read_license(snapshot))
 
 
 def _refuse_pickles(snapshot: Snapshot) -> None:
     if snapshot.file(WEIGHTS, required=False) is None:
         raise InvalidRepoError(
-            f"{snapshot.name} has no {WEIGHTS}; hubmod only loads safetensors weights "
+            f"{printable(snapshot.name)} has no {WEIGHTS}; hubmod only loads safetensors weights "
             "(it never unpickles .bin/.pt/.pth files): convert the weights to safetensors"
         )
 

@@ -26,6 +26,7 @@ from .module import ClassModule
 from .parents import WEIGHTS, ParentSpec, load_parent
 from .preprocess import batches_by_config
 from .refs import match_class
+from .untrusted import Fields, printable
 from .weights import load_parts
 
 PATCHED_KIND = "patched_classifier"
@@ -110,30 +111,33 @@ class PatchedClassifier(HubArtifact, nn.Module):
     @classmethod
     def from_snapshot(cls, snap: Snapshot, hub: str | Hub | None = None) -> PatchedClassifier:
         data = snap.read_json("config.json")
+        name = printable(snap.name)
         if data.get("hubmod_kind") != PATCHED_KIND:
-            raise HubmodError(f"{snap.name} is not a patched classifier (config.json hubmod_kind is "
-                              f"{data.get('hubmod_kind')!r})")
+            raise HubmodError(f"{name} is not a patched classifier (config.json hubmod_kind is "
+                              f"{printable(data.get('hubmod_kind'))[:60]!r})")
         if data.get("format_version") != FORMAT_VERSION:
-            raise InvalidRepoError(f"{snap.name} uses patched format {data.get('format_version')!r}; upgrade hubmod")
-        weak_entry, module_entry = data.get("weak"), data.get("module")
-        if not isinstance(weak_entry, dict) or not isinstance(module_entry, dict):
-            raise InvalidRepoError(f"{snap.name}: config.json needs 'weak' and 'module' objects")
+            raise InvalidRepoError(f"{name} uses patched format {printable(data.get('format_version'))[:60]!r}; "
+                                   "upgrade hubmod")
+        fields = Fields(data, f"{name}: config.json")
+        weak_entry, module_entry = fields.obj("weak"), fields.obj("module")
+        strategy = fields.str("strategy", max_len=20)
+        if strategy not in STRATEGIES:
+            raise fields.error(f"strategy {printable(strategy)!r} is not one of {', '.join(STRATEGIES)}")
         if snap.file(WEIGHTS, required=False) is None:
-            raise InvalidRepoError(f"{snap.name} has no {WEIGHTS}; hubmod only loads safetensors weights")
-        spec = ParentSpec.from_config(weak_entry.get("spec") or {}, f"{snap.name} weak model")
-        weak = spec.build()
-        module = ClassModule.from_config(module_entry.get("config") or {}, f"{snap.name} module")
-        load_parts(snap.file(WEIGHTS), {"weak.": weak, "module.": module}, snap.name)
-        target = data.get("target_index")
-        if not isinstance(target, int) or not 0 <= target < spec.num_classes:
-            raise InvalidRepoError(f"{snap.name}: config.json target_index {target!r} is not a class of the weak model")
-        provenance = {f"weak_{k}": weak_entry.get(k) for k in ("repo_id", "revision", "hub")}
-        provenance.update({f"module_{k}": module_entry.get(k) for k in ("repo_id", "revision", "hub")})
-        return cls(weak, spec, module, target, str(data.get("strategy")), provenance)
+            raise InvalidRepoError(f"{name} has no {WEIGHTS}; hubmod only loads safetensors weights")
+        spec = ParentSpec.from_config(weak_entry.obj("spec").data, f"{name} weak model")
+        target = fields.int("target_index", lo=0, hi=spec.num_classes - 1)
+        weak = spec.build(lazy=True)
+        module = ClassModule.from_config(module_entry.obj("config").data, f"{name} module")
+        load_parts(snap.file(WEIGHTS), {"weak.": weak, "module.": module}, name)
+        provenance = {f"{part}_{k}": v if isinstance(v := entry.data.get(k), str) else None
+                      for part, entry in (("weak", weak_entry), ("module", module_entry))
+                      for k in ("repo_id", "revision", "hub")}
+        return cls(weak, spec, module, target, strategy, provenance)
 
 
 def patch(weak_source: str, module_ref: str, class_name: str | None = None, strategy: str = "minmax",
-          output: str | None = None, hub: str | Hub | None = None) -> PatchedClassifier:
+          output: str | None = None, hub: str | Hub | None = None, private: bool = False) -> PatchedClassifier:
     """Patch ``weak_source``'s class (the module's, or ``class_name``) with the module ``module_ref`` names.
 
     The class is matched by name, so the module may come from a parent with other classes, another
@@ -159,6 +163,6 @@ def patch(weak_source: str, module_ref: str, class_name: str | None = None, stra
                   **{f"module_{k}": v for k, v in prov.items()}}
     model = PatchedClassifier(weak.model, weak.spec, module, target, strategy, provenance)
     if output:
-        model.push_to_hub(output, hub)
+        model.push_to_hub(output, hub, private=private)
     return model
 

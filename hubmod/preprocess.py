@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from .errors import HubmodError
+from .untrusted import printable
 
+MAX_SIDE = 2048  # pixels per side a model's input may have (bounds what loading a config may trace)
 _LUMA = (0.299, 0.587, 0.114)
 
 
@@ -40,11 +42,13 @@ class DataConfig:
             std = tuple(float(v) for v in cfg["std"])
             interp = str(cfg.get("interpolation") or "bilinear")
             crop = float(cfg.get("crop_pct") or 1.0)
-        except (KeyError, TypeError, ValueError) as e:
-            raise HubmodError(f"data config is incomplete or malformed ({e}): {cfg}") from None
-        if len(size) != 3 or min(size) < 1 or max(size[1:]) > 4096 or size[0] > 4:
-            raise HubmodError(f"data config input_size {size} is not (channels<=4, height, width)")
-        if len(mean) != size[0] or len(std) != size[0] or min(std) <= 0:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise HubmodError(f"data config is incomplete or malformed ({printable(e)[:200]})") from None
+        if len(size) != 3 or min(size) < 1 or max(size[1:]) > MAX_SIDE or size[0] > 4:
+            raise HubmodError(f"data config input_size {size} is not (channels<=4, height<={MAX_SIDE}, "
+                              f"width<={MAX_SIDE})")
+        if (len(mean) != size[0] or len(std) != size[0] or min(std) <= 0
+                or not all(math.isfinite(v) for v in mean + std)):
             raise HubmodError(f"data config mean/std {mean}/{std} do not fit {size[0]} channel(s)")
         if interp not in ("bilinear", "bicubic", "nearest", "area"):
             interp = "bilinear"

@@ -11,7 +11,8 @@ from .refs import match_class
 
 
 def replace(model_source: str, class_name: str, with_ref: str, output: str | None = None,
-            calibration_method: str = calibration.AUTO, hub: str | Hub | None = None) -> ComposedClassifier:
+            calibration_method: str = calibration.AUTO, hub: str | Hub | None = None,
+            private: bool = False) -> ComposedClassifier:
     """``model_source`` (a composed classifier or split parent), ``class_name``'s module swapped for ``with_ref``."""
     pairs = modules_of(model_source, hub)
     index = match_class(class_name, [m.class_name for m, _ in pairs], f"model {model_source}")
@@ -25,4 +26,4 @@ def replace(model_source: str, class_name: str, with_ref: str, output: str | Non
         raise HubmodError(f"{with_ref} is the module of {module.class_name!r}, not {pairs[index][0].class_name!r}: "
                           "a class is only replaced by a module of the same class") from None
     pairs[index] = new[0]
-    return compose_modules(pairs, output, calibration_method, hub)
+    return compose_modules(pairs, output, calibration_method, hub, private)

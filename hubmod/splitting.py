@@ -8,6 +8,7 @@ and only then publish — each repo in one atomic commit, the index last.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ import torch
 
 from . import calibration
 from .channels import channel_groups, count_kernels, count_macs, count_params, extract
-from .composed import SPLIT_INDEX, SPLIT_INDEX_KIND, ComposedClassifier
+from .composed import ComposedClassifier
 from .data import LabeledImages, dataset_splits, load_for_model, sample_stream
 from .devices import AUTO, resolve_device
 from .errors import HubmodError
@@ -32,7 +33,15 @@ from .parallel import data_parallel, launched_processes
 from .parents import Parent, parent_from_snapshot, substate
 from .preprocess import preprocess
 from .refs import class_slugs, match_class, parse_source, validate_repo_id
-from .resume import clear_checkpoint, load_checkpoint, published_revision, save_checkpoint
+from .resume import (
+    clear_checkpoint,
+    drop_stale_checkpoints,
+    load_checkpoint,
+    published_revision,
+    save_checkpoint,
+    split_lock,
+)
+from .split_index import SPLIT_INDEX, IndexEntry, SplitIndex
 from .splitters import ClassSlice, SplitContext, get_splitter
 
 HELD_OUT_FRACTION = 0.2
@@ -203,6 +212,7 @@ def split(
     resume: bool = False,
     stream: bool = False,
     device: str | torch.device | None = AUTO,
+    private: bool = False,
 ) -> SplitReport:
     """Split ``source`` into class modules on ``dataset`` and (by default) publish them to the hub.
 
@@ -212,7 +222,8 @@ def split(
     decoded (the training and validation budgets, and up to 500 held-out images per class), so a
     split never holds a whole big dataset in memory.
     The search runs on ``device`` (``auto``: a GPU when there is one and the method can use it);
-    modules are extracted, measured and published from the CPU.
+    modules are extracted, measured and published from the CPU. ``private`` makes the repos the
+    split creates private, on hubs that have visibility.
     """
     times: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -244,78 +255,83 @@ def split(
     example = torch.zeros(1, *parent.data_config.input_size)
     parent_sizes = {"kernels": count_kernels(model), "params": count_params(model), "macs": count_macs(model, example)}
     split_id = _split_id(parent, method, mcfg.to_dict(), seed, f"{dataset} (streamed)" if stream else dataset)
-    done = ({c: sha for c in targets if (sha := published_revision(hub_obj, repo_ids[c], split_id))}
-            if resume and publish else {})
-    restored = load_checkpoint(split_id, targets) if resume else None
-    if restored is None and done and len(done) == len(targets):  # all published, checkpoint gone
-        restored = ([ClassModule.from_pretrained(repo_ids[c], revision=done[c], hub=hub_obj) for c in targets],
-                    {"resumed_from": "published modules"})
-    if restored is not None:
-        modules, method_metrics = restored
-        times["search"] = times["extract"] = 0.0
-    else:
-        t = time.perf_counter()
-        groups = channel_groups(model, example)  # before freezing: torch-pruning traces through autograd
-        for p in model.parameters():
-            p.requires_grad_(False)
-        with torch.no_grad():
-            parent_val_acc = float((model(data.val_x).argmax(1) == data.val_y).float().mean())
-        ctx = SplitContext(model.to(compute), groups, len(names), data.train_x.to(compute), data.train_y.to(compute),
-                           data.val_x.to(compute), data.val_y.to(compute), targets, example.to(compute), seed,
-                           progress, parent_val_acc, par,
-                           *(t.to(compute) if t is not None else None for t in (data.distill_x, data.distill_y)))
-        try:
-            outcome = splitter.split(ctx)
-        finally:
-            model.cpu()
-        for s in outcome.slices:
-            if s.backbone is not None:
-                s.backbone.cpu()
-            s.head_state = {k: v.cpu() for k, v in s.head_state.items()}
-        times["search"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        base = {
-            "parent": {**parent.spec.to_dict(), "repo_id": parent.snapshot.repo_id,
-                       "revision": parent.snapshot.sha, "hub": parent.snapshot.hub, "license": parent.license},
-            "data_config": parent.data_config.to_dict(),
-            "method": {"name": method, "params": mcfg.to_dict(),
-                       "distilled": bool(outcome.metrics.get("distilled", False))},
-            "dataset": {"name": dataset, "hub_id": data.hub_id, "train_samples": len(data.train_y),
-                        "val_samples": len(data.val_y), "val_source": data.val_source, "seed": seed},
-            "split_id": split_id,
-            "command": _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options, stream),
-        }
-        modules = [_build_module(s, model, groups, example, base, parent_sizes, data) for s in outcome.slices]
-        method_metrics = outcome.metrics
+    # only the publishing process keeps checkpoints; it holds the split's lock while it runs
+    lock = split_lock(split_id) if publish_here else contextlib.nullcontext()
+    with lock:
         if publish_here:
-            save_checkpoint(split_id, modules, method_metrics)
-        times["extract"] = time.perf_counter() - t
+            drop_stale_checkpoints(prefix, split_id)
+        done = ({c: sha for c in targets if (sha := published_revision(hub_obj, repo_ids[c], split_id))}
+                if resume and publish else {})
+        restored = load_checkpoint(split_id, targets) if resume else None
+        if restored is None and done and len(done) == len(targets):  # all published, checkpoint gone
+            restored = ([ClassModule.from_pretrained(repo_ids[c], revision=done[c], hub=hub_obj) for c in targets],
+                        {"resumed_from": "published modules"})
+        if restored is not None:
+            modules, method_metrics = restored
+            times["search"] = times["extract"] = 0.0
+        else:
+            t = time.perf_counter()
+            groups = channel_groups(model, example)  # before freezing: torch-pruning traces through autograd
+            for p in model.parameters():
+                p.requires_grad_(False)
+            with torch.no_grad():
+                parent_val_acc = float((model(data.val_x).argmax(1) == data.val_y).float().mean())
+            ctx = SplitContext(model.to(compute), groups, len(names), data.train_x.to(compute),
+                               data.train_y.to(compute), data.val_x.to(compute), data.val_y.to(compute), targets,
+                               example.to(compute), seed, progress, parent_val_acc, par,
+                               *(t.to(compute) if t is not None else None for t in (data.distill_x, data.distill_y)))
+            try:
+                outcome = splitter.split(ctx)
+            finally:
+                model.cpu()
+            for s in outcome.slices:
+                if s.backbone is not None:
+                    s.backbone.cpu()
+                s.head_state = {k: v.cpu() for k, v in s.head_state.items()}
+            times["search"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    measured = _measure(modules, parent, targets, data, seed)
-    times["evaluate"] = time.perf_counter() - t
+            t = time.perf_counter()
+            base = {
+                "parent": {**parent.spec.to_dict(), "repo_id": parent.snapshot.repo_id,
+                           "revision": parent.snapshot.sha, "hub": parent.snapshot.hub, "license": parent.license},
+                "data_config": parent.data_config.to_dict(),
+                "method": {"name": method, "params": mcfg.to_dict(),
+                           "distilled": bool(outcome.metrics.get("distilled", False))},
+                "dataset": {"name": dataset, "hub_id": data.hub_id, "train_samples": len(data.train_y),
+                            "val_samples": len(data.val_y), "val_source": data.val_source, "seed": seed},
+                "split_id": split_id,
+                "command": _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options, stream),
+            }
+            modules = [_build_module(s, model, groups, example, base, parent_sizes, data) for s in outcome.slices]
+            method_metrics = outcome.metrics
+            if publish_here:
+                save_checkpoint(split_id, modules, method_metrics, prefix)
+            times["extract"] = time.perf_counter() - t
 
-    rows = [
-        ModuleRow(m.class_name, repo_ids[m.config.class_index] if publish else None, None,
-                  m.config.metrics["kept_kernels"], m.config.metrics["kernels"], m.config.metrics["params"],
-                  m.config.metrics["macs"], m.config.metrics["test_precision"], m.config.metrics["test_recall"],
-                  m.config.metrics["test_f1"], m.config.metrics["val_f1"])
-        for m in modules
-    ]
-    report = SplitReport(
-        parent=parent.display_name, parent_revision=parent.snapshot.sha, method=method, dataset=dataset,
-        eval_split=data.test.split, rows=rows, parent_accuracy=measured["parent"],
-        parent_refit_accuracy=measured["refit"], composed_accuracy=measured["composed"], n_test=measured["n"],
-        parent_kernels=parent_sizes["kernels"], parent_params=parent_sizes["params"],
-        parent_macs=parent_sizes["macs"], seconds=times, method_metrics=method_metrics, modules=modules,
-    )
-    if publish_here:
         t = time.perf_counter()
-        _publish(report, modules, repo_ids, parent, prefix, hub_obj, done, data.test)
-        clear_checkpoint(split_id)
-        times["publish"] = time.perf_counter() - t
-    par.barrier()  # the other processes return once the modules are published
+        measured = _measure(modules, parent, targets, data, seed)
+        times["evaluate"] = time.perf_counter() - t
+
+        rows = [
+            ModuleRow(m.class_name, repo_ids[m.config.class_index] if publish else None, None,
+                      m.config.metrics["kept_kernels"], m.config.metrics["kernels"], m.config.metrics["params"],
+                      m.config.metrics["macs"], m.config.metrics["test_precision"], m.config.metrics["test_recall"],
+                      m.config.metrics["test_f1"], m.config.metrics["val_f1"])
+            for m in modules
+        ]
+        report = SplitReport(
+            parent=parent.display_name, parent_revision=parent.snapshot.sha, method=method, dataset=dataset,
+            eval_split=data.test.split, rows=rows, parent_accuracy=measured["parent"],
+            parent_refit_accuracy=measured["refit"], composed_accuracy=measured["composed"], n_test=measured["n"],
+            parent_kernels=parent_sizes["kernels"], parent_params=parent_sizes["params"],
+            parent_macs=parent_sizes["macs"], seconds=times, method_metrics=method_metrics, modules=modules,
+        )
+        if publish_here:
+            t = time.perf_counter()
+            _publish(report, modules, repo_ids, parent, prefix, hub_obj, done, data.test, private)
+            clear_checkpoint(split_id)
+            times["publish"] = time.perf_counter() - t
+        par.barrier()  # the other processes return once the modules are published
     times["total"] = time.perf_counter() - t0
     return report
 
@@ -376,36 +392,34 @@ def _measure(modules: list[ClassModule], parent: Parent, targets: list[int], dat
 
 
 def _publish(report: SplitReport, modules: list[ClassModule], repo_ids: dict[int, str], parent: Parent,
-             prefix: str, hub: Hub, done: dict[int, str], test: LabeledImages) -> None:
+             prefix: str, hub: Hub, done: dict[int, str], test: LabeledImages, private: bool = False) -> None:
     """Each module repo in one commit (skipping those a resumed run finds done), then the index."""
     for row, module in zip(report.rows, modules, strict=True):
         c = module.config.class_index
         row.revision = done.get(c) or module.push_to_hub(
-            repo_ids[c], hub, f"hubmod split: {module.class_name} module of {parent.display_name}")
-    index = {
-        "hubmod_kind": SPLIT_INDEX_KIND,
-        "format_version": 1,
-        "index_repo": prefix,
-        "parent": {"repo_id": parent.snapshot.repo_id, "revision": parent.snapshot.sha, "hub": parent.snapshot.hub},
-        "method": {"name": report.method, "params": modules[0].config.method["params"]},
-        "split_id": modules[0].config.split_id,
-        "command": modules[0].config.command,
-        "metrics": {"composed_accuracy": report.composed_accuracy, "parent_accuracy": report.parent_accuracy,
-                    "eval_data": f"{test.name} ({test.split}, {report.n_test} images)"},
-        "modules": [{"class_name": r.class_name, "class_index": m.config.class_index, "repo_id": r.repo_id,
-                     "revision": r.revision, "kept_kernels": r.kept_kernels, "macs_ratio": r.macs / report.parent_macs}
-                    for r, m in zip(report.rows, modules, strict=True)],
-    }
+            repo_ids[c], hub, f"hubmod split: {module.class_name} module of {parent.display_name}", private)
+    index = SplitIndex(
+        index_repo=prefix,
+        parent={"repo_id": parent.snapshot.repo_id, "revision": parent.snapshot.sha, "hub": parent.snapshot.hub},
+        method={"name": report.method, "params": modules[0].config.method["params"]},
+        split_id=modules[0].config.split_id,
+        command=modules[0].config.command,
+        metrics={"composed_accuracy": report.composed_accuracy, "parent_accuracy": report.parent_accuracy,
+                 "eval_data": f"{test.name} ({test.split}, {report.n_test} images)"},
+        modules=[IndexEntry(class_name=r.class_name, class_index=m.config.class_index, repo_id=r.repo_id,
+                            revision=r.revision, kept_kernels=r.kept_kernels, macs_ratio=r.macs / report.parent_macs)
+                 for r, m in zip(report.rows, modules, strict=True)],
+    )
     # The index goes into the prefix repo. When that is the parent's own repo, only the index file is
     # added (the parent's files and card stay); otherwise the repo gets a card of its own.
     is_parent_repo = parent.snapshot.hub == hub.name and parent.snapshot.repo_id == prefix
     with tempfile.TemporaryDirectory(prefix="hubmod-index-") as tmp:
-        (Path(tmp) / SPLIT_INDEX).write_text(json.dumps(index, indent=1))
+        (Path(tmp) / SPLIT_INDEX).write_text(index.to_json())
         if not is_parent_repo:
             from .cards import write_index_card
 
-            write_index_card(index, Path(tmp))
-        report.index_revision = hub.push_folder(prefix, Path(tmp), f"hubmod split index ({report.method})")
+            write_index_card(index.to_dict(), Path(tmp))
+        report.index_revision = hub.push_folder(prefix, Path(tmp), f"hubmod split index ({report.method})", private)
     report.index_repo = prefix
 
 

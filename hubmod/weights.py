@@ -9,7 +9,6 @@ first problem, and a crafted header cannot make hubmod allocate what the config 
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from .errors import InvalidRepoError
+from .untrusted import parse_json
 
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 _ITEM_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
@@ -43,10 +43,7 @@ def read_header(path: Path, where: str) -> dict[str, tuple[str, tuple[int, ...]]
         if n > min(MAX_HEADER_BYTES, size - 8):
             raise bad(f"declares a {n}-byte header in a {size}-byte file")
         raw = f.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise bad("has a header that is not JSON") from None
+    header = parse_json(raw, path.name, lambda _message: bad("has a header that is not plain JSON"))
     if not isinstance(header, dict):
         raise bad("has a header that is not a JSON object")
     header.pop("__metadata__", None)
@@ -108,9 +105,13 @@ def load_checked(path: Path, expected: Mapping[str, torch.Tensor], where: str) -
 def load_parts(path: Path, parts: Mapping[str, nn.Module], where: str) -> None:
     """Load ``path`` into models whose tensors sit under the given prefixes, checked before any data is read.
 
-    ``{"": model}`` is a plain file; ``{"weak.": weak, "module.": module}`` a consolidated one.
+    ``{"": model}`` is a plain file; ``{"weak.": weak, "module.": module}`` a consolidated one. A model
+    still on the meta device (a skeleton from ``ParentSpec.build(lazy=True)``) is allocated only
+    after the file's header matched its shapes, then filled from the file.
     """
     expected = {prefix + k: v for prefix, model in parts.items() for k, v in model.state_dict().items()}
     state = load_checked(path, expected, where)
     for prefix, model in parts.items():
+        if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+            model.to_empty(device="cpu")
         model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)

@@ -14,8 +14,8 @@ import pytest
 from conftest import TINY_SPLIT
 
 from hubmod import ClassModule
-from hubmod.composed import SPLIT_INDEX
 from hubmod.hub import LocalHub
+from hubmod.split_index import SPLIT_INDEX
 
 CLASSES = ["Trouser", "Bag", "Sneaker"]
 REPOS = ["kill/vgg-trouser", "kill/vgg-bag", "kill/vgg-sneaker"]
@@ -57,8 +57,10 @@ def _split(parent: str, *extra: str, kill: tuple[str, int] | None = None) -> sub
     env = dict(os.environ)
     if kill:
         env.update(KILL_AT=kill[0], KILL_AFTER=str(kill[1]))
-        return subprocess.run([sys.executable, "-c", KILLER, *args], capture_output=True, text=True, env=env)
-    return subprocess.run([sys.executable, "-m", "hubmod.cli", *args], capture_output=True, text=True, env=env)
+        return subprocess.run([sys.executable, "-c", KILLER, *args], capture_output=True, text=True, env=env,
+                              timeout=600)
+    return subprocess.run([sys.executable, "-m", "hubmod.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=600)
 
 
 def _complete_or_absent(hub: LocalHub) -> dict[str, str]:

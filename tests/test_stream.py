@@ -31,9 +31,9 @@ def decode_count(monkeypatch):
     calls = {"n": 0}
     original = data_mod._decode_one
 
-    def counting(value, encoded):
+    def counting(value, encoded, roots):
         calls["n"] += 1
-        return original(value, encoded)
+        return original(value, encoded, roots)
 
     monkeypatch.setattr(data_mod, "_decode_one", counting)
     return calls

@@ -200,7 +200,7 @@ def test_oversized_config_is_refused_without_parsing(saved_module, monkeypatch):
     import hubmod.hub
 
     d = _copy(saved_module)
-    monkeypatch.setattr(hubmod.hub, "MAX_JSON_BYTES", 1024)
+    monkeypatch.setitem(hubmod.hub.READ_FILES, "config.json", 1024)
     with pytest.raises(HubmodError, match="over hubmod's"):
         ClassModule.from_pretrained(d)
 
