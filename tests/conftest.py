@@ -19,6 +19,10 @@ os.environ.update({
     "HF_DATASETS_OFFLINE": "1",
     "HUBMOD_HOME": str(_SESSION_TMP / "hubmod-home"),
     "TQDM_DISABLE": "1",
+    # loopback traffic never goes to a proxy from the environment; gloo talks over the loopback interface
+    "NO_PROXY": ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1,localhost"])),
+    "no_proxy": ",".join(filter(None, [os.environ.get("no_proxy"), "127.0.0.1,localhost"])),
+    "GLOO_SOCKET_IFNAME": "lo",
 })
 for var in ("HF_ENDPOINT", "HF_TOKEN", "HUBMOD_HUB", "HF_HUB_OFFLINE"):
     os.environ.pop(var, None)
@@ -33,7 +37,10 @@ hypothesis_settings.register_profile("repeatable", derandomize=True, database=No
 hypothesis_settings.register_profile("explore", derandomize=False)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# The same thread count on every machine (a one-CPU runner included): the thread count changes how sums
+# are split, and with it the rounding of every trained quantity and the distillation's worker count.
+TEST_THREADS = 2
+torch.set_num_threads(TEST_THREADS)
 
 # Tiny GradSplitter budget for tests: real masks and heads, trained for seconds.
 TINY_SPLIT = {"train_per_class": 40, "val_per_class": 30, "warmup_epochs": 3, "refit_epochs": 5, "max_cycles": 3,
@@ -50,7 +57,7 @@ def hubmod_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def loopback(monkeypatch):
+def loopback(monkeypatch, tmp_path):
     """The strict loopback hub, with huggingface_hub and timm pointed at it for this test."""
     from huggingface_hub import constants
     from loopback_hub import LoopbackHub
@@ -60,8 +67,8 @@ def loopback(monkeypatch):
         monkeypatch.setattr(constants, "ENDPOINT", hub.url)
         template = hub.url + "/{repo_id}/resolve/{revision}/{filename}"
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-        monkeypatch.setenv("HF_HOME", str(_SESSION_TMP / f"hf-home-{id(hub)}"))
-        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(_SESSION_TMP / f"hf-cache-{id(hub)}"))
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
         yield hub
         assert hub.unexpected == [], f"hubmod or huggingface_hub called endpoints the hub lacks: {hub.unexpected}"
 

@@ -82,7 +82,7 @@ def _push_many(args):
 def test_concurrent_pushes_never_corrupt(hubmod_home):
     hubmod_home.mkdir(parents=True, exist_ok=True)
     with mp.get_context("spawn").Pool(3) as pool:
-        results = pool.map(_push_many, [(str(hubmod_home), w) for w in range(3)])
+        results = pool.map_async(_push_many, [(str(hubmod_home), w) for w in range(3)]).get(timeout=300)
     hub = LocalHub()
     snap = hub.snapshot("ns/shared")
     files = sorted(p.name for p in snap.path.iterdir())

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -47,7 +48,14 @@ def _sum_grads_in(rank: int, rendezvous: str, out: str) -> None:
 def test_gradients_are_summed_over_processes_channels_last_ones_too(tmp_path):
     import torch.multiprocessing as mp
 
-    mp.spawn(_sum_grads_in, args=(str(tmp_path / "rendezvous"), str(tmp_path / "grads.pt")), nprocs=2)
+    context = mp.spawn(_sum_grads_in, args=(str(tmp_path / "rendezvous"), str(tmp_path / "grads.pt")), nprocs=2,
+                       join=False)
+    deadline = time.monotonic() + 300
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two gloo processes did not finish within 300 s")
     grads = torch.load(tmp_path / "grads.pt")
     shapes = [(4, 3, 3, 3), (4,), (2, 2)]
     for i, (g, shape) in enumerate(zip(grads, shapes, strict=False)):
