@@ -93,13 +93,13 @@ def _pruned_students(tiny_parent_dirs, fmnist_train, classes):
         net, kept, zeroed = extract(model, groups, kept, example)
         columns = feature_channels(groups, kept, width)
         head = FeatureMLPHead(len(columns), 4)
-        with torch.no_grad():  # start as the parent's logit of the class, read from the kept features
-            head.fc1.weight.zero_()
-            head.fc1.bias.zero_()
-            head.fc2.weight.zero_()
-            head.fc1.weight[0] = model.get_classifier().weight[c, columns]
-            head.fc1.bias[0] = model.get_classifier().bias[c]
-            head.fc2.weight[0, 0] = 1.0
+        with torch.no_grad():  # start as the parent's logit of the class, read from the kept features:
+            logit_w, logit_b = model.get_classifier().weight[c, columns], model.get_classifier().bias[c]
+            head.fc1.weight[:2] = torch.stack([logit_w, -logit_w])  # relu(l) - relu(-l) = l, and neither
+            head.fc1.bias[:2] = torch.stack([logit_b, -logit_b])  # unit is dead for images of other classes
+            head.fc2.weight[0, :2] = torch.tensor([1.0, -1.0])
+            head.fc2.weight[0, 2:] = 0.0
+            head.fc2.bias.zero_()
         students.append(Student(net, head, lambda n, x: drop_classifier(n)(x), zeroed_tensors(net, groups, zeroed)))
     idx = fmnist_train.stratified(150, torch.Generator().manual_seed(4))
     x = preprocess(fmnist_train.images[idx], parent.data_config)
@@ -117,23 +117,35 @@ def _kl(model, students, classes, x):
 
 @pytest.mark.parametrize("augmented", [0, 4])
 def test_distillation_brings_pruned_modules_closer_to_the_parent(tiny_parent_dirs, fmnist_train, augmented):
-    """On plain images (the default) and on augmented ones. At batch 32 on these 1,200 images the plain
-    ones barely moved the held-out KL (-3 %, augmented -31 %); at batch 64 -30 % and -41 %."""
+    """What the optimiser guarantees, and what distillation adds over fitting the heads alone.
+
+    The joint phase's loss falls from its first epoch to its last; and on held-out images the
+    distilled modules are closer to the parent (KL of the composition) than a control that gets the
+    same head fits and BatchNorm re-estimation without the joint phase. Margins: over two parents
+    trained with different seeds, two seeds each, and one or two threads, the last epoch's loss was
+    at most 0.83 of the first and the held-out KL at most 0.73 of the control's; the bounds below
+    (0.95 and 0.9) leave about three times that room.
+    """
     classes = [0, 3, 6]  # a class subset: the other classes keep the parent's logits
-    model, students, x, groups = _pruned_students(tiny_parent_dirs, fmnist_train, classes)
-    train, held_out = x[:1200], x[1200:]
-    assert students[0].frozen_zero, "the emptied group should be kept as one zeroed channel"
-    before = _kl(model, students, classes, held_out)
-    settings = DistillSettings(epochs=4, lr=1e-3, temperature=2.0, batch_size=64, head_epochs=10,
-                               augment_epochs=augmented)
-    distill(model, students, classes, train, settings, torch.Generator().manual_seed(0), DataParallel())
-    after = _kl(model, students, classes, held_out)
-    assert after < 0.85 * before, (before, after)
-    assert all(float(t.abs().sum()) == 0.0 for t in students[0].frozen_zero)
-    assert not any(p.requires_grad for s in students for p in s.parameters())
-    assert not students[0].backbone.training
-    # trained channels-last, handed back in the standard layout (what extraction and safetensors expect)
-    assert all(p.is_contiguous() for s in students for p in s.backbone.parameters())
+    kl, losses = {}, {}
+    for epochs in (0, 4):
+        torch.manual_seed(0)  # the heads' spare units start at random
+        model, students, x, groups = _pruned_students(tiny_parent_dirs, fmnist_train, classes)
+        train, held_out = x[:1200], x[1200:]
+        assert students[0].frozen_zero, "the emptied group should be kept as one zeroed channel"
+        settings = DistillSettings(epochs=epochs, lr=1e-3, temperature=2.0, batch_size=64, head_epochs=10,
+                                   augment_epochs=augmented)
+        losses[epochs] = distill(model, students, classes, train, settings, torch.Generator().manual_seed(0),
+                                 DataParallel())
+        kl[epochs] = _kl(model, students, classes, held_out)
+        assert all(float(t.abs().sum()) == 0.0 for t in students[0].frozen_zero)
+        assert not any(p.requires_grad for s in students for p in s.parameters())
+        assert not students[0].backbone.training
+        # trained channels-last, handed back in the standard layout (what extraction and safetensors expect)
+        assert all(p.is_contiguous() for s in students for p in s.backbone.parameters())
+    assert losses[0] == [] and len(losses[4]) == 4
+    assert losses[4][-1] < 0.95 * losses[4][0], losses[4]
+    assert kl[4] < 0.9 * kl[0], kl
 
 
 def test_the_parent_is_asked_about_augmented_images_only(tiny_parent_dirs, fmnist_train):

@@ -163,15 +163,20 @@ def _threads_each(workers: int) -> Iterator[ThreadPoolExecutor | None]:
 
 def _students_step(students: list[Student], xb: torch.Tensor, loss_of: Callable[[torch.Tensor], torch.Tensor],
                    opt: torch.optim.Optimizer, params: list[nn.Parameter], par: DataParallel,
-                   pool: ThreadPoolExecutor | None) -> None:
-    """One optimiser step of all students on ``xb``; ``loss_of`` maps their stacked raw scores [k, B] to the loss."""
+                   pool: ThreadPoolExecutor | None) -> float:
+    """One optimiser step of all students on ``xb``; ``loss_of`` maps their stacked raw scores [k, B] to the loss.
+
+    Returns the loss (this process's share of the batch) before the step."""
     if pool is None:
-        _step(opt, loss_of(torch.stack([s(xb) for s in students])).backward, params, par)
-        return
+        loss = loss_of(torch.stack([s(xb) for s in students]))
+        _step(opt, loss.backward, params, par)
+        return float(loss.detach())
     outs = list(pool.map(lambda s: s(xb), students))
     raw = torch.stack([o.detach() for o in outs]).requires_grad_(True)
-    (grad,) = torch.autograd.grad(loss_of(raw), raw)
+    loss = loss_of(raw)
+    (grad,) = torch.autograd.grad(loss, raw)
     _step(opt, lambda: list(pool.map(lambda i: outs[i].backward(grad[i]), range(len(outs)))), params, par)
+    return float(loss.detach())
 
 
 def _batches(x: torch.Tensor, labels: torch.Tensor | None, settings: DistillSettings, generator: torch.Generator,
@@ -264,10 +269,13 @@ def _training(students: list[Student]) -> Iterator[list[nn.Parameter]]:
 def _joint_phase(parent: nn.Module, students: list[Student], targets: list[int], x: torch.Tensor,
                  teacher: torch.Tensor, labels: torch.Tensor | None, settings: DistillSettings,
                  generator: torch.Generator, par: DataParallel, pool: ThreadPoolExecutor | None,
-                 progress: bool) -> None:
+                 progress: bool) -> list[float]:
     """The second phase: backbones and heads together; the parent is asked about augmented images as they
-    come, and its answers on the plain ones (``teacher``) are looked up."""
-    steps = settings.epochs * -(-len(x) // settings.batch_size)
+    come, and its answers on the plain ones (``teacher``) are looked up. Returns each epoch's mean loss
+    (this process's share of it)."""
+    per_epoch = -(-len(x) // settings.batch_size)
+    steps = settings.epochs * per_epoch
+    losses: list[float] = []
     with _training(students) as params, progress_bar(progress, steps, "distil", "step") as bar:
         opt = _adam(params, settings.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
@@ -277,15 +285,16 @@ def _joint_phase(parent: nn.Module, students: list[Student], targets: list[int],
                     soft = parent(xb)
             else:
                 soft = teacher[which]
-            _students_step(students, xb.contiguous(memory_format=torch.channels_last),
-                           lambda raw, soft=soft, ys=ys, n=n: _loss(raw, soft, targets, ys, settings, n),
-                           opt, params, par, pool)
+            losses.append(_students_step(students, xb.contiguous(memory_format=torch.channels_last),
+                                         lambda raw, soft=soft, ys=ys, n=n: _loss(raw, soft, targets, ys, settings, n),
+                                         opt, params, par, pool))
             sched.step()
             with torch.no_grad():
                 for s in students:
                     for t in s.frozen_zero:
                         t.zero_()
             bar.update(1)
+    return [sum(losses[e : e + per_epoch]) / per_epoch for e in range(0, len(losses), per_epoch)]
 
 
 def distill(
@@ -299,8 +308,10 @@ def distill(
     progress: bool = False,
     labels: torch.Tensor | None = None,
     workers: int | None = None,
-) -> None:
+) -> list[float]:
     """Train ``students`` (modules of ``targets``) in place to reproduce ``parent`` on ``x``, composed.
+
+    Returns the mean training loss of each epoch of the joint phase (what the optimiser lowers).
 
     ``labels`` (the classes of ``x``) are used when ``settings.label_weight`` asks for them.
     ``workers`` students run at once (default: torch's intra-op thread count).
@@ -314,8 +325,10 @@ def distill(
     with _channels_last(students), _threads_each(workers) as pool:
         x_nhwc = x.contiguous(memory_format=torch.channels_last)
         _fit_heads(students, teacher, targets, x_nhwc, labels, settings, generator, par, pool)
-        _joint_phase(parent, students, targets, x, teacher, labels, settings, generator, par, pool, progress)
+        losses = _joint_phase(parent, students, targets, x, teacher, labels, settings, generator, par, pool,
+                              progress)
         # running statistics of the final weights on the un-augmented images
         _each(pool, lambda s: recalibrate_batchnorm(s.backbone, x_nhwc, keep=s.frozen), students)
         if settings.refit_heads:
             _fit_heads(students, teacher, targets, x_nhwc, labels, settings, generator, par, pool)
+    return losses
