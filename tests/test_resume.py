@@ -49,8 +49,8 @@ main()
 """
 
 
-def _split(parent: str, *extra: str, kill: tuple[str, int] | None = None) -> subprocess.CompletedProcess:
-    args = ["split", parent, "--dataset", "fashion-mnist", "--classes", ",".join(CLASSES), "--repo-prefix",
+def _split(parent: str, dataset: str, *extra: str, kill: tuple[str, int] | None = None) -> subprocess.CompletedProcess:
+    args = ["split", parent, "--dataset", dataset, "--classes", ",".join(CLASSES), "--repo-prefix",
             "kill/vgg", "--json", "--no-progress", *extra]
     for k, v in TINY_SPLIT.items():
         args += ["-p", f"{k}={v}"]
@@ -75,18 +75,18 @@ def _complete_or_absent(hub: LocalHub) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("kill", [("push", 1), ("pointer", 2)])
-def test_killed_split_leaves_whole_repos_and_resume_finishes(tiny_parent_dirs, kill):
+def test_killed_split_leaves_whole_repos_and_resume_finishes(tiny_parent_dirs, small_fmnist_dir, kill):
     hub = LocalHub()
     hub.push_folder("kill/vgg", tiny_parent_dirs["vgg"], "parent")
     for repo in REPOS:
         assert not hub.repo_exists(repo)
-    died = _split("kill/vgg", kill=kill)
+    died = _split("kill/vgg", str(small_fmnist_dir), kill=kill)
     assert died.returncode == 9, died.stderr[-2000:]
     before = _complete_or_absent(hub)
     assert len(before) == kill[1]  # the pushes finished before the kill, and nothing of the one cut short
     assert SPLIT_INDEX not in os.listdir(hub.snapshot("kill/vgg").path)  # no index for a partial split
 
-    done = _split("kill/vgg", "--resume")
+    done = _split("kill/vgg", str(small_fmnist_dir), "--resume")
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
     assert report["seconds"]["search"] == 0.0  # the finished search was reused, not redone

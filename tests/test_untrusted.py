@@ -20,7 +20,7 @@ from hubmod.errors import HubmodError, InvalidRepoError
 from hubmod.hub import LocalHub
 from hubmod.refs import class_slugs, parse_ref, validate_repo_id
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                         HealthCheck.too_slow])
 
 json_values = st.recursive(
