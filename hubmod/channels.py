@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,7 +24,14 @@ from .errors import InvalidRepoError
 
 @dataclass(frozen=True)
 class ChannelGroup:
-    """Channels that are kept or removed together."""
+    """Channels that are kept or removed together.
+
+    Channels are kept in whole *units*. Usually a unit is one channel. When the group feeds or
+    leaves a grouped convolution (``groups`` = g, neither 1 nor depthwise), each of the g blocks
+    of the layer must keep the same channels, so a unit is one position in every block: unit u is
+    channels u, u + units, u + 2 * units, ... (``repeat`` of them). Methods decide per unit;
+    `expand` and `channels` turn their decisions into channels.
+    """
 
     name: str  # the root module's name
     size: int
@@ -31,10 +39,58 @@ class ChannelGroup:
     conv_modules: tuple[str, ...]  # convolutions among them: each kept channel keeps one kernel of each
     feeds_classifier: bool = False  # these channels are the pooled features entering the classifier
     in_convs: tuple[str, ...] = ()  # convolutions that read these channels as their inputs
+    repeat: int = 1  # channels per unit (the blocks of the grouped convolutions this group meets)
+    # out modules whose channel dimension holds more than this group's channels (a concatenation):
+    # where this group's channels sit in it, in the group's order
+    positions: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    feature_positions: tuple[int, ...] = ()  # where the channels sit among the classifier's inputs
 
     @property
     def kernels(self) -> int:
         return self.size * len(self.conv_modules)
+
+    @property
+    def units(self) -> int:
+        return self.size // self.repeat
+
+    @property
+    def kernels_per_unit(self) -> int:
+        return self.repeat * len(self.conv_modules)
+
+    def expand(self, unit_values: torch.Tensor) -> torch.Tensor:
+        """[..., units] -> [..., size]: each channel takes its unit's value."""
+        if self.repeat == 1:
+            return unit_values
+        return unit_values.repeat(*([1] * (unit_values.ndim - 1)), self.repeat)
+
+    def pool(self, channel_values: torch.Tensor) -> torch.Tensor:
+        """[..., size] -> [..., units]: the mean over each unit's channels."""
+        if self.repeat == 1:
+            return channel_values
+        return channel_values.reshape(*channel_values.shape[:-1], self.repeat, self.units).mean(-2)
+
+    def channels(self, units: Iterable[int]) -> list[int]:
+        """The channels of the given units, sorted."""
+        return sorted(int(u) + k * self.units for u in set(units) for k in range(self.repeat))
+
+    def whole_units(self, channels: Iterable[int]) -> bool:
+        """Whether ``channels`` keep every channel of each unit they touch."""
+        kept = set(channels)
+        return kept == set(self.channels({c % self.units for c in kept}))
+
+
+@dataclass(frozen=True)
+class FixedGroup:
+    """Channels no module may remove, and why (a coupling hubmod cannot prune exactly)."""
+
+    name: str
+    size: int
+    reason: str
+
+
+# Modules a group's channels may pass through and still be removed exactly: a removed channel
+# contributes nothing downstream, which is what masking it to zero does in training.
+_PRUNABLE_TYPES = (nn.Conv2d, nn.modules.batchnorm._BatchNorm)
 
 
 def _dependency_graph(model: nn.Module, example_input: torch.Tensor):
@@ -54,37 +110,78 @@ def _classifier(model: nn.Module) -> nn.Module | None:
     return clf if isinstance(clf, nn.Module) else None
 
 
-def channel_groups(model: nn.Module, example_input: torch.Tensor) -> list[ChannelGroup]:
-    """Prunable channel groups rooted at convolutions; the classifier's outputs are never grouped.
+def is_depthwise(conv: nn.Module) -> bool:
+    """torch-pruning's own test: such a convolution's inputs and outputs are pruned together."""
+    return isinstance(conv, nn.Conv2d) and conv.groups == conv.out_channels and conv.out_channels > 1
 
-    The model's parameters must still require grad: torch-pruning traces through autograd.
+
+def analyse_channels(model: nn.Module, example_input: torch.Tensor) -> tuple[list[ChannelGroup], list[FixedGroup]]:
+    """The channel groups modules may prune, rooted at convolutions, and those that must stay whole.
+
+    The classifier's outputs are never grouped. A group is prunable when every layer its channels
+    pass through removes them exactly (convolutions, BatchNorm, the classifier's inputs); a norm
+    over channels (LayerNorm, GroupNorm) or any other layer type makes it fixed. The model's
+    parameters must still require grad: torch-pruning traces through autograd.
     """
     dg = _dependency_graph(model, example_input)
     names = {m: n for n, m in model.named_modules()}
     order = {n: i for i, n in enumerate(names.values())}
-    ignored = [c for c in [_classifier(model)] if c is not None]
-    groups = []
+    clf = _classifier(model)
+    ignored = [clf] if clf is not None else []
+    groups, fixed = [], []
     for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
         root = group[0].dep.target.module
-        outs, convs, ins, feeds = [], [], [], False
+        size = len(group[0].idxs)
+        outs, convs, ins, feeds, repeat = [], [], [], False, 1
+        positions: dict[str, tuple[int, ...]] = {}
+        feature_positions: tuple[int, ...] = ()
+        blocker = None
         for item in group:
             mod = item.dep.target.module
+            if mod not in names:  # torch-pruning's own nodes for additions, concatenations, reshapes
+                continue
+            name = names[mod]
             reads = dg.is_in_channel_pruning_fn(item.dep.handler)
-            feeds = feeds or (mod in ignored and reads)
-            if mod in names and dg.is_out_channel_pruning_fn(item.dep.handler) and names[mod] not in outs:
-                outs.append(names[mod])
+            writes = dg.is_out_channel_pruning_fn(item.dep.handler)
+            idxs = tuple(int(i) for i in item.idxs)
+            if mod is clf:
+                feeds = feeds or reads
+                feature_positions = idxs
+                continue
+            if not isinstance(mod, _PRUNABLE_TYPES):
+                blocker = blocker or f"{type(mod).__name__} {name}"
+                continue
+            if isinstance(mod, nn.Conv2d) and mod.groups > 1 and not is_depthwise(mod):
+                repeat = math.lcm(repeat, mod.groups)
+            if writes and name not in outs:
+                outs.append(name)
                 if isinstance(mod, nn.Conv2d):
-                    convs.append(names[mod])
-            if isinstance(mod, nn.Conv2d) and reads and names[mod] not in ins:
-                ins.append(names[mod])
-        groups.append(ChannelGroup(names[root], len(group[0].idxs), tuple(outs), tuple(convs), feeds, tuple(ins)))
+                    convs.append(name)
+                width = mod.out_channels if isinstance(mod, nn.Conv2d) else mod.num_features
+                if idxs != tuple(range(size)) or width != size:
+                    positions[name] = idxs
+            if isinstance(mod, nn.Conv2d) and reads and name not in ins:
+                ins.append(name)
+        if blocker is not None or size % repeat:
+            reason = (f"its channels pass through {blocker}, which hubmod cannot prune exactly" if blocker
+                      else f"its size {size} does not split into the {repeat} blocks of its grouped convolutions")
+            fixed.append(FixedGroup(names[root], size, reason))
+            continue
+        groups.append(ChannelGroup(names[root], size, tuple(outs), tuple(convs), feeds, tuple(ins), repeat,
+                                   tuple(sorted(positions.items())), feature_positions if feeds else ()))
     groups.sort(key=lambda g: order[g.name])  # forward order, for tables and charts
+    fixed.sort(key=lambda g: order[g.name])
     if not groups:
+        reasons = "; ".join(sorted({f.reason for f in fixed})) or "none of its convolutions can be grouped"
         raise InvalidRepoError(
-            f"torch-pruning found no prunable convolution channels in {type(model).__name__}; "
-            "hubmod splits CNNs whose conv channels it can group"
+            f"hubmod cannot split {type(model).__name__}: no convolution channels can be removed exactly ({reasons})"
         )
-    return groups
+    return groups, fixed
+
+
+def channel_groups(model: nn.Module, example_input: torch.Tensor) -> list[ChannelGroup]:
+    """The prunable channel groups of ``model`` (see `analyse_channels`)."""
+    return analyse_channels(model, example_input)[0]
 
 
 def drop_classifier(model: nn.Module) -> nn.Module:
@@ -105,16 +202,20 @@ def drop_classifier(model: nn.Module) -> nn.Module:
 
 
 def feature_channels(groups: Sequence[ChannelGroup], kept: Mapping[str, Sequence[int]], width: int) -> list[int]:
-    """Which of the parent's ``width`` pooled features a module with ``kept`` channels still has."""
-    feeding = [g for g in groups if g.feeds_classifier]
-    if len(feeding) == 1 and feeding[0].size == width:
-        return sorted(int(i) for i in kept[feeding[0].name])
-    if not feeding:
-        return list(range(width))
-    raise InvalidRepoError(
-        f"cannot map the classifier's {width} inputs to channel groups "
-        f"({', '.join(g.name for g in feeding)}); split with head_input=logits"
-    )
+    """Which of the parent's ``width`` pooled features a module with ``kept`` channels still has.
+
+    Features that no prunable group carries are always kept; those a group carries are kept with
+    its channels.
+    """
+    owned: dict[int, tuple[str, int]] = {}
+    for g in groups:
+        if g.feeds_classifier:
+            if len(g.feature_positions) != g.size or max(g.feature_positions, default=0) >= width:
+                raise InvalidRepoError(f"cannot map the classifier's {width} inputs to channel group {g.name!r}; "
+                                       "split with head_input=logits")
+            owned.update({pos: (g.name, c) for c, pos in enumerate(g.feature_positions)})
+    keep = {(name, int(c)) for name, chans in kept.items() for c in chans}
+    return [i for i in range(width) if i not in owned or owned[i] in keep]
 
 
 def count_kernels(model: nn.Module) -> int:
@@ -173,9 +274,9 @@ def extract(
 ) -> tuple[nn.Module, dict[str, list[int]], list[str]]:
     """A physically smaller copy of ``parent`` keeping only ``kept`` channels of each group.
 
-    A group with nothing kept cannot be emptied (layers need one channel), so one channel is kept
+    A group with nothing kept cannot be emptied (layers need one channel), so its first unit is kept
     and its parameters zeroed, which gives the same outputs as removing it. Returns the model, the
-    kept indices actually used, and the names of the groups kept as one zeroed channel.
+    kept indices actually used, and the names of the groups kept as one zeroed unit.
     """
     model = copy.deepcopy(parent)
     for m in model.modules():  # hooks (e.g. active GroupMasks) must not follow the copy
@@ -188,29 +289,46 @@ def extract(
     for g in groups:
         idx = sorted({int(i) for i in kept.get(g.name, range(g.size))})
         if not idx:
-            idx, zeroed = [0], [*zeroed, g.name]
+            idx, zeroed = g.channels([0]), [*zeroed, g.name]
         final[g.name] = idx
     prune_to(model, groups, final, example_input)
     with torch.no_grad():
-        for t in zeroed_tensors(model, groups, zeroed):
+        for t in zeroed_tensors(model, groups, zeroed, final):
             t.zero_()
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval(), final, zeroed
 
 
-def zeroed_tensors(model: nn.Module, groups: Sequence[ChannelGroup], zeroed: Sequence[str]) -> list[torch.Tensor]:
-    """The weights and biases carrying the one zeroed channel of each group in ``zeroed``.
+def zeroed_tensors(model: nn.Module, groups: Sequence[ChannelGroup], zeroed: Sequence[str],
+                   kept: Mapping[str, Sequence[int]]) -> list[torch.Tensor]:
+    """The weights and biases (or views of them) carrying the one zeroed unit of each group in ``zeroed``.
 
-    Kept at zero they make the channel contribute nothing, exactly as if it were removed.
+    Kept at zero they make the unit contribute nothing, exactly as if it were removed. ``kept`` are
+    the channels extraction kept of every group: a layer that holds the channels of several groups
+    (after a concatenation) has them at new positions once the others' removed channels are gone.
     """
     modules = dict(model.named_modules())
+    removed: dict[str, set[int]] = {}
+    for g in groups:
+        keep = set(kept.get(g.name, range(g.size)))
+        for mname, idxs in g.positions:
+            removed.setdefault(mname, set()).update(idxs[c] for c in range(g.size) if c not in keep)
     out = []
     for g in groups:
-        if g.name in zeroed:
-            for mname in g.out_modules:
-                out += [t for attr in ("weight", "bias")
-                        if isinstance(t := getattr(modules[mname], attr, None), torch.Tensor)]
+        if g.name not in zeroed:
+            continue
+        shared = dict(g.positions)
+        for mname in g.out_modules:
+            tensors = [t for attr in ("weight", "bias") if isinstance(t := getattr(modules[mname], attr, None),
+                                                                       torch.Tensor)]
+            if mname not in shared:
+                out += tensors
+                continue
+            for c in kept[g.name]:
+                old = shared[mname][c]
+                new = old - sum(1 for r in removed[mname] if r < old)
+                out += [t[new : new + 1] for t in tensors]
     return out
 
 
@@ -237,6 +355,9 @@ def prune_to(
         keep = set(kept[g.name])
         if not keep or min(keep) < 0 or max(keep) >= g.size:
             raise InvalidRepoError(f"kept channels of {g.name!r} are outside 0..{g.size - 1}")
+        if not g.whole_units(keep):
+            raise InvalidRepoError(f"kept channels of {g.name!r} do not keep the same positions in each of the "
+                                   f"{g.repeat} blocks of its grouped convolutions")
         removed = [i for i in range(g.size) if i not in keep]
         if removed:
             dg.get_pruning_group(root, tp.prune_conv_out_channels, idxs=removed).prune()
@@ -319,24 +440,46 @@ class GroupMasks:
     """Forward hooks that multiply each group's channels by per-module masks.
 
     With ``n`` modules, the model is fed ``n`` copies of a batch stacked along the batch dimension
-    and ``masks[g]`` has shape [n, channels]: copy ``i`` runs as module ``i``. Masking every output
-    that carries a group's channels (conv, its norm, ...) makes a zeroed channel contribute exactly
-    nothing downstream, which is what removing it does.
+    and ``masks[g]`` has shape [n, units of g]: copy ``i`` runs as module ``i``, each unit's value
+    applying to all its channels. Masking every output that carries a group's channels (conv, its
+    norm, ...) makes a zeroed channel contribute exactly nothing downstream, which is what removing
+    it does. A layer holding several groups' channels (after a concatenation) is masked at each
+    group's positions only.
     """
 
     def __init__(self, model: nn.Module, groups: Sequence[ChannelGroup]):
         self.model = model
         self.groups = list(groups)
         self.masks: dict[str, torch.Tensor] = {}
+        self._per_output: dict[tuple[str, str], torch.Tensor] = {}
         self._handles = []
         self._modules = dict(model.named_modules())
 
     def set(self, masks: Mapping[str, torch.Tensor]) -> None:
+        """Unit masks [n, units] per group (differentiable: gradients flow back to them)."""
         self.masks = dict(masks)
+        self._per_output = {}
+        for g in self.groups:
+            m = self.masks.get(g.name)
+            if m is None:
+                continue
+            full = g.expand(m)
+            for mname, idxs in g.positions:
+                width = self._width(mname)
+                index = torch.tensor(idxs, device=full.device)
+                self._per_output[g.name, mname] = torch.ones(full.shape[0], width, dtype=full.dtype,
+                                                             device=full.device).index_copy(1, index, full)
+            self._per_output[g.name, ""] = full
 
-    def _hook(self, group_name: str):
+    def _width(self, name: str) -> int:
+        mod = self._modules[name]
+        return mod.out_channels if isinstance(mod, nn.Conv2d) else mod.num_features
+
+    def _hook(self, group: ChannelGroup, module_name: str):
+        key = (group.name, module_name if module_name in dict(group.positions) else "")
+
         def hook(_module, _inputs, out):
-            m = self.masks.get(group_name)
+            m = self._per_output.get(key)
             if m is None:
                 return out
             n, c = m.shape
@@ -349,10 +492,46 @@ class GroupMasks:
     def active(self) -> Iterator[GroupMasks]:
         for g in self.groups:
             for name in g.out_modules:
-                self._handles.append(self._modules[name].register_forward_hook(self._hook(g.name)))
+                self._handles.append(self._modules[name].register_forward_hook(self._hook(g, name)))
         try:
             yield self
         finally:
             for h in self._handles:
                 h.remove()
             self._handles.clear()
+
+
+def group_activations(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor,
+                      per_image: bool) -> dict[str, torch.Tensor]:
+    """Each group's mean post-ReLU activation per unit, averaged over the group's coupled outputs.
+
+    [units] over all of ``x`` or (``per_image``) [len(x), units]. A layer holding several groups'
+    channels (after a concatenation) contributes to each group at its positions.
+    """
+    modules = dict(model.named_modules())
+    sums: dict[str, torch.Tensor] = {}
+
+    def hook(g: ChannelGroup, positions: tuple[int, ...] | None):
+        def fn(_m, _i, out):
+            a = torch.relu(out)
+            v = a.mean(dim=tuple(range(2, a.ndim))) if per_image else a.mean(dim=tuple(d for d in range(a.ndim)
+                                                                                     if d != 1))
+            if positions is not None:
+                v = v[..., list(positions)]
+            sums[g.name] = sums.get(g.name, 0) + g.pool(v) / len(g.out_modules)
+        return fn
+
+    handles = [modules[m].register_forward_hook(hook(g, dict(g.positions).get(m))) for g in groups
+               for m in g.out_modules]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return sums
+
+
+def unit_channels(groups: Sequence[ChannelGroup], unit_masks: Mapping[str, torch.Tensor]) -> dict[str, list[int]]:
+    """The channels each group keeps, from one module's unit masks (a [units] row per group)."""
+    return {g.name: g.channels(torch.nonzero(unit_masks[g.name]).flatten().tolist()) for g in groups}

@@ -44,6 +44,8 @@ def describe(source: str, hub: str | Hub | None = None) -> dict:
             "split_id": cfg.split_id,
             "command": cfg.command,
         })
+        if cfg.channels.get("fixed"):  # couplings the split could not prune: kept whole, and why
+            info["kept_whole"] = {f["name"]: f["reason"] for f in cfg.channels["fixed"]}
     elif loaded.kind == COMPOSED:
         model = loaded.obj
         info.update({

@@ -96,6 +96,10 @@ class ModuleConfig:
                     and all(isinstance(i, int) and 0 <= i < g["size"] for i in g["kept"])):
                 label = printable(g.get("name") if isinstance(g, dict) else g)[:100]
                 raise bad(f"channel group {label!r} is malformed")
+        fixed = self.channels.get("fixed", [])
+        if not isinstance(fixed, list) or not all(isinstance(f, dict) and isinstance(f.get("name"), str)
+                                                  and isinstance(f.get("reason"), str) for f in fixed):
+            raise bad("channels.fixed must list {name, size, reason} objects")
         ex = self.channels.get("example_input")
         if not (isinstance(ex, list) and len(ex) == 4 and ex[0] == 1
                 and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIDE for v in ex)):

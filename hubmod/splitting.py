@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from . import calibration
-from .channels import channel_groups, count_kernels, count_macs, count_params, extract
+from .channels import analyse_channels, count_kernels, count_macs, count_params, extract
 from .composed import ComposedClassifier
 from .data import LabeledImages, dataset_splits, load_for_model, sample_stream
 from .devices import AUTO, resolve_device
@@ -271,7 +271,7 @@ def split(
             times["search"] = times["extract"] = 0.0
         else:
             t = time.perf_counter()
-            groups = channel_groups(model, example)  # before freezing: torch-pruning traces through autograd
+            groups, fixed = analyse_channels(model, example)  # before freezing: torch-pruning traces through autograd
             for p in model.parameters():
                 p.requires_grad_(False)
             with torch.no_grad():
@@ -302,7 +302,8 @@ def split(
                 "split_id": split_id,
                 "command": _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options, stream),
             }
-            modules = [_build_module(s, model, groups, example, base, parent_sizes, data) for s in outcome.slices]
+            modules = [_build_module(s, model, groups, fixed, example, base, parent_sizes, data)
+                       for s in outcome.slices]
             method_metrics = outcome.metrics
             if publish_here:
                 save_checkpoint(split_id, modules, method_metrics, prefix)
@@ -336,7 +337,7 @@ def split(
     return report
 
 
-def _build_module(s: ClassSlice, model: torch.nn.Module, groups: list, example: torch.Tensor, base: dict,
+def _build_module(s: ClassSlice, model: torch.nn.Module, groups: list, fixed: list, example: torch.Tensor, base: dict,
                   parent_sizes: dict, data: _SplitData) -> ClassModule:
     """The standalone module of one class: extracted, with its head, calibrated on validation images."""
     if s.backbone is not None:
@@ -347,7 +348,10 @@ def _build_module(s: ClassSlice, model: torch.nn.Module, groups: list, example: 
     head.load_state_dict(substate(s.head_state, "head."), strict=True)
     channels = {"example_input": list(example.shape),
                 "groups": [{"name": g.name, "size": g.size, "kept": kept[g.name],
-                            **({"zeroed": True} if g.name in zeroed else {})} for g in groups]}
+                            **({"repeat": g.repeat} if g.repeat > 1 else {}),
+                            **({"zeroed": True} if g.name in zeroed else {})} for g in groups],
+                # channels no module removes, and why (kept whole in every module of the parent)
+                "fixed": [{"name": f.name, "size": f.size, "reason": f.reason} for f in fixed]}
     config = ModuleConfig(class_name=base["parent"]["label_names"][s.class_index], class_index=s.class_index,
                           channels=channels, head=s.head, calibration={}, **base)
     module = ClassModule(backbone, head, config)

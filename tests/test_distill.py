@@ -100,7 +100,8 @@ def _pruned_students(tiny_parent_dirs, fmnist_train, classes):
             head.fc2.weight[0, :2] = torch.tensor([1.0, -1.0])
             head.fc2.weight[0, 2:] = 0.0
             head.fc2.bias.zero_()
-        students.append(Student(net, head, lambda n, x: drop_classifier(n)(x), zeroed_tensors(net, groups, zeroed)))
+        students.append(Student(net, head, lambda n, x: drop_classifier(n)(x),
+                                zeroed_tensors(net, groups, zeroed, kept)))
     idx = fmnist_train.stratified(150, torch.Generator().manual_seed(4))
     x = preprocess(fmnist_train.images[idx], parent.data_config)
     model.labels = fmnist_train.labels[idx]  # for the tests that distil with labels

@@ -22,13 +22,13 @@ images (``choose_thresholds``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
-from ..channels import ChannelGroup, GroupMasks
+from ..channels import ChannelGroup, GroupMasks, group_activations, unit_channels
 from ..errors import HubmodError
 from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, in_chunks, progress_bar
 from .cnnsplitter import masked_logits
@@ -71,38 +71,16 @@ class ActivationConfig(MethodConfig):
 
 def channel_responses(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor,
                       batch_size: int = 512) -> dict[str, torch.Tensor]:
-    """[images, size] per group: each channel's mean post-ReLU response on each image.
+    """[images, units] per group: each unit's mean post-ReLU response on each image.
 
     Read after the group's last non-convolution output (its norm) when it has one; coupled
     outputs of a residual group are averaged.
     """
-    modules = dict(model.named_modules())
-    current: dict[str, torch.Tensor] = {}
-
-    def taps(g: ChannelGroup) -> list[str]:
-        after_conv = [m for m in g.out_modules if m not in g.conv_modules]
-        return after_conv or list(g.out_modules)
-
-    def hook(group: str, share: float):
-        def fn(_m, _i, out):
-            a = torch.relu(out)
-            v = a.mean(dim=tuple(range(2, a.ndim))) if a.ndim > 2 else a
-            current[group] = current.get(group, 0) + v * share
-        return fn
-
-    out: dict[str, list[torch.Tensor]] = {g.name: [] for g in groups}
-    handles = [modules[m].register_forward_hook(hook(g.name, 1 / len(taps(g)))) for g in groups for m in taps(g)]
-    try:
-        with torch.no_grad():
-            for i in range(0, len(x), batch_size):
-                current.clear()
-                model(x[i : i + batch_size])
-                for name in out:
-                    out[name].append(current[name])
-    finally:
-        for h in handles:
-            h.remove()
-    return {name: torch.cat(parts) for name, parts in out.items()}
+    taps = [replace(g, out_modules=tuple(m for m in g.out_modules if m not in g.conv_modules) or g.out_modules)
+            for g in groups]
+    parts = [group_activations(model, taps, x[i : i + batch_size], per_image=True)
+             for i in range(0, len(x), batch_size)]
+    return {g.name: torch.cat([p[g.name] for p in parts]) for g in groups}
 
 
 def active_share(responses: torch.Tensor, scale: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -155,7 +133,7 @@ def margins(model: nn.Module, hooks: GroupMasks, keep: dict[str, torch.Tensor], 
 def retention(keep: dict[str, torch.Tensor], groups: list[ChannelGroup]) -> float:
     """Mean share of the parent's conv kernels the modules keep."""
     total = sum(g.kernels for g in groups)
-    kept = sum(keep[g.name].float().sum(1) * len(g.conv_modules) for g in groups)
+    kept = sum(keep[g.name].float().sum(1) * g.kernels_per_unit for g in groups)
     return float((kept / total).mean())
 
 
@@ -220,7 +198,7 @@ class ActivationSplitter(Splitter):
         with torch.no_grad():
             probs = in_chunks(model, ctx.train_x).softmax(1)
         thresholds = THRESHOLDS if cfg.threshold < 0 else (cfg.threshold,)
-        kernels = torch.tensor([len(g.conv_modules) for g in groups], dtype=torch.float)
+        kernels = torch.tensor([g.kernels_per_unit for g in groups], dtype=torch.float)
         keeps, scores, sizes = [], [], []
         bar = progress_bar(ctx.progress, len(thresholds), "activation", "threshold")
         try:
@@ -245,8 +223,7 @@ class ActivationSplitter(Splitter):
         chosen = score_t[torch.tensor(pick), torch.arange(n)]
         val_accuracy = float((chosen.argmax(0) == ctx.val_y).float().mean())
         votes = (chosen > 0).sum(0)
-        slices = [ClassSlice(class_index=c, kept={g.name: torch.nonzero(keep[g.name][c]).flatten().tolist()
-                                                  for g in groups},
+        slices = [ClassSlice(class_index=c, kept=unit_channels(groups, {g.name: keep[g.name][c] for g in groups}),
                              head={"type": "margin", "in_features": n, "index": c}) for c in ctx.targets]
         tried = [{"threshold": t, "retention": retention(k, groups),
                   "val_accuracy": float((score_t[i].argmax(0) == ctx.val_y).float().mean())}

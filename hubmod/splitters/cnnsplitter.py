@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
-from ..channels import ChannelGroup, GroupMasks
+from ..channels import ChannelGroup, GroupMasks, group_activations, unit_channels
 from ..errors import HubmodError
 from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, in_chunks, progress_bar
 
@@ -42,6 +42,7 @@ class CNNSplitterConfig(MethodConfig):
     mutation: float = 0.01
     accuracy_weight: float = 0.5
     sensitivity_drop: float = 0.5
+    sensitivity_steps: int = 9
     tolerance: float = 1.0
     patience: int = 10
 
@@ -57,6 +58,8 @@ class CNNSplitterConfig(MethodConfig):
         "accuracy_weight": "weight of composed accuracy in the fitness of feasible candidates (the rest is "
                            "module diversity, which favours small class-specific modules)",
         "sensitivity_drop": "accuracy points a channel group may cost when pruned alone (sets initial keep ratios)",
+        "sensitivity_steps": "keep ratios tried per channel group in the sensitivity analysis (9: 0.9, 0.8, ... 0.1); "
+                             "fewer costs less on parents with many groups",
         "tolerance": "accuracy points below the parent that a candidate may lose and still count as feasible",
         "patience": "stop after this many generations without a better best fitness",
     }
@@ -69,6 +72,7 @@ class CNNSplitterConfig(MethodConfig):
             "offspring": self.offspring >= 1, "mutation": 0 <= self.mutation <= 1,
             "accuracy_weight": 0 <= self.accuracy_weight <= 1, "sensitivity_drop": self.sensitivity_drop >= 0,
             "tolerance": self.tolerance >= 0, "patience": self.patience >= 1,
+            "sensitivity_steps": self.sensitivity_steps >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -82,40 +86,22 @@ def rank_groups(size: int) -> int:
 
 def kernel_importance(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor, y: torch.Tensor,
                       num_classes: int, confidence: float) -> dict[str, torch.Tensor]:
-    """[num_classes, size] per group: mean post-ReLU activation of each channel on each class's images.
+    """[num_classes, units] per group: mean post-ReLU activation of each unit's channels on each class's images.
 
     Only images the parent predicts correctly with at least ``confidence`` count (all of the class's
     images if none do). Coupled outputs of a group (a residual stream) are averaged.
     """
-    modules = dict(model.named_modules())
-    sums: dict[str, torch.Tensor] = {}
-
-    def hook(name: str):
-        def fn(_m, _i, out):
-            a = torch.relu(out)
-            v = a.mean(dim=tuple(d for d in range(a.ndim) if d != 1))
-            sums[name] = sums.get(name, 0) + v / len(groups_by_name[name].out_modules)
-        return fn
-
-    groups_by_name = {g.name: g for g in groups}
     with torch.no_grad():
         probs = in_chunks(model, x).softmax(1)
-        out = {g.name: torch.zeros(num_classes, g.size) for g in groups}
-        handles = [modules[m].register_forward_hook(hook(g.name)) for g in groups for m in g.out_modules]
-        try:
-            for c in range(num_classes):
-                own = y == c
-                sure = own & (probs.argmax(1) == c) & (probs[:, c] >= confidence)
-                pick = x[sure] if sure.any() else x[own]
-                if len(pick) == 0:
-                    continue
-                sums.clear()
-                model(pick)
-                for name, v in sums.items():
-                    out[name][c] = v
-        finally:
-            for h in handles:
-                h.remove()
+        out = {g.name: torch.zeros(num_classes, g.units) for g in groups}
+        for c in range(num_classes):
+            own = y == c
+            sure = own & (probs.argmax(1) == c) & (probs[:, c] >= confidence)
+            pick = x[sure] if sure.any() else x[own]
+            if len(pick) == 0:
+                continue
+            for name, v in group_activations(model, groups, pick, per_image=False).items():
+                out[name][c] = v
     return out
 
 
@@ -124,21 +110,21 @@ class Genome:
     """Gene layout: for each group, the channel -> rank-group map of every module."""
 
     groups: list[ChannelGroup]
-    chunk_of: dict[str, torch.Tensor]  # [n, size] rank group of each channel for each module
+    chunk_of: dict[str, torch.Tensor]  # [n, units] rank group of each unit for each module
     genes: list[int]  # genes per group
-    weights: torch.Tensor  # [total channels] conv kernels carried by each channel
+    weights: torch.Tensor  # [total units] conv kernels carried by each unit
 
     @classmethod
     def from_importance(cls, groups: list[ChannelGroup], importance: dict[str, torch.Tensor]) -> Genome:
         chunk_of, genes = {}, []
         for g in groups:
-            k = rank_groups(g.size)
+            k = rank_groups(g.units)
             order = importance[g.name].argsort(dim=1, descending=True, stable=True)
             rank = torch.empty_like(order)
-            rank.scatter_(1, order, torch.arange(g.size).expand_as(order).contiguous())
-            chunk_of[g.name] = rank * k // g.size  # most important channels in rank group 0
+            rank.scatter_(1, order, torch.arange(g.units).expand_as(order).contiguous())
+            chunk_of[g.name] = rank * k // g.units  # most important units in rank group 0
             genes.append(k)
-        weights = torch.cat([torch.full((g.size,), float(len(g.conv_modules))) for g in groups])
+        weights = torch.cat([torch.full((g.units,), float(g.kernels_per_unit)) for g in groups])
         return cls(groups, chunk_of, genes, weights)
 
     @property
@@ -150,7 +136,7 @@ class Genome:
         return gene_offsets(self.genes)
 
     def masks(self, individual: torch.Tensor, modules: list[int] | None = None) -> dict[str, torch.Tensor]:
-        """individual [m, total genes] (bool) -> per-group channel masks [m, size] (float).
+        """individual [m, total genes] (bool) -> per-group unit masks [m, units] (float).
 
         The rows are modules ``modules`` (all n modules, in order, by default).
         """
@@ -267,7 +253,9 @@ class CNNSplitter(Splitter):
         genome = Genome.from_importance(groups, importance)
         own_logits = OwnLogits(model, hooks, genome, fx)
         parent_fitness_accuracy = own_accuracy(genome, own_logits, fy, [1.0] * len(groups), gen)
-        keep_ratio = _sensitivity(genome, own_logits, fy, gen, parent_fitness_accuracy - cfg.sensitivity_drop / 100)
+        steps = cfg.sensitivity_steps
+        keep_ratio = _sensitivity(genome, own_logits, fy, gen, parent_fitness_accuracy - cfg.sensitivity_drop / 100,
+                                  tuple((steps - i) / (steps + 1) for i in range(steps)))
         target = parent_fitness_accuracy - cfg.tolerance / 100
         memo: dict[bytes, tuple[float, float, float]] = {}
 
@@ -311,7 +299,7 @@ class CNNSplitter(Splitter):
         val_accuracy = float((OwnLogits(model, hooks, genome, ctx.val_x)(best).argmax(0) == ctx.val_y).float().mean())
         slices = []
         for c in ctx.targets:
-            kept = {g.name: torch.nonzero(masks[g.name][c]).flatten().tolist() for g in groups}
+            kept = unit_channels(groups, {name: m[c] for name, m in masks.items()})
             slices.append(ClassSlice(class_index=c, kept=kept, head={"type": "logit", "in_features": n, "index": c}))
         metrics = {
             "generations_run": len(history) - 1,

@@ -51,8 +51,10 @@ from ..channels import (
     conv_macs,
     extract,
     feature_channels,
+    is_depthwise,
     recalibrate_batchnorm,
     stem_layers,
+    unit_channels,
     zeroed_tensors,
 )
 from ..errors import HubmodError
@@ -275,9 +277,9 @@ class GradSplitter(Splitter):
         dev = ctx.train_x.device  # the search runs where the data and the parent were put
         example = (ctx.example_input if ctx.example_input is not None
                    else torch.zeros(1, *ctx.train_x.shape[1:], device=dev))
-        masks = nn.ParameterDict({f"g{i}": nn.Parameter(torch.full((k, g.size), float(cfg.mask_init), device=dev))
-                                  for i, g in enumerate(groups)})
-        kernels_per_channel = [len(g.conv_modules) for g in groups]
+        masks = nn.ParameterDict({f"g{i}": nn.Parameter(torch.full((k, g.units), float(cfg.mask_init), device=dev))
+                                  for i, g in enumerate(groups)})  # one value per unit (see ChannelGroup)
+        kernels_per_unit = [g.kernels_per_unit for g in groups]
         total_kernels = float(sum(g.kernels for g in groups))
         on_features = cfg.head_input == "features"
         heads = _start_heads(model, n, cfg.hidden, on_features, targets).to(dev)
@@ -296,7 +298,7 @@ class GradSplitter(Splitter):
             return {g.name: _BinaryMask.apply(masks[f"g{i}"]) for i, g in enumerate(groups)}
 
         def retention(bin_masks: dict[str, torch.Tensor]) -> torch.Tensor:
-            kept = sum(bin_masks[g.name].sum(1) * per for g, per in zip(groups, kernels_per_channel, strict=True))
+            kept = sum(bin_masks[g.name].sum(1) * per for g, per in zip(groups, kernels_per_unit, strict=True))
             return kept / total_kernels  # [k]
 
         cost = retention if cfg.penalty == "kernels" else _mac_share(model, groups, example)
@@ -320,7 +322,7 @@ class GradSplitter(Splitter):
             for i in range(k):
                 if par.owner(i) != par.rank:
                     continue
-                kept = {g.name: torch.nonzero(bin_masks[g.name][i]).flatten().tolist() for g in groups}
+                kept = unit_channels(groups, {name: m[i] for name, m in bin_masks.items()})
                 net, kept, _ = extract(model, groups, kept, example)
                 if dev.type == "cpu":  # oneDNN's convolutions and pooling run NHWC without reordering
                     net.to(memory_format=torch.channels_last)
@@ -398,7 +400,7 @@ class GradSplitter(Splitter):
         fit_heads(parent_train.expand(k, -1, -1), y, rest_train, cfg.warmup_epochs, cfg.head_lr)
         history = [{"cycle": 0, "val_accuracy": accuracy(parent_val.expand(k, -1, -1), ctx.val_y), "retention": 1.0,
                     "cost": 1.0}]
-        snapshots = [(history[0], {g.name: torch.ones(k, g.size, dtype=torch.bool, device=dev) for g in groups},
+        snapshots = [(history[0], {g.name: torch.ones(k, g.units, dtype=torch.bool, device=dev) for g in groups},
                       {name: v.detach().clone() for name, v in heads.state_dict().items()}, torch.ones(k))]
         best_cycle, since_best, below = 0, 0, 0
         alpha = cfg.alpha
@@ -448,7 +450,7 @@ class GradSplitter(Splitter):
             heads.load_state_dict(head_state)
             out = []
             for j in range(k):
-                kept = {g.name: torch.nonzero(bin_masks[g.name][j]).flatten().tolist() for g in groups}
+                kept = unit_channels(groups, {name: m[j] for name, m in bin_masks.items()})
                 net, kept, zeroed = extract(model, groups, kept, example)
                 if cfg.recalibrate_bn and record["cycle"] > 0:
                     recalibrate_batchnorm(net, x, keep=stem(net))
@@ -462,7 +464,7 @@ class GradSplitter(Splitter):
 
         def distilled_accuracy(found: list[_Part]) -> float:
             """Distil the parent into ``found`` (in place); their composed accuracy on validation."""
-            students = [Student(p.net, p.head, outputs, zeroed_tensors(p.net, groups, p.zeroed), stem(p.net))
+            students = [Student(p.net, p.head, outputs, zeroed_tensors(p.net, groups, p.zeroed, p.kept), stem(p.net))
                         for p in found]
             settings = DistillSettings(cfg.distill_epochs, cfg.distill_lr, cfg.distill_temperature,
                                        cfg.distill_batch_size, label_weight=cfg.distill_label_weight,
@@ -543,26 +545,33 @@ def _mac_share(model: nn.Module, groups: list[ChannelGroup], example: torch.Tens
     """[k] share of the parent's conv multiply-accumulates each module keeps, as a function of its masks.
 
     A convolution's cost is its full cost times the kept fraction of its output channels and of its
-    input channels (a product, so pruning both sides of a layer counts twice, as it should). It is
-    differentiable in the masks, so alpha can press on inference cost rather than on kernel count:
-    a kernel of an early, high-resolution layer costs many times one of the last.
+    input channels (a product, so pruning both sides of a layer counts twice, as it should; a
+    depthwise convolution's inputs are its outputs, counted once). Inputs that come from several
+    groups (after a concatenation) count each group's share. It is differentiable in the masks, so
+    alpha can press on inference cost rather than on kernel count: a kernel of an early,
+    high-resolution layer costs many times one of the last.
     """
     macs = conv_macs(model, example)
     modules = dict(model.named_modules())
     out_of = {c: i for i, g in enumerate(groups) for c in g.conv_modules}
-    in_of = {c: i for i, g in enumerate(groups) for c in g.in_convs if modules[c].groups == 1}
-    terms = [(float(m), out_of.get(c), in_of.get(c)) for c, m in macs.items()]
-    total = sum(m for m, _, _ in terms)
+    reads: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        for c in g.in_convs:
+            if not is_depthwise(modules[c]):
+                reads.setdefault(c, []).append(i)
+    terms = [(float(m), out_of.get(c), reads.get(c, []), modules[c].in_channels) for c, m in macs.items()]
+    total = sum(m for m, _, _, _ in terms)
 
     def share(bin_masks: dict[str, torch.Tensor]) -> torch.Tensor:
-        kept = [bin_masks[g.name].sum(1) / g.size for g in groups]  # [k] per group
+        kept = [bin_masks[g.name].sum(1) / g.units for g in groups]  # [k] per group
         out = 0.0
-        for m, o, i in terms:
+        for m, o, ins, width in terms:
             term = torch.full_like(kept[0], m)
             if o is not None:
                 term = term * kept[o]
-            if i is not None:
-                term = term * kept[i]
+            if ins:
+                fixed = width - sum(groups[i].size for i in ins)  # input channels no group removes
+                term = term * (fixed + sum(kept[i] * groups[i].size for i in ins)) / width
             out = out + term
         return out / total
 

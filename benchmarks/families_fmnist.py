@@ -1,0 +1,106 @@
+"""Benchmark: one Fashion-MNIST parent per timm CNN family, split with the default GradSplitter setting.
+
+    python benchmarks/families_fmnist.py            # train (once) and split every family
+    python benchmarks/families_fmnist.py --only regnety
+    python benchmarks/families_fmnist.py --render   # rebuild the BENCHMARKS.md section from the saved JSON
+
+Families: residual additions (resnet18), grouped convolutions with squeeze-and-excitation (a
+RegNetY), depthwise convolutions with squeeze-and-excitation (mobilenetv3_small_100), and
+concatenation (a DenseNet-121 layout with narrower layers). Each parent is trained by
+examples/train_parent.py with 200 images per class held out for the split to validate on, then
+split with ``-p preset=fast``; the table reports what couples each family's channels, the
+composed accuracy of all ten modules against the parent on the test split, kept kernels and MACs,
+and split wall time. Results go to benchmarks/results/families.json and BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from common import RESULTS, command, ensure_parent, machine, pct, section_header, setup_home, write_section
+
+FAMILIES = {
+    "resnet18": ("bench/resnet18-fmnist-ho", ["--arch", "resnet18", "--epochs", "3", "--holdout-per-class", "200"],
+                 "residual additions"),
+    "regnety": ("bench/regnety002-fmnist-ho", ["--arch", "regnety_002", "--epochs", "3",
+                                               "--holdout-per-class", "200"],
+                "grouped convolutions, squeeze-and-excitation, residual additions"),
+    "mobilenetv3": ("bench/mobilenetv3s-fmnist-ho", ["--arch", "mobilenetv3_small_100", "--epochs", "3",
+                                                     "--holdout-per-class", "200"],
+                    "depthwise convolutions, squeeze-and-excitation, residual additions"),
+    "densenet": ("bench/densenet-fmnist-ho", ["--arch", "densenet121", "--epochs", "3", "--holdout-per-class", "200",
+                                              "--model-args", json.dumps({"growth_rate": 16,
+                                                                          "block_config": [3, 6, 12, 8]})],
+                 "concatenation"),
+}
+OPTIONS = {"preset": "fast"}
+SECTION = "families"
+OUT = RESULTS / "families.json"
+
+
+def run(keys: list[str]) -> dict:
+    import hubmod
+    from hubmod.channels import analyse_channels
+    from hubmod.parents import load_parent
+
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    for key in keys:
+        repo, args, couplings = FAMILIES[key]
+        info = ensure_parent(repo, args)
+        parent = load_parent(repo, hub="local")
+        import torch
+
+        groups, fixed = analyse_channels(parent.model, torch.zeros(1, *parent.data_config.input_size))
+        t = time.perf_counter()
+        report = hubmod.split(repo, "fashion-mnist", hub="local", options=OPTIONS, repo_prefix=f"{repo}-fast",
+                              progress=False)
+        d = report.to_dict()
+        d.update(wall_seconds=time.perf_counter() - t, parent_test_accuracy=info["test_accuracy"],
+                 parent_train_seconds=info["train_seconds"], parent_args=args, couplings=couplings,
+                 groups=len(groups), grouped_groups=sum(g.repeat > 1 for g in groups),
+                 concat_groups=sum(bool(g.positions) for g in groups), fixed_groups=len(fixed))
+        results[key] = d
+        print(f"{key}: composed {report.composed_accuracy:.4f} parent {report.parent_accuracy:.4f} kept "
+              f"{report.mean_kept_kernels:.3f} in {d['wall_seconds']:.0f}s", flush=True)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        OUT.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def render(results: dict, header: str) -> str:
+    lines = [header.rstrip(), "",
+             "| family | parent | what couples its channels | groups (grouped / concatenated / kept whole) | "
+             "parent acc. | composed acc. | difference | kept kernels | module MACs | split time |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for key, d in results.items():
+        rows = d["rows"]
+        macs = sum(r["macs"] for r in rows) / len(rows) / d["parent_macs"]
+        lines.append(
+            f"| {key} | `{FAMILIES[key][0]}` | {d['couplings']} | {d['groups']} ({d['grouped_groups']} / "
+            f"{d['concat_groups']} / {d['fixed_groups']}) | {pct(d['parent_accuracy'])} | "
+            f"{pct(d['composed_accuracy'])} | {100 * (d['composed_accuracy'] - d['parent_accuracy']):+.2f} pt | "
+            f"{pct(d['mean_kept_kernels'])} | {pct(macs)} | {d['wall_seconds']:.0f} s |")
+    lines += ["", "Each parent: `examples/train_parent.py` for 3 epochs, 200 images per class held out; split with "
+              "`-p preset=fast`, all ten modules composed on the 10,000 test images."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=list(FAMILIES), action="append", help="run these families only")
+    ap.add_argument("--render", action="store_true", help="only rebuild the BENCHMARKS.md section from saved JSON")
+    args = ap.parse_args()
+    setup_home()
+    if args.render:
+        results = json.loads(OUT.read_text())
+        header = section_header(SECTION) or f"Command: `{command()}`\nMachine: (not recorded)\n"
+    else:
+        header = f"Command: `{command()}`\nMachine: {machine()}\n"
+        results = run(args.only or list(FAMILIES))
+    write_section(SECTION, "## Timm CNN families\n\n" + render(results, header))
+
+
+if __name__ == "__main__":
+    main()
