@@ -17,7 +17,6 @@ from hubmod.splitters.distill import (
     Student,
     _batches,
     _loss,
-    _threads_each,
     composite,
     distill,
 )
@@ -162,31 +161,6 @@ def test_the_parent_is_asked_about_augmented_images_only(tiny_parent_dirs, fmnis
         handle.remove()
         calls[augmented] = sizes
     assert calls == {0: [300], 1: [300, 100, 100, 100]}
-
-
-def test_students_on_threads_learn_what_they_learn_one_at_a_time(tiny_parent_dirs, fmnist_train):
-    """Threaded or not, the same computation; run at one intra-op thread either way, because oneDNN's
-    sums (channels-last ones most) round differently on another thread count, which Adam then amplifies."""
-    classes = [1, 4, 7]
-    settings = DistillSettings(epochs=1, lr=1e-3, temperature=2.0, batch_size=64, head_epochs=2, label_weight=0.3)
-    outputs, threads = [], torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for workers in (1, 3):
-            torch.manual_seed(0)  # the heads' initial weights
-            model, students, x, _ = _pruned_students(tiny_parent_dirs, fmnist_train, classes)
-            distill(model, students, classes, x[:600], settings, torch.Generator().manual_seed(0), DataParallel(),
-                    labels=model.labels[:600], workers=workers)
-            assert torch.get_num_threads() == 1  # given back afterwards
-            with torch.no_grad():
-                outputs.append(torch.stack([s(x[600:]) for s in students]))
-    finally:
-        torch.set_num_threads(threads)
-    assert torch.allclose(outputs[0], outputs[1], atol=1e-4), float((outputs[0] - outputs[1]).abs().max())
-    assert not torch.allclose(outputs[0], torch.zeros_like(outputs[0]))
-    with _threads_each(2) as pool:
-        assert pool is not None and torch.get_num_threads() == max(1, threads // 2)
-    assert torch.get_num_threads() == threads
 
 
 def test_at_label_weight_one_the_labels_alone_teach(tiny_parent_dirs, fmnist_train):

@@ -36,21 +36,16 @@ hundreds of epochs. Without augmentation the parent's outputs are computed once,
 Groups that a module keeps as one zeroed channel are zeroed again after every step, so they stay
 exactly equivalent to removed channels.
 
-The students are independent networks that meet only in the loss, so their forward and backward
-passes run on several threads at once (``workers``): the loss's gradient with respect to each
-student's output is computed first, then each student back-propagates its own share (the head
-phase's features and the final BatchNorm re-estimation run on the same threads). A module's layers
-are too narrow to keep two cores busy inside one convolution; two at a time, a distillation step of
-ten resnet18 modules took 27 % less time on 2 cores (BENCHMARKS.md, distill-repeat). The result is
-the same as one at a time on as many intra-op threads. The students train channels-last (NHWC),
-which oneDNN's CPU convolutions and BatchNorm run without reordering: 19 % less time per step than
-NCHW at batch 256, two at a time (BENCHMARKS.md, distill-repeat-labels-b256-ho).
+The students train one after the other within each step, each on torch's intra-op threads. Running
+their backward passes on several Python threads at once was faster, but corrupted the heap in real
+splits (glibc aborted in the autograd engine, reproduced three times in three runs of one sequence
+of splits and never once the students ran in turn), so hubmod does not. The students train
+channels-last (NHWC), which oneDNN's CPU convolutions and BatchNorm run without reordering.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -141,41 +136,13 @@ def _step(opt: torch.optim.Optimizer, backward: Callable[[], None], params: list
     opt.step()
 
 
-def default_workers() -> int:
-    """Students run at once: one per intra-op thread torch would use, so the cores stay busy."""
-    return max(1, torch.get_num_threads())
-
-
-@contextmanager
-def _threads_each(workers: int) -> Iterator[ThreadPoolExecutor | None]:
-    """A pool of ``workers`` threads, with torch's intra-op threads shared out among them meanwhile."""
-    if workers <= 1:
-        yield None
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, before // workers))
-    try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="hubmod-distil") as pool:
-            yield pool
-    finally:
-        torch.set_num_threads(before)
-
-
 def _students_step(students: list[Student], xb: torch.Tensor, loss_of: Callable[[torch.Tensor], torch.Tensor],
-                   opt: torch.optim.Optimizer, params: list[nn.Parameter], par: DataParallel,
-                   pool: ThreadPoolExecutor | None) -> float:
+                   opt: torch.optim.Optimizer, params: list[nn.Parameter], par: DataParallel) -> float:
     """One optimiser step of all students on ``xb``; ``loss_of`` maps their stacked raw scores [k, B] to the loss.
 
     Returns the loss (this process's share of the batch) before the step."""
-    if pool is None:
-        loss = loss_of(torch.stack([s(xb) for s in students]))
-        _step(opt, loss.backward, params, par)
-        return float(loss.detach())
-    outs = list(pool.map(lambda s: s(xb), students))
-    raw = torch.stack([o.detach() for o in outs]).requires_grad_(True)
-    loss = loss_of(raw)
-    (grad,) = torch.autograd.grad(loss, raw)
-    _step(opt, lambda: list(pool.map(lambda i: outs[i].backward(grad[i]), range(len(outs)))), params, par)
+    loss = loss_of(torch.stack([s(xb) for s in students]))
+    _step(opt, loss.backward, params, par)
     return float(loss.detach())
 
 
@@ -195,13 +162,10 @@ def _batches(x: torch.Tensor, labels: torch.Tensor | None, settings: DistillSett
                 yield x[mine], ys, len(idx), mine
 
 
-def _each(pool: ThreadPoolExecutor | None, fn: Callable[[Student], T], students: list[Student]) -> list[T]:
-    """``fn`` of every student, on the pool's threads when there is one (gradients off: per-student work)."""
-    def run(s: Student) -> T:
-        with torch.no_grad():  # grad mode is per thread: set it in the one that runs
-            return fn(s)
-
-    return list(pool.map(run, students)) if pool is not None else [run(s) for s in students]
+def _each(fn: Callable[[Student], T], students: list[Student]) -> list[T]:
+    """``fn`` of every student, gradients off (per-student work outside the training steps)."""
+    with torch.no_grad():
+        return [fn(s) for s in students]
 
 
 def _adam(params: list[nn.Parameter], lr: float) -> torch.optim.Adam:
@@ -213,11 +177,11 @@ def _adam(params: list[nn.Parameter], lr: float) -> torch.optim.Adam:
 
 def _fit_heads(students: list[Student], teacher: torch.Tensor, targets: list[int], x: torch.Tensor,
                labels: torch.Tensor | None, settings: DistillSettings, generator: torch.Generator,
-               par: DataParallel, pool: ThreadPoolExecutor | None) -> None:
+               par: DataParallel) -> None:
     """The heads alone, on the backbones' features computed once (the first phase, and the last)."""
     for s in students:
         s.train(False)
-    feats = _each(pool, lambda s: in_chunks(lambda b: s.reads(s.backbone, b), x), students)
+    feats = _each(lambda s: in_chunks(lambda b: s.reads(s.backbone, b), x), students)
     heads = [p for s in students for p in s.head.parameters()]
     before = [p.requires_grad for p in heads]
     for p in heads:
@@ -268,8 +232,7 @@ def _training(students: list[Student]) -> Iterator[list[nn.Parameter]]:
 
 def _joint_phase(parent: nn.Module, students: list[Student], targets: list[int], x: torch.Tensor,
                  teacher: torch.Tensor, labels: torch.Tensor | None, settings: DistillSettings,
-                 generator: torch.Generator, par: DataParallel, pool: ThreadPoolExecutor | None,
-                 progress: bool) -> list[float]:
+                 generator: torch.Generator, par: DataParallel, progress: bool) -> list[float]:
     """The second phase: backbones and heads together; the parent is asked about augmented images as they
     come, and its answers on the plain ones (``teacher``) are looked up. Returns each epoch's mean loss
     (this process's share of it)."""
@@ -287,7 +250,7 @@ def _joint_phase(parent: nn.Module, students: list[Student], targets: list[int],
                 soft = teacher[which]
             losses.append(_students_step(students, xb.contiguous(memory_format=torch.channels_last),
                                          lambda raw, soft=soft, ys=ys, n=n: _loss(raw, soft, targets, ys, settings, n),
-                                         opt, params, par, pool))
+                                         opt, params, par))
             sched.step()
             with torch.no_grad():
                 for s in students:
@@ -307,28 +270,24 @@ def distill(
     par: DataParallel,
     progress: bool = False,
     labels: torch.Tensor | None = None,
-    workers: int | None = None,
 ) -> list[float]:
     """Train ``students`` (modules of ``targets``) in place to reproduce ``parent`` on ``x``, composed.
 
     Returns the mean training loss of each epoch of the joint phase (what the optimiser lowers).
 
     ``labels`` (the classes of ``x``) are used when ``settings.label_weight`` asks for them.
-    ``workers`` students run at once (default: torch's intra-op thread count).
 
     Every process of a data-parallel group runs its share of each batch; gradients are summed
     before each step, so the result does not depend on how many processes ran it.
     """
     with torch.no_grad():
         teacher = in_chunks(parent, x)
-    workers = min(len(students), default_workers() if workers is None else workers)
-    with _channels_last(students), _threads_each(workers) as pool:
+    with _channels_last(students):
         x_nhwc = x.contiguous(memory_format=torch.channels_last)
-        _fit_heads(students, teacher, targets, x_nhwc, labels, settings, generator, par, pool)
-        losses = _joint_phase(parent, students, targets, x, teacher, labels, settings, generator, par, pool,
-                              progress)
+        _fit_heads(students, teacher, targets, x_nhwc, labels, settings, generator, par)
+        losses = _joint_phase(parent, students, targets, x, teacher, labels, settings, generator, par, progress)
         # running statistics of the final weights on the un-augmented images
-        _each(pool, lambda s: recalibrate_batchnorm(s.backbone, x_nhwc, keep=s.frozen), students)
+        _each(lambda s: recalibrate_batchnorm(s.backbone, x_nhwc, keep=s.frozen), students)
         if settings.refit_heads:
-            _fit_heads(students, teacher, targets, x_nhwc, labels, settings, generator, par, pool)
+            _fit_heads(students, teacher, targets, x_nhwc, labels, settings, generator, par)
     return losses
