@@ -47,8 +47,8 @@ class DataConfig:
         if len(size) != 3 or min(size) < 1 or max(size[1:]) > MAX_SIDE or size[0] > 4:
             raise HubmodError(f"data config input_size {size} is not (channels<=4, height<={MAX_SIDE}, "
                               f"width<={MAX_SIDE})")
-        if (len(mean) != size[0] or len(std) != size[0] or min(std) <= 0
-                or not all(math.isfinite(v) for v in mean + std)):
+        if (len(mean) != size[0] or len(std) != size[0] or not all(math.isfinite(v) for v in mean + std)
+                or min(std) < 1e-4 or max(map(abs, mean + std)) > 1e4):
             raise HubmodError(f"data config mean/std {mean}/{std} do not fit {size[0]} channel(s)")
         if interp not in ("bilinear", "bicubic", "nearest", "area"):
             interp = "bilinear"

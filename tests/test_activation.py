@@ -102,8 +102,9 @@ def test_activation_split_reuse_and_replace(tiny_parent_dirs):
                        classes=["Trouser", "Pullover", "Shirt", "Bag"])
     assert all(m.config.head["type"] == "margin" and m.config.method["name"] == "activation" for m in vgg.modules)
     assert 0 < vgg.mean_kept_kernels <= 1.0
-    # the voting composition of all modules, on held-out test images, close to the parent
-    assert vgg.composed_accuracy >= vgg.parent_accuracy - 0.05
+    # the voting composition of the modules, on held-out test images, not far below the parent; over tiny
+    # parents trained with three seeds it was 4.2 to 7.7 points above it: the bound leaves three times that spread
+    assert vgg.composed_accuracy >= vgg.parent_accuracy - 0.07
     rn = hubmod.split("me/rn", "fashion-mnist", method="activation", options=opts,
                       classes=["Sandal", "Sneaker", "Shirt"], progress=False)
     assert sorted(r.class_name for r in rn.rows) == ["Sandal", "Shirt", "Sneaker"]
@@ -112,7 +113,7 @@ def test_activation_split_reuse_and_replace(tiny_parent_dirs):
     model = hubmod.compose(["me/vgg:Trouser", "me/vgg:Bag", "me/rn:Sandal", "me/rn:Sneaker"], output="me/reuse")
     assert model.calibration == "vote"
     reuse = evaluate("me/reuse", "fashion-mnist")
-    assert reuse.n == 4000 and reuse.accuracy >= 0.8
+    assert reuse.n == 4000 and reuse.accuracy >= 0.75  # 0.88-0.91 over three parent seeds; chance 0.25
     loaded = hubmod.ComposedClassifier.from_pretrained("me/reuse")
     assert torch.equal(loaded(torch.zeros(3, 1, 28, 28, dtype=torch.uint8)),
                        model(torch.zeros(3, 1, 28, 28, dtype=torch.uint8)))
@@ -125,7 +126,7 @@ def test_activation_split_reuse_and_replace(tiny_parent_dirs):
     assert new.provenance[shirt]["repo_id"] == "me/rn-shirt"
     assert [p for i, p in enumerate(new.provenance) if i != shirt] == \
            [p for i, p in enumerate(before.provenance) if i != shirt]
-    assert evaluate("me/vgg-modular-shirt", "fashion-mnist").accuracy > 0.5
+    assert evaluate("me/vgg-modular-shirt", "fashion-mnist").accuracy > 0.4  # 0.70-0.79 over three seeds; chance 0.25
     also = hubmod.replace("me/vgg", "Shirt", "me/rn:Shirt")  # a split parent stands for all its modules
     assert also.class_names == new.class_names
     with pytest.raises(HubmodError, match="same class"):

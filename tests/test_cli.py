@@ -56,7 +56,7 @@ def test_split_compose_eval_inspect(published_parent):
                "--classes", "Sneaker,Bag,Ankle boot", *TINY_P)
     report = json.loads(res.stdout)
     assert len(report["rows"]) == 3 and report["index_repo"] == "cli/vgg"
-    assert 0 <= report["composed_accuracy"] <= 1
+    assert report["composed_accuracy"] > 0.6  # 0.91-0.93 for tiny parents of three seeds; chance 0.33
 
     res = _run("compose", "cli/vgg:Sneaker", "cli/vgg:Bag", "cli/vgg-ankle-boot", "--output", "cli/shoes-bags",
                "--json")

@@ -146,9 +146,22 @@ def test_cnnsplitter_split_then_patch_a_weak_model(tiny_parent_dirs, fmnist_trai
     loaded = PatchedClassifier.from_pretrained("me/weak-patched")
     images = fmnist_train.images[:16]
     assert torch.equal(loaded(images), patched(images))
+    # CNNSplitter's rule exactly: the weak model's softmax over its other classes, the module's min-max score
+    from hubmod.parents import load_parent
+    from hubmod.preprocess import preprocess
+
+    weak_parent = load_parent("me/weak")
+    with torch.no_grad():
+        logits = weak_parent.model(preprocess(images, weak_parent.data_config))
+    others = [c for c in range(10) if c != patched.target]
+    expected = torch.empty_like(logits)
+    expected[:, others] = logits[:, others].softmax(1)
+    expected[:, patched.target] = patched.module.calibrated(patched.module.score(images), "minmax")
+    assert torch.allclose(patched(images), expected, atol=1e-6)
     rep_before, rep_after = evaluate("me/weak", "fashion-mnist"), evaluate("me/weak-patched", "fashion-mnist")
     assert rep_after.n == rep_before.n == 10000
-    assert rep_after.per_class["Shirt"] != rep_before.per_class["Shirt"]  # the Shirt column changed hands
+    # the point of patching: the weak model (near chance here) is a worse Shirt detector than the module
+    assert rep_after.per_class["Shirt"]["f1"] > rep_before.per_class["Shirt"]["f1"]
     with pytest.raises(HubmodError, match="not the module's class"):
         hubmod.patch("me/weak", "me/vgg:Shirt", class_name="Bag", hub="local")
     with pytest.raises(HubmodError, match="patch strategy"):

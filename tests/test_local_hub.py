@@ -46,7 +46,7 @@ def test_missing_repo_and_revision_are_clear(tmp_path):
     hub.push_folder("ns/r", _folder(tmp_path, "a", {"f": "1"}), "m")
     with pytest.raises(NotFoundError, match="revision 'deadbeef'"):
         hub.snapshot("ns/r", "deadbeef")
-    with pytest.raises(HubmodError):
+    with pytest.raises(HubmodError, match="invalid revision"):
         hub.snapshot("ns/r", "../../etc")
 
 

@@ -35,8 +35,9 @@ def test_module_accepts_pil_uint8_and_preprocessed(vgg_split, fmnist_test):
     pre = preprocess(raw, module.data_config)
     s = module.score(raw)
     assert torch.allclose(module.score(pil), s) and torch.allclose(module.score(pre), s)
-    p = module.probability(raw)
-    assert ((p >= 0) & (p <= 1)).all()
+    platt = module.config.calibration["platt"]
+    assert torch.allclose(module.probability(raw), torch.sigmoid(platt["a"] * s + platt["b"]))
+    assert platt["a"] > 0  # a higher score means more likely the module's class
 
 
 def test_card_front_matter(vgg_split, tmp_path):

@@ -40,7 +40,9 @@ def test_preprocessed_tensors_pass_through_when_they_fit():
 
 
 def test_bad_data_configs_are_rejected():
-    with pytest.raises(HubmodError):
+    with pytest.raises(HubmodError, match="do not fit 1 channel"):
         DataConfig.from_dict({"input_size": [1, 28, 28], "mean": [0.5, 0.5], "std": [0.5]})
-    with pytest.raises(HubmodError):
+    with pytest.raises(HubmodError, match="input_size"):
         DataConfig.from_dict({"input_size": [1, 28], "mean": [0.5], "std": [0.5]})
+    with pytest.raises(HubmodError, match="do not fit"):  # would scale every image to infinity
+        DataConfig.from_dict({"input_size": [1, 28, 28], "mean": [0.5], "std": [1e-300]})

@@ -56,13 +56,18 @@ def _copy(saved: Path) -> Path:
 
 
 def _load_or_clear_error(d: Path) -> ClassModule | None:
+    """Load the mutated repo: a clear one-line error, or a module that runs (scores a batch, finite)."""
     try:
-        return ClassModule.from_pretrained(d)
+        module = ClassModule.from_pretrained(d)
     except HubmodError as e:
         assert "\n" not in str(e) and str(e)
         return None
     finally:
         shutil.rmtree(d, ignore_errors=True)
+    c, h, w = module.data_config.input_size
+    scores = module.score(torch.randint(0, 256, (3, c, min(h, 64), min(w, 64)), dtype=torch.uint8))
+    assert scores.shape == (3,) and torch.isfinite(scores).all()
+    return module
 
 
 @FUZZ
@@ -192,7 +197,7 @@ def test_class_slugs_are_safe_unique_and_stable(names):
 @pytest.mark.parametrize("name", ["../../etc", "a/../../b", "/abs/path", "ns/..", "ns/name/../x", "ns/ná", "ns/.x",
                                   "ns/x\u2215y", "ns/x\x00"])
 def test_escaping_repo_ids_are_refused(name, tmp_path):
-    with pytest.raises(HubmodError):
+    with pytest.raises(HubmodError, match="invalid repo id"):
         LocalHub(tmp_path).snapshot(validate_repo_id(name))
 
 
