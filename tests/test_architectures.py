@@ -63,10 +63,10 @@ def test_masked_forward_equals_extraction_for_every_family(key):
     groups, fixed = analyse_channels(model, example)
     for p in model.parameters():
         p.requires_grad_(False)
-    n = 3
+    n = 2
     gen = torch.Generator().manual_seed(1)
     masks = {g.name: (torch.rand(n, g.units, generator=gen) < 0.5).float() for g in groups}
-    masks[groups[1].name][2] = 0  # module 2 switches a whole group off: kept as one zeroed unit
+    masks[groups[1].name][1] = 0  # module 1 switches a whole group off: kept as one zeroed unit
     x = torch.randn(4, 1, SIZE, SIZE, generator=gen)
     hooks = GroupMasks(model, groups)
     on_features = isinstance(model.get_classifier(), torch.nn.Linear)
@@ -85,7 +85,7 @@ def test_masked_forward_equals_extraction_for_every_family(key):
         with torch.no_grad():
             out = pruned(x)
         assert torch.allclose(out, logits[i], atol=1e-4), (key, i, float((out - logits[i]).abs().max()))
-        if i == 2:
+        if i == 1:
             assert groups[1].name in zeroed
         expected = sum(conv_macs(pruned, example).values()) / parent_macs  # the differentiable measure agrees
         assert float(share[i]) == pytest.approx(expected, rel=1e-5), (key, i)
@@ -201,7 +201,12 @@ def _check_split(key: str, method: str, parent_dir, loopback, fmnist_test):
     assert set(composed.predict(x)) <= set(CLASSES)
 
 
-@pytest.mark.parametrize("key", list(MATRIX))
+# efficientnet_b0 and mobilenetv3_small_100 have no narrow variants and split slowly; their depthwise and
+# squeeze-and-excitation couplings are split in the default run by test_e2e's mobilenetv3_small_050
+SLOW_SPLITS = {"efficientnet", "mobilenetv3"}
+
+
+@pytest.mark.parametrize("key", [pytest.param(k, marks=pytest.mark.slow) if k in SLOW_SPLITS else k for k in MATRIX])
 def test_every_family_splits_publishes_and_composes(key, loopback, small_data, fmnist_test, tmp_path_factory):
     _check_split(key, "gradsplitter", _trained_parent(key, small_data, tmp_path_factory), loopback, fmnist_test)
 

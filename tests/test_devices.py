@@ -64,7 +64,7 @@ def test_a_cpu_only_method_refuses_a_named_gpu_but_auto_runs_it_on_the_cpu(tiny_
     assert report.composed_accuracy > 0.5
 
 
-def test_evaluating_on_an_explicit_cpu_matches_auto(vgg_split):
+def test_evaluating_on_an_explicit_cpu_matches_auto(vgg_split, small_fmnist_dir):
     model = hubmod.ComposedClassifier(vgg_split.modules, "none")
     from pathlib import Path
 
@@ -72,8 +72,8 @@ def test_evaluating_on_an_explicit_cpu_matches_auto(vgg_split):
     from hubmod.loading import COMPOSED, Loaded, evaluate
 
     snap = Snapshot(path=Path("."), sha="", hub="memory", repo_id="tiny")
-    a = evaluate(Loaded(COMPOSED, model, snap), "fashion-mnist", device="cpu")
-    b = evaluate(Loaded(COMPOSED, model, snap), "fashion-mnist", device="auto")
+    a = evaluate(Loaded(COMPOSED, model, snap), str(small_fmnist_dir), device="cpu")
+    b = evaluate(Loaded(COMPOSED, model, snap), str(small_fmnist_dir), device="auto")
     if _best().type == "cpu":
         assert a.to_dict() == b.to_dict()
     else:

@@ -205,13 +205,16 @@ def test_the_last_head_fit_lowers_the_loss_on_the_final_features(tiny_parent_dir
     assert losses[True] < losses[False], losses
 
 
+SOME_CLASSES = ["Pullover", "Sandal", "Bag"]  # what is tested does not depend on the number of classes
+
+
 @pytest.fixture(scope="module")
 def undistilled_split(tiny_parent_dirs):
     import hubmod
 
     opts = {**TINY_SPLIT, "distill_epochs": 0}
     return hubmod.split(f"{tiny_parent_dirs['vgg']}", "fashion-mnist", options=opts, seed=0, publish=False,
-                        progress=False)
+                        progress=False, classes=SOME_CLASSES)
 
 
 def test_without_distillation_modules_keep_the_parents_weights(undistilled_split, tiny_parent_dirs):
@@ -299,23 +302,25 @@ def test_topping_up_readmits_the_channels_nearest_to_being_kept_within_the_budge
     assert share(_top_up(values, share, 1.0)) == 1.0
 
 
-def test_a_split_below_its_size_budget_is_topped_up_to_it(undistilled_split, tiny_parent_dirs):
+def test_a_split_below_its_size_budget_is_topped_up_to_it(tiny_parent_dirs):
     import hubmod
 
-    last = undistilled_split.method_metrics["history"][-1]
+    # every choice within tolerance, so the budget rule (the most accurate at or below it) decides
+    opts = {**TINY_SPLIT, "distill_epochs": 0, "tolerance": 100.0}
+    base = hubmod.split(f"{tiny_parent_dirs['vgg']}", "fashion-mnist", seed=0, publish=False, progress=False,
+                        options=opts, classes=SOME_CLASSES)
+    searched = base.method_metrics["history"]
+    last = searched[-1]
     assert last["retention"] < 0.95, "the tiny search should prune something"
     budget = (last["retention"] + 1) / 2
     result = hubmod.split(f"{tiny_parent_dirs['vgg']}", "fashion-mnist", seed=0, publish=False, progress=False,
-                          options={**TINY_SPLIT, "distill_epochs": 0, "size_budget": budget})
+                          options={**opts, "size_budget": budget}, classes=SOME_CLASSES)
     history = result.method_metrics["history"]
-    searched = undistilled_split.method_metrics["history"]
     assert [h["retention"] for h in history[:-1]] == [h["retention"] for h in searched]
     topped = history[-1]
     assert topped["topped_up"] and topped["cycle"] == last["cycle"]
     assert last["retention"] < topped["retention"] <= budget
-    # the choice: the most accurate at or below the budget within tolerance
-    threshold = result.method_metrics["parent_val_accuracy"] - TINY_SPLIT["tolerance"] / 100
-    within = [h for h in history if h["val_accuracy"] >= threshold and h["retention"] <= budget]
+    within = [h for h in history if h["retention"] <= budget]
     best = max(within, key=lambda h: h["val_accuracy"])
     assert result.method_metrics["mean_retention"] == pytest.approx(best["retention"])
     assert result.method_metrics["chosen_topped_up"] == bool(best.get("topped_up"))
