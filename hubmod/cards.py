@@ -164,12 +164,19 @@ def write_composed_card(model: ComposedClassifier, directory: Path, repo_id: str
     metric_rows = [(k, _pct(v) if isinstance(v, float) else str(v)) for k, v in (metrics or {}).items()]
     hub_arg, hub_flag = _usage(hub_name)
     refs = " ".join(f"{r['repo']}" for r in rows)
+    fit = model.fit_info if model.combiner is not None else None
+    fit_flags = (f" --fit {fit['dataset']} --shots {fit['shots']} --combiner {fit['combiner']} --seed {fit['seed']}"
+                 + (f" --fit-split {fit['split']}" if fit.get("source") != "images none of the parents trained on"
+                    else "") if fit else "")
+    if fit and fit.get("dataset_hub_id") and fit["dataset_hub_id"] not in datasets:
+        card_data.datasets = [*(card_data.datasets or []), fit["dataset_hub_id"]]
     _render(
         "composed.md.j2", card_data, directory / "README.md",
         title=f"{name}: {', '.join(model.class_names)}", num_classes=len(model.class_names),
         num_modules=len(rows), num_parents=len(parents), calibration=model.calibration, rows=rows,
-        metric_rows=metric_rows, repo_id=name, hub_arg=hub_arg, hub_flag=hub_flag,
-        command=command or f"hubmod compose {refs} --calibration {model.calibration} --output {name}{hub_flag}",
+        metric_rows=metric_rows, repo_id=name, hub_arg=hub_arg, hub_flag=hub_flag, fit=fit,
+        command=command or (f"hubmod compose {refs} --calibration {model.calibration}{fit_flags} --output "
+                            f"{name}{hub_flag}"),
         hubmod_version=__version__,
     )
 

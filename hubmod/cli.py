@@ -189,6 +189,18 @@ def compose(
     hub: HubOpt = None,
     dataset: Annotated[str | None, typer.Option("--eval-dataset", help="Also evaluate on this dataset's "
                                                 "test split.")] = None,
+    fit: Annotated[str | None, typer.Option("--fit", help="Fit a combiner on a few labelled images of this dataset "
+                                            "(classes matched by name): what makes modules of different parents "
+                                            "compose well.")] = None,
+    shots: Annotated[int, typer.Option("--shots", help="Labelled images per class drawn from --fit.")] = 10,
+    fit_split: Annotated[str | None, typer.Option("--fit-split", help="Split of --fit to draw from (default: the "
+                                                  "images none of the parents trained on, where they say which; "
+                                                  "else train).")] = None,
+    combiner: Annotated[str, typer.Option("--combiner", help="What --fit fits: stack (logistic regression over the "
+                                          "module scores), "
+                                          "affine (a scale and offset per module), probe (a linear classifier on "
+                                          "the modules' features).")] = "stack",
+    seed: Annotated[int, typer.Option("--seed", help="Seed for drawing the --fit images.")] = 0,
     device: DeviceOpt = AUTO,
     private: PrivateOpt = False,
     as_json: JsonOpt = False,
@@ -201,9 +213,14 @@ def compose(
     def body():
         from .composed import compose as run_compose
 
-        model = run_compose(refs, output=output, calibration_method=calibration, hub=hub, private=private)
+        model = run_compose(refs, output=output, calibration_method=calibration, hub=hub, private=private, fit=fit,
+                            shots=shots, combiner=combiner, seed=seed, fit_split=fit_split)
         info = {"output": output, "revision": model.pushed_revision, "classes": model.class_names,
-                "calibration": model.calibration, "modules": model.provenance}
+                "calibration": model.calibration, "modules": model.provenance,
+                "fit": {k: v for k, v in model.fit_info.items() if k != "rows"} if model.fit_info else None}
+        if fit and dataset and model.fit_info and model.fit_info["split"] == "test":
+            typer.echo(f"warning: the fit images come from {_s(fit)}'s test split, which --eval-dataset scores: "
+                       "the accuracy counts them", err=True)
         if dataset:
             from .loading import COMPOSED, Loaded, evaluate
 
@@ -217,6 +234,10 @@ def compose(
         con.print(_s(f"composed {len(model.class_names)} classes ({model.calibration} calibration): "
                      + ", ".join(f"{c} <- {p.get('repo_id') or 'local dir'}@{(p.get('revision') or '')[:8]}"
                                  for c, p in zip(model.class_names, model.provenance, strict=True))))
+        if model.fit_info:
+            f = model.fit_info
+            con.print(_s(f"fitted a {f['combiner']} combiner on {f['shots']} images per class of {f['dataset']} "
+                         f"({f['source']})"))
         if output:
             con.print(_s(f"published {output}@{info['revision'][:12]}"))
         if dataset:
@@ -285,6 +306,11 @@ def replace(
     hub: HubOpt = None,
     dataset: Annotated[str | None, typer.Option("--eval-dataset", help="Also evaluate the model before and "
                                                 "after on this dataset's test split.")] = None,
+    fit: Annotated[str | None, typer.Option("--fit", help="For a fitted composition: the labelled dataset to fit "
+                                            "its combiner on again (it is refused without).")] = None,
+    shots: Annotated[int | None, typer.Option("--shots", help="Images per class for the refit (default: as "
+                                              "before).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for the refit (default: as before).")] = None,
     private: PrivateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -297,7 +323,7 @@ def replace(
         from .replacing import replace as run_replace
 
         new = run_replace(model, class_name, with_ref, output=output, calibration_method=calibration, hub=hub,
-                          private=private)
+                          private=private, fit=fit, shots=shots, seed=seed)
         info = {"output": output, "revision": new.pushed_revision, "classes": new.class_names,
                 "calibration": new.calibration, "modules": new.provenance}
         if dataset:

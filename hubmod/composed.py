@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from . import __version__, calibration
 from .artifact import HubArtifact
+from .combiners import Combiner
 from .devices import device_of
 from .errors import HubmodError, InvalidRepoError
 from .fast_inference import SharedStems, use_fast_path
@@ -33,6 +34,7 @@ from .weights import load_parts
 COMPOSED_KIND = "composed_classifier"
 FORMAT_VERSION = 1
 MAX_MODULES = 1000  # each module costs a parent build: a composed config listing more is refused
+DEFAULT_COMBINER = "stack"
 
 
 class ComposedClassifier(HubArtifact, nn.Module):
@@ -41,7 +43,8 @@ class ComposedClassifier(HubArtifact, nn.Module):
     kind = COMPOSED_KIND
 
     def __init__(self, modules: Sequence[ClassModule], calibration_method: str = "none",
-                 provenance: Sequence[dict] | None = None):
+                 provenance: Sequence[dict] | None = None, combiner: Combiner | None = None,
+                 fit_info: dict | None = None):
         super().__init__()
         if not modules:
             raise HubmodError("a composed classifier needs at least one module")
@@ -58,6 +61,8 @@ class ComposedClassifier(HubArtifact, nn.Module):
         self.class_modules = nn.ModuleList(modules)
         self.calibration = calibration_method
         self.provenance = list(provenance or [{} for _ in modules])
+        self.combiner = combiner  # fitted on a few labelled images of this task (hubmod.combiners), or None
+        self.fit_info = fit_info  # where those images came from
         self._shared_stems = SharedStems()
         self.share_stems = True  # False: every module runs its own stem (to measure what sharing buys)
         self.eval()
@@ -70,24 +75,35 @@ class ComposedClassifier(HubArtifact, nn.Module):
 
     @torch.no_grad()
     def forward(self, images: Any, batch_size: int = 256) -> torch.Tensor:
-        """Calibrated scores [B, k] (on the CPU) for raw images (or preprocessed input, if every module shares it).
+        """Scores [B, k] (on the CPU) for raw images (or preprocessed input, if every module shares it):
+        calibrated module scores, or the combiner's logits when the composition was fitted.
 
         Each module runs on the device its parameters are on (``.to(device)`` moves them all). For
         inference, modules of one parent run their shared stem once (hubmod.fast_inference.SharedStems).
         """
+        out = [self.combine(scores, features) for scores, features in self.module_outputs(images, batch_size)]
+        return torch.cat(out) if out else torch.empty(0, len(self.class_modules))
+
+    def module_outputs(self, images: Any, batch_size: int = 256):
+        """Per batch: the modules' calibrated scores [B, k] and their head inputs concatenated [B, D] (CPU)."""
         mods = list(self.class_modules)
         configs = [m.data_config for m in mods]
-        out = []
         for inputs in batches_by_config(images, configs, batch_size, "these modules"):
             if use_fast_path(self) and self.share_stems:
                 features = self._shared_stems([m.fast_backbone for m in mods], [m.backbone for m in mods],
                                               [inputs[m.data_config].to(device_of(m)) for m in mods], configs)
-                raw = [m.head(f) for m, f in zip(mods, features, strict=True)]
             else:
-                raw = [m(inputs[m.data_config]) for m in mods]
-            scores = [m.calibrated(r, self.calibration).cpu() for m, r in zip(mods, raw, strict=True)]
-            out.append(torch.stack(scores, dim=1))
-        return torch.cat(out) if out else torch.empty(0, len(self.class_modules))
+                features = [m.head_input(inputs[m.data_config]) for m in mods]
+            scores = [m.calibrated(m.head(f), self.calibration).cpu() for m, f in zip(mods, features, strict=True)]
+            yield torch.stack(scores, dim=1), torch.cat([f.cpu() for f in features], dim=1)
+
+    def combine(self, scores: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """The composition's output from its modules' outputs: the scores, or the fitted combiner's logits."""
+        return scores if self.combiner is None else self.combiner(scores, features)
+
+    @property
+    def feature_width(self) -> int:
+        return sum(m.head_width for m in self.class_modules)
 
     def predict(self, images: Any) -> list[str]:
         """Class names, one per image."""
@@ -106,10 +122,14 @@ class ComposedClassifier(HubArtifact, nn.Module):
             "modules": [{**prov, "class_name": m.class_name, "config": m.config.to_dict()}
                         for m, prov in zip(self.class_modules, self.provenance, strict=True)],
             "consolidated_weights": True,
+            **({"combiner": self.combiner.spec(), "fit": self.fit_info} if self.combiner is not None else {}),
         }
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return {f"modules.{i}.{k}": v for i, m in enumerate(self.class_modules) for k, v in m.state_dict().items()}
+        state = {f"modules.{i}.{k}": v for i, m in enumerate(self.class_modules) for k, v in m.state_dict().items()}
+        if self.combiner is not None:
+            state.update({f"combiner.{k}": v for k, v in self.combiner.state_dict().items()})
+        return state
 
     def write_card(self, directory: Path, repo_id: str | None, hub_name: str | None) -> None:
         from .cards import write_composed_card
@@ -141,16 +161,28 @@ class ComposedClassifier(HubArtifact, nn.Module):
         if calibration_method not in calibration.METHODS:
             raise InvalidRepoError(f"{name}: config.json names calibration {printable(calibration_method)!r}; "
                                    f"this hubmod knows {', '.join(calibration.METHODS)}")
+        combiner = Combiner.from_spec(data["combiner"], name) if "combiner" in data else None
+        fit_info = None
+        if combiner is not None:
+            from .fitting import checked_fit_record
+
+            fit_info = checked_fit_record(data.get("fit"), name)
+        parts: dict[str, torch.nn.Module] = {"combiner.": combiner} if combiner is not None else {}
         if snap.file(WEIGHTS, required=False) is not None:
             modules = [ClassModule.from_config(_entry_config(e, name, i), f"{name} module {i}")
                        for i, e in enumerate(entries)]
-            load_parts(snap.file(WEIGHTS), {f"modules.{i}.": m for i, m in enumerate(modules)}, name)
+            load_parts(snap.file(WEIGHTS), {**{f"modules.{i}.": m for i, m in enumerate(modules)}, **parts}, name)
             provenance = [{k: e.get(k) if isinstance(e.get(k), str) else None for k in ("repo_id", "revision", "hub")}
                           for e in entries]
         else:  # no consolidated weights: fetch each module at its pinned commit
+            if combiner is not None:
+                raise InvalidRepoError(f"{name}: config.json names a fitted combiner but the repo has no {WEIGHTS} "
+                                       "to hold it; re-publish the composed model")
             pairs = [_pinned_module(e, i, snap, hub) for i, e in enumerate(entries)]
             modules, provenance = [m for m, _ in pairs], [p for _, p in pairs]
-        model = cls(modules, calibration_method, provenance)
+        if combiner is not None:
+            combiner.check_fits(len(modules), sum(m.head_width for m in modules), name)
+        model = cls(modules, calibration_method, provenance, combiner, fit_info)
         model.source = snap
         return model
 
@@ -275,24 +307,46 @@ def modules_of(source: str, hub: str | Hub | None = None) -> list[tuple[ClassMod
 
 
 def compose(refs: Sequence[str], output: str | None = None, calibration_method: str = calibration.AUTO,
-            hub: str | Hub | None = None, private: bool = False) -> ComposedClassifier:
+            hub: str | Hub | None = None, private: bool = False, fit: str | None = None, shots: int = 10,
+            combiner: str = DEFAULT_COMBINER, seed: int = 0, fit_split: str | None = None) -> ComposedClassifier:
     """Build a classifier from module REFs; publish it to ``output`` on the hub when given
-    (``private``: as a private repo, where the hub has visibility)."""
+    (``private``: as a private repo, where the hub has visibility).
+
+    With ``fit`` (a labelled dataset whose class names include the composed classes), a combiner
+    of kind ``combiner`` is fitted on ``shots`` images per class drawn with ``seed`` (see
+    hubmod.fitting) and becomes part of the composed model.
+    """
     if not refs:
         raise HubmodError("name at least one module REF (REPO:CLASS or a module repo)")
-    return compose_modules([pair for text in refs for pair in resolve_ref(text, hub)], output,
-                           calibration_method, hub, private)
+    _check_fit_args(fit, shots, combiner)
+    pairs = [pair for text in refs for pair in resolve_ref(text, hub)]
+    return compose_modules(pairs, output, calibration_method, hub, private, fit, shots, combiner, seed, fit_split)
+
+
+def _check_fit_args(fit: str | None, shots: int, combiner: str) -> None:
+    """Option errors before any module is loaded."""
+    if combiner not in Combiner.registry:
+        raise HubmodError(f"unknown combiner {combiner!r}; use one of {', '.join(Combiner.registry)}")
+    if fit is not None and (type(shots) is not int or shots < 1):
+        raise HubmodError(f"shots must be a whole number of images per class, at least 1 (got {shots!r})")
 
 
 def compose_modules(pairs: Sequence[tuple[ClassModule, dict]], output: str | None = None,
                     calibration_method: str = calibration.AUTO, hub: str | Hub | None = None,
-                    private: bool = False) -> ComposedClassifier:
+                    private: bool = False, fit: str | None = None, shots: int = 10,
+                    combiner: str = DEFAULT_COMBINER, seed: int = 0,
+                    fit_split: str | None = None) -> ComposedClassifier:
     """A classifier from resolved (module, provenance) pairs; ``auto`` picks the calibration."""
+    _check_fit_args(fit, shots, combiner)
     modules = [m for m, _ in pairs]
     method = calibration_method
     if method == calibration.AUTO:
         method = auto_calibration(modules)
     model = ComposedClassifier(modules, method, [p for _, p in pairs])
+    if fit is not None:
+        from .fitting import fit_combiner
+
+        fit_combiner(model, fit, shots, combiner, seed, fit_split)
     if output:
         model.push_to_hub(output, hub, private=private)
     return model

@@ -155,14 +155,22 @@ class ClassModule(HubArtifact, nn.Module):
         return self.config.class_name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw scores [B] for preprocessed input [B, C, H, W] (moved to the module's device).
+        """Raw scores [B] for preprocessed input [B, C, H, W] (moved to the module's device)."""
+        return self.head(self.head_input(x))
+
+    def head_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the head reads [B, width]: the pruned backbone's pooled features, or its parent's logits.
 
         Without gradients, in eval mode, the backbone runs as its inference copy (see
-        hubmod.fast_inference): same scores up to float rounding, several times faster on a CPU.
+        hubmod.fast_inference): same values up to float rounding, several times faster on a CPU.
         """
         x = x.to(device_of(self))
-        features = self.fast_backbone(self.backbone, x) if use_fast_path(self) else self.backbone(x)
-        return self.head(features)
+        return self.fast_backbone(self.backbone, x) if use_fast_path(self) else self.backbone(x)
+
+    @property
+    def head_width(self) -> int:
+        """How many values the head reads (the module's features, for a fitted composition)."""
+        return int(self.config.head["in_features"])
 
     @torch.no_grad()
     def score(self, images: Any, batch_size: int = 256) -> torch.Tensor:

@@ -1,8 +1,8 @@
-"""ONNX export of a composed classifier: one graph, raw images in, one calibrated score out per class.
+"""ONNX export of a composed classifier: one graph, raw images in, one score out per class.
 
 The graph holds everything ``ComposedClassifier.forward`` does for one raw image size: each
-distinct preprocessing (channels, resize and crop, normalisation) once, every module, and each
-module's calibration, so a runtime without hubmod or torch reproduces the PyTorch scores. The
+distinct preprocessing (channels, resize and crop, normalisation) once, every module, each
+module's calibration and a fitted combiner, so a runtime without hubmod or torch reproduces the PyTorch scores. The
 export is checked with onnxruntime against PyTorch before the file is kept.
 """
 
@@ -32,7 +32,11 @@ class _Graph(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         modules = self.composed.class_modules
         inputs = {cfg: preprocess(images, cfg) for cfg in dict.fromkeys(m.data_config for m in modules)}
-        return tuple(m.calibrated(m(inputs[m.data_config]), self.composed.calibration) for m in modules)
+        features = [m.head_input(inputs[m.data_config]) for m in modules]
+        scores = torch.stack([m.calibrated(m.head(f), self.composed.calibration)
+                              for m, f in zip(modules, features, strict=True)], dim=1)
+        out = self.composed.combine(scores, torch.cat(features, dim=1))  # a fitted combiner is in the graph too
+        return tuple(out[:, i] for i in range(len(modules)))
 
 
 def export_onnx(composed: ComposedClassifier, output: str | Path, input_size: tuple[int, int, int] | None = None,

@@ -47,7 +47,7 @@ VALIDATION_KEY = "hubmod_validation"  # config.json: which images the parent was
 _MAX_VALIDATION_ROWS = 1_000_000
 
 
-def _validation_record(record: object, where: str) -> dict | None:
+def validation_record(record: object, where: str) -> dict | None:
     """The parent's held-out images, if its config.json names them: {"dataset", "split", "rows"}."""
     if record is None:
         return None
@@ -116,7 +116,7 @@ class ParentSpec:
                 raise InvalidRepoError(f"{where}: config.json model_args {key!r} is not a number, flag, short name "
                                        "or list of them")
         return cls(arch, num_classes, list(labels), model_args, dict(pretrained_cfg),
-                   _validation_record(cfg.get(VALIDATION_KEY), where))
+                   validation_record(cfg.get(VALIDATION_KEY), where))
 
     @property
     def data_config(self) -> DataConfig:

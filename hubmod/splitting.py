@@ -298,7 +298,9 @@ def split(
                 "method": {"name": method, "params": mcfg.to_dict(),
                            "distilled": bool(outcome.metrics.get("distilled", False))},
                 "dataset": {"name": dataset, "hub_id": data.hub_id, "train_samples": len(data.train_y),
-                            "val_samples": len(data.val_y), "val_source": data.val_source, "seed": seed},
+                            "val_samples": len(data.val_y), "val_source": data.val_source, "seed": seed,
+                            # the images the parent did not train on, for fitting compositions (hubmod.fitting)
+                            **({"parent_held_out": parent.spec.validation} if parent.spec.validation else {})},
                 "split_id": split_id,
                 "command": _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options, stream),
             }

@@ -54,3 +54,18 @@ def test_the_registry_and_specs_round_trip():
         Combiner.from_spec({"kind": "stack", "classes": True}, "here")
     with pytest.raises(InvalidRepoError, match="re-fit"):
         ProbeCombiner(3, 12).check_fits(3, 40, "here")
+
+
+GOOD_FIT = {"dataset": "fashion-mnist", "split": "train", "source": "the train split", "shots": 10, "seed": 0,
+            "combiner": "stack", "calibration": "minmax", "penalty": 0.01, "rows": [3, 1, 2]}
+
+
+@pytest.mark.parametrize("record", [None, [], {"dataset": "d"}, {**GOOD_FIT, "shots": "10"},
+                                    {**GOOD_FIT, "rows": [1, -2]}, {**GOOD_FIT, "seed": 1.5},
+                                    {**GOOD_FIT, "penalty": float("nan")}])
+def test_a_fit_record_from_a_repo_is_checked_field_by_field(record):
+    from hubmod.fitting import checked_fit_record
+
+    assert checked_fit_record(GOOD_FIT, "me/x") == GOOD_FIT
+    with pytest.raises(InvalidRepoError, match="me/x config.json fit"):
+        checked_fit_record(record, "me/x")
