@@ -1,0 +1,349 @@
+"""Benchmark: composing modules of different parents, without labels and with a few.
+
+    python benchmarks/reuse_fmnist.py               # everything (parents are trained and split once)
+    python benchmarks/reuse_fmnist.py --pair vgg+resnet18 --problem "all ten"
+    python benchmarks/reuse_fmnist.py --render      # rebuild the BENCHMARKS.md section from the saved JSON
+
+Parents trained on disjoint class sets, two pairs of different architectures: a 1-channel 28 px
+VGG-style net on Fashion-MNIST classes 0-4 with a 3-channel 32 px resnet18 on classes 5-9, and a
+RegNetY (grouped convolutions) on 0-4 with a 3-channel 32 px mobilenetv3_small_100 on 5-9; each
+holds 200 images per class out of training and is split with GradSplitter's fast preset. A third
+parent is trained on a different real dataset, scikit-learn's 8x8 handwritten digits (upscaled to
+28 px), for a cross-domain problem. Problems: all ten classes; T-shirt/top, Pullover, Coat + Shirt
+(look-alikes of the two parents); T-shirt/top, Trouser + Sandal, Sneaker; and digits 0, 1 (digits
+parent) + Trouser, Bag (the VGG parent).
+
+For each problem: every zero-shot rule; ``--fit`` with K = 1, 5, 10, 50 labelled images per class
+(drawn from images none of the parents trained on) for each combiner, mean and spread over seeds
+0-2; and, on the same K images, the baselines a user would pick instead: (a) a small CNN trained
+from scratch on them, (b) a linear probe on the two parents' full penultimate features
+concatenated; and the reference (c), a VGG-style net trained on all training images of the
+problem's classes. Accuracy is on the problem's classes of the test split (the fit images come
+from the train split, so none is scored). Results go to benchmarks/results/reuse.json and
+BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from common import RESULTS, ROOT, command, ensure_parent, machine, pct, section_header, setup_home, write_section
+
+FIRST5 = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"]
+LAST5 = ["Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+HO = ["--epochs", "3", "--holdout-per-class", "200"]
+PAIRS = {
+    "vgg+resnet18": (("bench/vgg-fmnist-0to4-ho", ["--arch", "hubmod_vgg", "--classes", "0-4", *HO]),
+                     ("bench/resnet18-fmnist-5to9-ho", ["--arch", "resnet18", "--classes", "5-9", "--in-chans", "3",
+                                                        "--size", "32", *HO])),
+    "regnety+mobilenetv3": (("bench/regnety-fmnist-0to4-ho", ["--arch", "regnety_002", "--classes", "0-4", *HO]),
+                            ("bench/mobilenetv3-fmnist-5to9-ho", ["--arch", "mobilenetv3_small_100", "--classes",
+                                                                  "5-9", "--in-chans", "3", "--size", "32", *HO])),
+}
+PROBLEMS = {
+    "all ten": (FIRST5, LAST5),
+    "upper body": (["T-shirt/top", "Pullover", "Coat"], ["Shirt"]),
+    "mixed": (["T-shirt/top", "Trouser"], ["Sandal", "Sneaker"]),
+}
+DIGITS_REPO = "bench/vgg-digits"
+CROSS = {"digits + fashion": (["digit 0", "digit 1"], ["Trouser", "Bag"])}  # digits parent, then the VGG parent
+SHOTS = (1, 5, 10, 50)
+SEEDS = (0, 1, 2)
+COMBINERS = ("affine", "stack", "probe")
+ZERO_SHOT = ("none", "minmax", "platt", "vote")
+SPLIT_OPTIONS = {"preset": "fast"}
+OUT = RESULTS / "reuse.json"
+SECTION = "reuse"
+WORK = ROOT / "benchmarks" / ".work"
+
+
+# --------------------------------------------------------------------------- data and parents
+
+
+def digits_dataset() -> Path:
+    """scikit-learn's 8x8 digits as a save_to_disk folder: 28 px uint8 images, classes 'digit 0'..'digit 9'."""
+    path = WORK / "digits"
+    if (path / "dataset_dict.json").exists():
+        return path
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32)[:, None] * (255.0 / 16.0)
+    x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).round().clamp(0, 255)
+    images = x[:, 0].to(torch.uint8).numpy()
+    labels = digits.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(labels))
+    cut = int(0.7 * len(order))
+    feats = Features({"image": Image(), "label": ClassLabel(names=[f"digit {d}" for d in range(10)])})
+
+    def part(idx):
+        return Dataset.from_dict({"image": list(images[idx]), "label": labels[idx].tolist()}, features=feats)
+
+    DatasetDict({"train": part(order[:cut]), "test": part(order[cut:])}).save_to_disk(str(path))
+    return path
+
+
+def cross_dataset(digit_classes: list[str], fashion_classes: list[str]) -> Path:
+    """A labelled folder holding the digits classes and the Fashion-MNIST classes of the cross-domain problem."""
+    path = WORK / ("cross-" + "-".join(c.replace(" ", "").replace("/", "") for c in digit_classes + fashion_classes))
+    if (path / "dataset_dict.json").exists():
+        return path
+    import torch
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+
+    from hubmod.data import load_images
+
+    names = digit_classes + fashion_classes
+    feats = Features({"image": Image(), "label": ClassLabel(names=names)})
+    parts = {}
+    for split in ("train", "test"):
+        d = load_images(str(digits_dataset()), split).for_classes(digit_classes, "cross")
+        f = load_images("fashion-mnist", split).for_classes(fashion_classes, "cross")
+        images = torch.cat([d.images, f.images])
+        labels = torch.cat([d.labels, f.labels + len(digit_classes)])
+        parts[split] = Dataset.from_dict({"image": [im[0].numpy() for im in images], "label": labels.tolist()},
+                                         features=feats)
+    DatasetDict(parts).save_to_disk(str(path))
+    return path
+
+
+def ensure_digits_parent() -> None:
+    from hubmod.data import load_images
+    from hubmod.hub import LocalHub
+    from hubmod.training import fashion_mnist_config, hold_out, publish_parent, train_parent
+
+    if LocalHub().repo_exists(DIGITS_REPO):
+        return
+    data = load_images(str(digits_dataset()), "train")
+    train, validation = hold_out(data, 20, 0, str(digits_dataset()))
+    parent = train_parent("hubmod_vgg", train, fashion_mnist_config(1, 28), epochs=30, batch_size=64, lr=3e-3,
+                          seed=0, validation=validation, progress=False)
+    publish_parent(parent, DIGITS_REPO, "local", notes="8x8 digits of scikit-learn, upscaled to 28 px")
+
+
+def ensure_split(repo: str) -> str:
+    """Split a parent once (GradSplitter, fast preset); returns the split's index repo."""
+    import hubmod
+    from hubmod.hub import LocalHub
+
+    prefix = f"{repo}-fast"
+    if not LocalHub().repo_exists(prefix):
+        hubmod.split(repo, _dataset_of(repo), hub="local", options=SPLIT_OPTIONS, repo_prefix=prefix, progress=False)
+    return prefix
+
+
+def _dataset_of(repo: str) -> str:
+    return str(digits_dataset()) if repo == DIGITS_REPO else "fashion-mnist"
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def _accuracy(logits, labels) -> float:
+    return float((logits.argmax(1) == labels).float().mean())
+
+
+def _outputs(model, images):
+    import torch
+
+    parts = list(model.module_outputs(images))
+    return torch.cat([s for s, _ in parts]), torch.cat([f for _, f in parts])
+
+
+def scratch_cnn(images, labels, classes: int, seed: int):
+    """Baseline (a): a small VGG-style CNN trained from scratch on the K labelled images."""
+
+    from hubmod.data import LabeledImages
+    from hubmod.training import fashion_mnist_config, train_parent
+
+    data = LabeledImages(images, labels, [str(c) for c in range(classes)], "fit", "train")
+    epochs = max(20, min(200, 4000 // max(1, len(labels))))  # about 4,000 image-steps, at least 20 epochs
+    parent = train_parent("hubmod_vgg", data, fashion_mnist_config(1, 28), epochs=epochs,
+                          batch_size=min(64, len(labels)), lr=3e-3, seed=seed, progress=False,
+                          model_args={"cfg": [16, "M", 32, "M", 64, "M"]})
+    return parent.model, parent.data_config
+
+
+def parent_features(repos: list[str], images):
+    """The parents' full penultimate features, concatenated (baseline (b))."""
+    import torch
+
+    from hubmod.metrics import pre_logits
+    from hubmod.parents import load_parent
+    from hubmod.preprocess import preprocess
+
+    out = []
+    for repo in repos:
+        p = load_parent(repo, hub="local")
+        with torch.no_grad():
+            x = preprocess(images, p.data_config)
+            out.append(torch.cat([pre_logits(p.model, x[i : i + 512]) for i in range(0, len(x), 512)]))
+    return torch.cat(out, dim=1)
+
+
+def reference_accuracy(classes: list[str], dataset: str, test) -> float:
+    """Reference (c): a VGG-style net trained on all training images of the problem's classes."""
+    from hubmod.data import load_images
+    from hubmod.metrics import parent_report
+    from hubmod.training import fashion_mnist_config, train_parent
+
+    train = load_images(dataset, "train", (28, 28)).for_classes(classes, "reference")
+    epochs = 3 if len(train) > 20000 else max(3, min(30, 60000 // len(train)))
+    parent = train_parent("hubmod_vgg", train, fashion_mnist_config(1, 28), epochs=epochs, seed=0, progress=False)
+    return parent_report(parent.model, test, fashion_mnist_config(1, 28)).accuracy
+
+
+def run_problem(pair: str, problem: str, firsts: tuple[str, str], classes: tuple[list[str], list[str]],
+                dataset: str) -> dict:
+    import torch
+
+    import hubmod
+    from hubmod.combiners import build
+    from hubmod.data import load_images
+    from hubmod.fitting import draw_fit_images
+    from hubmod.metrics import model_logits
+
+    a_repo, b_repo = firsts
+    a_index, b_index = ensure_split(a_repo), ensure_split(b_repo)
+    refs = [f"{a_index}:{c}" for c in classes[0]] + [f"{b_index}:{c}" for c in classes[1]]
+    names = classes[0] + classes[1]
+    out: dict = {"pair": pair, "problem": problem, "classes": names, "parents": [a_repo, b_repo], "zero_shot": {},
+                 "fit": {}, "baselines": {}}
+    model = hubmod.compose(refs, hub="local")
+    test = load_images(dataset, "test").for_classes(names, problem)
+    out["test_images"] = len(test)
+    scores_by_rule = {}
+    for rule in ZERO_SHOT:
+        model.calibration = rule
+        scores, features = _outputs(model, test.images)
+        scores_by_rule[rule] = (scores, features)
+        out["zero_shot"][rule] = _accuracy(scores, test.labels)
+    out["auto_rule"] = hubmod.compose(refs, hub="local").calibration
+    print(f"{pair} / {problem}: zero-shot " + ", ".join(f"{r} {pct(a)}" for r, a in out["zero_shot"].items()),
+          flush=True)
+    base_rule = out["auto_rule"]
+    model.calibration = base_rule
+    test_scores, test_features = scores_by_rule[base_rule]
+    test_parent_features = parent_features([a_repo, b_repo], test.images)
+    for shots in SHOTS:
+        for seed in SEEDS:
+            try:
+                fit, info = draw_fit_images(list(model.class_modules), dataset, shots, seed)
+            except hubmod.HubmodError as e:
+                print(f"  K={shots}: {e}", flush=True)
+                break
+            fit_scores, fit_features = _outputs(model, fit.images)
+            for kind in COMBINERS:
+                comb = build(kind, len(names), model.feature_width)
+                comb.fit(fit_scores, fit_features, fit.labels, torch.Generator().manual_seed(seed))
+                with torch.no_grad():
+                    acc = _accuracy(comb(test_scores, test_features), test.labels)
+                out["fit"].setdefault(kind, {}).setdefault(str(shots), []).append(acc)
+            # baselines on the same K images
+            probe = build("probe", len(names), test_parent_features.shape[1])
+            fit_parent = parent_features([a_repo, b_repo], fit.images)
+            probe.fit(torch.zeros(len(fit.labels), len(names)), fit_parent, fit.labels,
+                      torch.Generator().manual_seed(seed))
+            with torch.no_grad():
+                out["baselines"].setdefault("parents_probe", {}).setdefault(str(shots), []).append(
+                    _accuracy(probe(torch.zeros(len(test), len(names)), test_parent_features), test.labels))
+            cnn, cfg = scratch_cnn(fit.images, fit.labels, len(names), seed)
+            logits = model_logits(cnn, test.images, cfg)
+            out["baselines"].setdefault("scratch_cnn", {}).setdefault(str(shots), []).append(
+                _accuracy(logits, test.labels))
+            out.setdefault("fit_source", info["source"])
+        print(f"  K={shots}: " + ", ".join(f"{k} {pct(statistics.mean(v[str(shots)]))}"
+                                           for k, v in {**out["fit"], **out["baselines"]}.items()
+                                           if str(shots) in v), flush=True)
+    # what a user waits for: compose + fit at K = 10 with each combiner
+    out["compose_fit_seconds"] = {}
+    for kind in COMBINERS:
+        t = time.perf_counter()
+        hubmod.compose(refs, hub="local", fit=dataset, shots=10, combiner=kind)
+        out["compose_fit_seconds"][kind] = time.perf_counter() - t
+    out["reference"] = reference_accuracy(names, dataset, test)
+    print(f"  reference (trained on all images of these classes): {pct(out['reference'])}", flush=True)
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.2f} ± {100 * sd:.2f}"
+
+
+def render(results: dict, header: str) -> str:
+    lines = [header.rstrip(), ""]
+    lines += ["Zero-shot (no labels; accuracy on the problem's test images):", "",
+              "| pair | problem | " + " | ".join(ZERO_SHOT) + " | `auto` picks |",
+              "|---|---|" + "---:|" * len(ZERO_SHOT) + "---|"]
+    for r in results.values():
+        lines.append(f"| {r['pair']} | {r['problem']} | " + " | ".join(pct(r["zero_shot"][z]) for z in ZERO_SHOT)
+                     + f" | {r['auto_rule']} |")
+    lines += ["", "With K labelled images per class (mean ± standard deviation over seeds 0-2, %):", "",
+              "| pair | problem | K | " + " | ".join(COMBINERS) + " | (a) CNN from scratch | (b) probe on the parents "
+              "| (c) trained on all |", "|---|---|---:|" + "---:|" * (len(COMBINERS) + 3)]
+    for r in results.values():
+        for shots in SHOTS:
+            key = str(shots)
+            if key not in r["fit"].get("stack", {}):
+                continue
+            cells = [_mean_sd(r["fit"][k][key]) for k in COMBINERS]
+            cells += [_mean_sd(r["baselines"]["scratch_cnn"][key]), _mean_sd(r["baselines"]["parents_probe"][key]),
+                      pct(r["reference"])]
+            lines.append(f"| {r['pair']} | {r['problem']} | {shots} | " + " | ".join(cells) + " |")
+    lines += ["", "Compose + fit wall time at K = 10 (s): " + "; ".join(
+        f"{r['pair']} / {r['problem']}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["compose_fit_seconds"].items())
+        for r in results.values()), "",
+        "Fit images come from " + ", ".join(sorted({r.get("fit_source", "?") for r in results.values()})) + "."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pair", choices=[*PAIRS, "digits"], action="append")
+    ap.add_argument("--problem", choices=[*PROBLEMS, *CROSS], action="append")
+    ap.add_argument("--render", action="store_true")
+    args = ap.parse_args()
+    setup_home()
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    if args.render:
+        header = section_header(SECTION) or f"Command: `{command()}`\nMachine: (not recorded)\n"
+    else:
+        header = f"Command: `{command()}`\nMachine: {machine()}\n"
+        for pair, (a, b) in PAIRS.items():
+            if args.pair and pair not in args.pair:
+                continue
+            ensure_parent(*a)
+            ensure_parent(*b)
+            for problem, classes in PROBLEMS.items():
+                if args.problem and problem not in args.problem:
+                    continue
+                results[f"{pair} / {problem}"] = run_problem(pair, problem, (a[0], b[0]), classes, "fashion-mnist")
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                OUT.write_text(json.dumps(results, indent=1))
+        if not args.pair or "digits" in args.pair:
+            ensure_digits_parent()
+            ensure_parent(*PAIRS["vgg+resnet18"][0])
+            for problem, classes in CROSS.items():
+                results[f"digits+vgg / {problem}"] = run_problem(
+                    "digits+vgg", problem, (DIGITS_REPO, PAIRS["vgg+resnet18"][0][0]), classes,
+                    str(cross_dataset(*classes)))
+                OUT.write_text(json.dumps(results, indent=1))
+    write_section(SECTION, "## Composing modules of different parents\n\n" + render(results, header))
+
+
+if __name__ == "__main__":
+    main()
