@@ -6,6 +6,7 @@ Heavy imports (torch, timm) happen inside the commands, so ``hubmod --help`` is 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -15,27 +16,65 @@ import typer
 
 from .devices import AUTO, DEVICE_HELP
 
+
+class _Argument(typer.core.TyperArgument):
+    """A positional argument shown by its metavar alone (SOURCE, REF...), with no type tag."""
+
+    def display_type_rich(self, ctx):  # noqa: ANN001 - click's signature
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+
+class _Command(typer.core.TyperCommand):
+    """Commands whose help reads like the README: SOURCE and REF... in usage lines, no type tags."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is typer.core.TyperArgument:
+                param.__class__ = _Argument
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"hubmod {__version__}")
+        raise typer.Exit()
+
+
 app = typer.Typer(
     name="hubmod",
     help=(
         "Split trained CNN classifiers into per-class modules, publish each as a Hub repo, and compose "
         "new classifiers from modules named by repo.\n\n"
-        "Models are named as SOURCE: 'ns/name[@rev]' on the selected hub (the embedded one under "
-        "$HUBMOD_HOME by default), 'hf-hub:ns/name[@rev]' on the Hugging Face Hub, or a directory "
-        "path starting with ./ or /."
+        "Models are named as SOURCE: 'ns/name' or 'ns/name@rev' on the selected hub (the embedded one under "
+        "$HUBMOD_HOME by default), 'hf-hub:ns/name' on the Hugging Face Hub, or a directory path "
+        "starting with ./, ../, ~/ or /."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    rich_markup_mode=None,  # plain help: text in square brackets is shown, paragraphs wrap to the terminal
     pretty_exceptions_enable=False,
 )
+app.command = functools.partial(app.command, cls=_Command)
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                 help="Print hubmod's version and exit.")] = False) -> None:
+    """hubmod: the options every command shares (its description is the app's help)."""
+
 
 HubOpt = Annotated[
     str | None,
-    typer.Option("--hub", help="Where repos live: 'local' (embedded, default), 'hf' (HF_ENDPOINT or "
+    typer.Option("--hub", metavar="HUB", help="Where repos live: 'local' (embedded, default), 'hf' (HF_ENDPOINT or "
                                "huggingface.co), or an endpoint URL. Env: HUBMOD_HUB."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
+DeviceOpt = Annotated[str, typer.Option("--device", metavar="DEVICE", help=DEVICE_HELP)]
 
 
 def _fail(err: Exception) -> None:
@@ -99,16 +138,23 @@ def _parse_params(params: list[str]) -> dict[str, str]:
 
 @app.command()
 def split(
-    source: Annotated[str, typer.Argument(help="The parent classifier to split (timm-format repo or dir).")],
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="'fashion-mnist', a Hugging Face dataset id, "
+    source: Annotated[str, typer.Argument(metavar="SOURCE",
+                                          help="The parent classifier to split (timm-format repo or dir).")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", metavar="DATASET",
+                                         help="'fashion-mnist', a Hugging Face dataset id, "
                                          "or a path (save_to_disk folder, parquet, image folder).")],
-    method: Annotated[str, typer.Option(help="Splitting method; `hubmod methods` lists them.")] = "gradsplitter",
-    classes: Annotated[str | None, typer.Option(help="Comma-separated classes to publish (default: all).")] = None,
-    repo_prefix: Annotated[str | None, typer.Option(help="Modules go to PREFIX-<class-slug>; the split index "
+    method: Annotated[str, typer.Option(metavar="NAME",
+                                        help="Splitting method; `hubmod methods` lists them.")] = "gradsplitter",
+    classes: Annotated[str | None, typer.Option(metavar="CLASS,...",
+                                                help="Comma-separated classes to publish (default: all).")] = None,
+    repo_prefix: Annotated[str | None, typer.Option(metavar="NS/NAME",
+                                                    help="Modules go to PREFIX-<class-slug>; the split index "
                                                     "to PREFIX. Default: the parent's repo id.")] = None,
     hub: HubOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed for sampling and training; same seed, same modules.")] = 0,
-    param: Annotated[list[str], typer.Option("--param", "-p", help="Method option NAME=VALUE (repeatable), "
+    seed: Annotated[int, typer.Option(metavar="N",
+                                      help="Seed for sampling and training; same seed, same modules.")] = 0,
+    param: Annotated[list[str], typer.Option("--param", "-p", metavar="NAME=VALUE",
+                                             help="Method option NAME=VALUE (repeatable), "
                                              "e.g. -p alpha=1.0 -p train_per_class=300; -p preset=fast: a short "
                                              "search won back by distillation (`hubmod methods` lists all).")] = [],  # noqa: B006
     publish: Annotated[bool, typer.Option(help="Publish modules and index (--no-publish: only measure).")] = True,
@@ -124,7 +170,9 @@ def split(
 ) -> None:
     """Split SOURCE into one module per class and publish each as its own repo.
 
-    Example: hubmod split demo/resnet18-fmnist --dataset fashion-mnist
+    \b
+    Example:
+      hubmod split demo/resnet18-fmnist --dataset fashion-mnist
 
     With --classes only those modules are trained, so a few modules of a many-class parent cost
     about as much as a few. GradSplitter runs data-parallel when launched as several processes
@@ -180,34 +228,44 @@ def _print_split(report) -> None:
 
 @app.command()
 def compose(
-    refs: Annotated[list[str], typer.Argument(help="REPO:CLASS (REPO a split parent or module repo), or a "
+    refs: Annotated[list[str], typer.Argument(metavar="REF",
+                                              help="REPO:CLASS (REPO a split parent or module repo), or a "
                                               "bare module repo. Modules may come from different parents.")],
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Publish the classifier as this repo.")] = None,
-    calibration: Annotated[str, typer.Option(help="How module scores are made comparable: auto (vote for "
+    output: Annotated[str | None, typer.Option("--output", "-o", metavar="NS/NAME",
+                                               help="Publish the classifier as this repo.")] = None,
+    calibration: Annotated[str, typer.Option(metavar="RULE",
+                                             help="How module scores are made comparable: auto (vote for "
                                              "activation modules, none for modules of one split, else "
                                              "minmax), none, minmax, platt, vote.")] = "auto",
     hub: HubOpt = None,
-    dataset: Annotated[str | None, typer.Option("--eval-dataset", help="Also evaluate on this dataset's "
+    dataset: Annotated[str | None, typer.Option("--eval-dataset", metavar="DATASET",
+                                                help="Also evaluate on this dataset's "
                                                 "test split.")] = None,
-    fit: Annotated[str | None, typer.Option("--fit", help="Fit a combiner on a few labelled images of this dataset "
+    fit: Annotated[str | None, typer.Option("--fit", metavar="DATASET",
+                                            help="Fit a combiner on a few labelled images of this dataset "
                                             "(classes matched by name): what makes modules of different parents "
                                             "compose well.")] = None,
-    shots: Annotated[int, typer.Option("--shots", help="Labelled images per class drawn from --fit.")] = 10,
-    fit_split: Annotated[str | None, typer.Option("--fit-split", help="Split of --fit to draw from (default: the "
+    shots: Annotated[int, typer.Option("--shots", metavar="K",
+                                       help="Labelled images per class drawn from --fit.")] = 10,
+    fit_split: Annotated[str | None, typer.Option("--fit-split", metavar="SPLIT",
+                                                  help="Split of --fit to draw from (default: the "
                                                   "images none of the parents trained on, where they say which; "
                                                   "else train).")] = None,
-    combiner: Annotated[str, typer.Option("--combiner", help="What --fit fits: stack (logistic regression over the "
+    combiner: Annotated[str, typer.Option("--combiner", metavar="KIND",
+                                          help="What --fit fits: stack (logistic regression over the "
                                           "module scores), "
                                           "affine (a scale and offset per module), probe (a linear classifier on "
                                           "the modules' features).")] = "stack",
-    seed: Annotated[int, typer.Option("--seed", help="Seed for drawing the --fit images.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for drawing the --fit images.")] = 0,
     device: DeviceOpt = AUTO,
     private: PrivateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compose a classifier from class modules named by repo.
 
-    Example: hubmod compose demo/resnet18-fmnist:Sneaker demo/vgg-fmnist:Bag --output me/shoes-vs-bags
+    \b
+    Example:
+      hubmod compose demo/resnet18-fmnist:Sneaker demo/vgg-fmnist:Bag --output me/shoes-vs-bags
     """
 
     def body():
@@ -248,23 +306,31 @@ def compose(
 
 @app.command()
 def patch(
-    weak_model: Annotated[str, typer.Argument(help="The timm-format classifier to patch (a SOURCE).")],
-    module: Annotated[str, typer.Option("--module", "-m", help="REF of the module that answers for its class: "
+    weak_model: Annotated[str, typer.Argument(metavar="SOURCE",
+                                              help="The timm-format classifier to patch (a SOURCE).")],
+    module: Annotated[str, typer.Option("--module", "-m", metavar="REF",
+                                        help="REF of the module that answers for its class: "
                                         "REPO:CLASS or a module repo.")],
-    output: Annotated[str, typer.Option("--output", "-o", help="Publish the patched classifier as this repo.")],
-    class_name: Annotated[str | None, typer.Option("--class", help="The weak model's class to patch (default: "
+    output: Annotated[str, typer.Option("--output", "-o", metavar="NS/NAME",
+                                        help="Publish the patched classifier as this repo.")],
+    class_name: Annotated[str | None, typer.Option("--class", metavar="CLASS",
+                                                   help="The weak model's class to patch (default: "
                                                    "the module's class, matched by name).")] = None,
-    strategy: Annotated[str, typer.Option(help="How the module's score meets the weak model's softmax: minmax "
+    strategy: Annotated[str, typer.Option(metavar="RULE",
+                                          help="How the module's score meets the weak model's softmax: minmax "
                                           "(CNNSplitter's rule) or platt.")] = "minmax",
     hub: HubOpt = None,
-    dataset: Annotated[str | None, typer.Option("--eval-dataset", help="Also evaluate the weak and the patched "
+    dataset: Annotated[str | None, typer.Option("--eval-dataset", metavar="DATASET",
+                                                help="Also evaluate the weak and the patched "
                                                 "model on this dataset's test split.")] = None,
     private: PrivateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Replace a weak classifier's output for one class with a stronger module's.
 
-    Example: hubmod patch me/weak-fmnist --module demo/resnet18-fmnist:Shirt --output me/weak-fmnist-patched
+    \b
+    Example:
+      hubmod patch me/weak-fmnist --module demo/resnet18-fmnist:Shirt --output me/weak-fmnist-patched
     """
 
     def body():
@@ -297,26 +363,36 @@ def patch(
 
 @app.command()
 def replace(
-    model: Annotated[str, typer.Argument(help="A composed classifier, or a split parent (all its modules).")],
-    class_name: Annotated[str, typer.Option("--class", help="The class whose module is swapped.")],
-    with_ref: Annotated[str, typer.Option("--with", help="REF of the better module of that class: REPO:CLASS "
+    model: Annotated[str, typer.Argument(metavar="MODEL",
+                                         help="A composed classifier, or a split parent (all its modules).")],
+    class_name: Annotated[str, typer.Option("--class", metavar="CLASS", help="The class whose module is swapped.")],
+    with_ref: Annotated[str, typer.Option("--with", metavar="REF",
+                                          help="REF of the better module of that class: REPO:CLASS "
                                           "or a module repo.")],
-    output: Annotated[str, typer.Option("--output", "-o", help="Publish the new classifier as this repo.")],
-    calibration: Annotated[str, typer.Option(help="As in compose: auto, none, minmax, platt, vote.")] = "auto",
+    output: Annotated[str, typer.Option("--output", "-o", metavar="NS/NAME",
+                                        help="Publish the new classifier as this repo.")],
+    calibration: Annotated[str, typer.Option(metavar="RULE",
+                                             help="As in compose: auto, none, minmax, platt, vote.")] = "auto",
     hub: HubOpt = None,
-    dataset: Annotated[str | None, typer.Option("--eval-dataset", help="Also evaluate the model before and "
+    dataset: Annotated[str | None, typer.Option("--eval-dataset", metavar="DATASET",
+                                                help="Also evaluate the model before and "
                                                 "after on this dataset's test split.")] = None,
-    fit: Annotated[str | None, typer.Option("--fit", help="For a fitted composition: the labelled dataset to fit "
+    fit: Annotated[str | None, typer.Option("--fit", metavar="DATASET",
+                                            help="For a fitted composition: the labelled dataset to fit "
                                             "its combiner on again (it is refused without).")] = None,
-    shots: Annotated[int | None, typer.Option("--shots", help="Images per class for the refit (default: as "
+    shots: Annotated[int | None, typer.Option("--shots", metavar="K",
+                                              help="Images per class for the refit (default: as "
                                               "before).")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for the refit (default: as before).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", metavar="N",
+                                             help="Seed for the refit (default: as before).")] = None,
     private: PrivateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Swap one class's module of a modular classifier for a better one; every other module stays pinned.
 
-    Example: hubmod replace me/fmnist-composed --class Shirt --with demo/resnet18-fmnist:Shirt --output me/fixed
+    \b
+    Example:
+      hubmod replace me/fmnist-composed --class Shirt --with demo/resnet18-fmnist:Shirt --output me/fixed
     """
 
     def body():
@@ -354,9 +430,10 @@ def _fake_snapshot(name: str | None):
 
 @app.command("eval")
 def eval_cmd(
-    source: Annotated[str, typer.Argument(help="A parent, module or composed classifier.")],
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to evaluate on (see split).")],
-    split: Annotated[str, typer.Option(help="Dataset split.")] = "test",
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="A parent, module or composed classifier.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", metavar="DATASET",
+                                         help="Dataset to evaluate on (see split).")],
+    split: Annotated[str, typer.Option(metavar="SPLIT", help="Dataset split.")] = "test",
     hub: HubOpt = None,
     device: DeviceOpt = AUTO,
     as_json: JsonOpt = False,
@@ -388,7 +465,8 @@ def eval_cmd(
 
 @app.command()
 def inspect(
-    source: Annotated[str, typer.Argument(help="A parent, module, composed classifier or split index repo.")],
+    source: Annotated[str, typer.Argument(metavar="SOURCE",
+                                          help="A parent, module, composed classifier or split index repo.")],
     hub: HubOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -436,9 +514,11 @@ def _fmt(value) -> str:
 
 @app.command()
 def export(
-    source: Annotated[str, typer.Argument(help="A composed classifier (or a single module) to export.")],
-    output: Annotated[str, typer.Option("--output", "-o", help="The .onnx file to write.")],
-    input_size: Annotated[str | None, typer.Option(help="Raw image size C,H,W the graph takes (default: the "
+    source: Annotated[str, typer.Argument(metavar="SOURCE",
+                                          help="A composed classifier (or a single module) to export.")],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="NS/NAME", help="The .onnx file to write.")],
+    input_size: Annotated[str | None, typer.Option(metavar="C,H,W",
+                                                   help="Raw image size C,H,W the graph takes (default: the "
                                                    "first module's input size); the batch is dynamic.")] = None,
     hub: HubOpt = None,
     as_json: JsonOpt = False,
@@ -446,7 +526,11 @@ def export(
     """Write an ONNX graph: uint8 images in, one calibrated score out per class.
 
     Preprocessing, every module and calibration are in the graph; it is checked against PyTorch
-    with onnxruntime before the file is written. Example: hubmod export me/shoes -o shoes.onnx
+    with onnxruntime before the file is written.
+
+    \b
+    Example:
+      hubmod export me/shoes -o shoes.onnx
     """
 
     def body():

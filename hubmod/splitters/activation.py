@@ -29,7 +29,6 @@ import torch
 import torch.nn as nn
 
 from ..channels import ChannelGroup, GroupMasks, group_activations, unit_channels
-from ..errors import HubmodError
 from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, in_chunks, progress_bar
 from .cnnsplitter import masked_logits
 
@@ -61,12 +60,13 @@ class ActivationConfig(MethodConfig):
 
     def validate(self) -> None:
         super().validate()
-        checks = {"threshold": self.threshold == -1.0 or self.threshold >= 0, "support": 0 < self.support <= 1,
-                  "negative_share": 0 <= self.negative_share <= 1, "tolerance": self.tolerance >= 0,
-                  "detector_tolerance": self.detector_tolerance >= 0}
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise HubmodError(f"activation option(s) out of range: {', '.join(bad)} ({self.describe()})")
+        self.check_rules("activation", {
+            "threshold": (self.threshold == -1.0 or self.threshold >= 0, "-1 (automatic) or at least 0"),
+            "support": (0 < self.support <= 1, "above 0 and at most 1"),
+            "negative_share": (0 <= self.negative_share <= 1, "between 0 and 1"),
+            "tolerance": (self.tolerance >= 0, "at least 0"),
+            "detector_tolerance": (self.detector_tolerance >= 0, "at least 0"),
+        })
 
 
 def channel_responses(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor,

@@ -106,8 +106,17 @@ class MethodConfig:
         return 0
 
     def validate(self) -> None:
-        if self.train_per_class < 1 or self.val_per_class < 1:
-            raise HubmodError("train_per_class and val_per_class must be at least 1")
+        self.check_rules("this method", {"train_per_class": (self.train_per_class >= 1, "at least 1"),
+                                         "val_per_class": (self.val_per_class >= 1, "at least 1")})
+
+    def check_rules(self, method: str, rules: dict[str, tuple[bool, str]]) -> None:
+        """Raise one line per broken rule ``{option: (holds, what is allowed)}``: the option, its value,
+        what is allowed and its default, and nothing about the options that are fine."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        bad = [f"{name}={getattr(self, name)!r} must be {allowed} (default {defaults[name]!r})"
+               for name, (holds, allowed) in rules.items() if not holds]
+        if bad:
+            raise HubmodError(f"{method} option {'; '.join(bad)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

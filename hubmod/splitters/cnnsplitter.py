@@ -26,7 +26,6 @@ import torch
 import torch.nn as nn
 
 from ..channels import ChannelGroup, GroupMasks, group_activations, unit_channels
-from ..errors import HubmodError
 from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, in_chunks, progress_bar
 
 
@@ -66,17 +65,16 @@ class CNNSplitterConfig(MethodConfig):
 
     def validate(self) -> None:
         super().validate()
-        checks = {
-            "fitness_per_class": self.fitness_per_class >= 1, "confidence": 0 <= self.confidence < 1,
-            "population": self.population >= 2, "generations": self.generations >= 0,
-            "offspring": self.offspring >= 1, "mutation": 0 <= self.mutation <= 1,
-            "accuracy_weight": 0 <= self.accuracy_weight <= 1, "sensitivity_drop": self.sensitivity_drop >= 0,
-            "tolerance": self.tolerance >= 0, "patience": self.patience >= 1,
-            "sensitivity_steps": self.sensitivity_steps >= 1,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise HubmodError(f"cnnsplitter option(s) out of range: {', '.join(bad)} ({self.describe()})")
+        self.check_rules("cnnsplitter", {
+            "fitness_per_class": (self.fitness_per_class >= 1, "at least 1"),
+            "confidence": (0 <= self.confidence < 1, "at least 0 and below 1"),
+            "population": (self.population >= 2, "at least 2"), "generations": (self.generations >= 0, "at least 0"),
+            "offspring": (self.offspring >= 1, "at least 1"), "mutation": (0 <= self.mutation <= 1, "between 0 and 1"),
+            "accuracy_weight": (0 <= self.accuracy_weight <= 1, "between 0 and 1"),
+            "sensitivity_drop": (self.sensitivity_drop >= 0, "at least 0"),
+            "tolerance": (self.tolerance >= 0, "at least 0"), "patience": (self.patience >= 1, "at least 1"),
+            "sensitivity_steps": (self.sensitivity_steps >= 1, "at least 1"),
+        })
 
 
 def rank_groups(size: int) -> int:

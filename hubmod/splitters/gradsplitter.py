@@ -158,23 +158,25 @@ class GradSplitterConfig(MethodConfig):
 
     def validate(self) -> None:
         super().validate()
-        checks = {
-            "alpha": self.alpha >= 0, "mask_lr": self.mask_lr > 0, "head_lr": self.head_lr > 0,
-            "joint_head_lr": self.joint_head_lr > 0, "hidden": self.hidden >= 1, "batch_size": self.batch_size >= 2,
-            "warmup_epochs": self.warmup_epochs >= 0, "refit_epochs": self.refit_epochs >= 0,
-            "max_cycles": self.max_cycles >= 1, "patience": self.patience >= 1, "tolerance": self.tolerance >= 0,
-            "head_input": self.head_input in ("features", "logits"),
-            "distill_epochs": self.distill_epochs >= 0, "distill_per_class": self.distill_per_class >= 1,
-            "distill_lr": self.distill_lr > 0, "distill_temperature": self.distill_temperature > 0,
-            "distill_slack": self.distill_slack >= 0, "distill_tries": self.distill_tries >= 1,
-            "distill_batch_size": self.distill_batch_size >= 2,
-            "distill_label_weight": 0 <= self.distill_label_weight <= 1,
-            "distill_augment_epochs": self.distill_augment_epochs >= 0, "penalty": self.penalty in ("kernels", "macs"),
-            "size_budget": 0 <= self.size_budget <= 1,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise HubmodError(f"gradsplitter option(s) out of range: {', '.join(bad)} ({self.describe()})")
+        pos, non_neg = "greater than 0", "at least 0"
+        self.check_rules("gradsplitter", {
+            "alpha": (self.alpha >= 0, non_neg), "mask_lr": (self.mask_lr > 0, pos), "head_lr": (self.head_lr > 0, pos),
+            "joint_head_lr": (self.joint_head_lr > 0, pos), "hidden": (self.hidden >= 1, "at least 1"),
+            "batch_size": (self.batch_size >= 2, "at least 2"), "warmup_epochs": (self.warmup_epochs >= 0, non_neg),
+            "refit_epochs": (self.refit_epochs >= 0, non_neg), "max_cycles": (self.max_cycles >= 1, "at least 1"),
+            "patience": (self.patience >= 1, "at least 1"), "tolerance": (self.tolerance >= 0, non_neg),
+            "head_input": (self.head_input in ("features", "logits"), "one of: features, logits"),
+            "distill_epochs": (self.distill_epochs >= 0, non_neg),
+            "distill_per_class": (self.distill_per_class >= 1, "at least 1"),
+            "distill_lr": (self.distill_lr > 0, pos), "distill_temperature": (self.distill_temperature > 0, pos),
+            "distill_slack": (self.distill_slack >= 0, non_neg),
+            "distill_tries": (self.distill_tries >= 1, "at least 1"),
+            "distill_batch_size": (self.distill_batch_size >= 2, "at least 2"),
+            "distill_label_weight": (0 <= self.distill_label_weight <= 1, "between 0 and 1"),
+            "distill_augment_epochs": (self.distill_augment_epochs >= 0, non_neg),
+            "penalty": (self.penalty in ("kernels", "macs"), "one of: kernels, macs"),
+            "size_budget": (0 <= self.size_budget <= 1, "between 0 and 1"),
+        })
 
 
 @dataclass
