@@ -7,7 +7,7 @@
 
 The repo holds config.json (architecture, model_args, label_names, pretrained_cfg with the data
 config) and model.safetensors, written by timm's own ``save_for_hf``: ``timm.create_model(
-'hf-hub:<repo>', pretrained=True)`` loads it (for ``hubmod_vgg``, after ``import hubmod``).
+'hf-hub:<repo>', pretrained=True)`` loads it (for ``hubmod_vgg``, after ``import hubmod.archs``, which registers it).
 """
 
 from __future__ import annotations

@@ -1,7 +1,17 @@
 """hubmod: split trained CNN classifiers into per-class modules, publish them, compose new classifiers.
 
-The public API is imported lazily so that ``import hubmod`` (and the CLI's ``--help``) stays fast;
-torch and timm load on first use.
+The API (each name is imported on first use, so ``import hubmod`` and ``hubmod --help`` stay fast):
+
+* ``split(source, dataset, method="gradsplitter", ...)`` -> ``SplitReport``: one module per class,
+  published to the hub;
+* ``compose(refs, output=None, fit=None, shots=10, ...)`` -> ``ComposedClassifier``: a classifier
+  from modules named by ``REPO:CLASS``, optionally fitted on a few labelled images;
+* ``patch(weak_source, module_ref, output=...)`` -> ``PatchedClassifier``;
+  ``replace(model_source, class_name, with_ref, output=...)`` -> ``ComposedClassifier``;
+* ``evaluate(source, dataset)``, ``load(source)``, ``load_parent(source)``, ``export(source, path)`` (ONNX);
+* the artifacts ``ClassModule``, ``ComposedClassifier``, ``PatchedClassifier`` (each has
+  ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub``);
+* hubs: ``get_hub(name)``, ``LocalHub`` (embedded, the default), ``HfHub``; errors: ``HubmodError``.
 """
 
 from __future__ import annotations
@@ -57,3 +67,7 @@ def __getattr__(name: str):
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

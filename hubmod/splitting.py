@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shlex
 import tempfile
@@ -118,6 +119,7 @@ class _SplitData:
     val_source: str = "train"  # where the validation images come from (for the modules' configs)
 
 
+logger = logging.getLogger(__name__)
 STREAM_TEST_PER_CLASS = 500  # held-out images per class a streamed split measures on
 
 
@@ -143,6 +145,7 @@ def _load_data(dataset: str, parent: Parent, train_per_class: int, val_per_class
         test = train.subset(held_out)
         test.split = "train (held-out part)"
     not_val, val_source = _not_validation(parent, dataset, train, held_out)
+    val_per_class, train_per_class = fit_budgets(train, not_val, held_out, val_per_class, train_per_class, dataset)
     val_idx = train.stratified(val_per_class, gen, exclude=not_val)
     exclude = val_idx if held_out is None else torch.cat([val_idx, held_out])
     train_idx = train.stratified(train_per_class, gen, exclude=exclude)
@@ -154,6 +157,46 @@ def _load_data(dataset: str, parent: Parent, train_per_class: int, val_per_class
         distill_y = torch.cat([train.labels[train_idx], train.labels[more]])
     return _SplitData(train_x, train.labels[train_idx], preprocess(train.images[val_idx], cfg),
                       train.labels[val_idx], test, train.hub_id, distill_x, distill_y, val_source)
+
+
+MIN_VAL_PER_CLASS = 5  # fewer validation images cannot choose masks or calibrate a module
+MIN_TRAIN_PER_CLASS = 5
+
+
+def fit_budgets(train: LabeledImages, not_val: torch.Tensor | None, held_out: torch.Tensor | None,
+                val_per_class: int, train_per_class: int, dataset: str) -> tuple[int, int]:
+    """Validation and training images per class that this dataset can give (both drawn from ``train``).
+
+    When its smallest class has fewer images than the two budgets ask for, validation gets its
+    share of that class (``val / (val + train)``, at least MIN_VAL_PER_CLASS) and training the rest,
+    with a warning; a dataset too small for even the minimum is one clear error.
+    """
+    classes = len(train.class_names)
+    counts = torch.bincount(train.labels, minlength=classes)
+    if held_out is not None and len(held_out):
+        counts = counts - torch.bincount(train.labels[held_out], minlength=classes)
+    val_pool = counts
+    if not_val is not None and len(not_val):
+        allowed = torch.ones(len(train), dtype=torch.bool)
+        allowed[not_val] = False
+        val_pool = torch.bincount(train.labels[allowed], minlength=classes)
+    smallest = int(counts.argmin())
+    have, have_val = int(counts[smallest]), int(val_pool.min())
+    need = MIN_VAL_PER_CLASS + MIN_TRAIN_PER_CLASS
+    if have < need or have_val < MIN_VAL_PER_CLASS:
+        raise HubmodError(
+            f"dataset {dataset} has {have} images of class {train.class_names[smallest]!r} in its train split "
+            f"({have_val} of them usable for validation); a split needs at least {need} per class "
+            f"({MIN_TRAIN_PER_CLASS} to train on, {MIN_VAL_PER_CLASS} to validate on): add images of that class")
+    if have >= val_per_class + train_per_class and have_val >= val_per_class:
+        return val_per_class, train_per_class
+    share = val_per_class / (val_per_class + train_per_class)
+    val = min(val_per_class, have_val, max(MIN_VAL_PER_CLASS, round(share * have)))
+    train_n = min(train_per_class, have - val)
+    logger.warning("dataset %s has %d images of its smallest class %r: validating on %d and training on %d "
+                   "images per class (asked: %d and %d)", dataset, have, train.class_names[smallest], val, train_n,
+                   val_per_class, train_per_class)
+    return val, train_n
 
 
 def _not_validation(parent: Parent, dataset: str, train: LabeledImages,
