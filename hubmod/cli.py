@@ -70,8 +70,10 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 HubOpt = Annotated[
     str | None,
-    typer.Option("--hub", metavar="HUB", help="Where repos live: 'local' (embedded, default), 'hf' (HF_ENDPOINT or "
-                               "huggingface.co), or an endpoint URL. Env: HUBMOD_HUB."),
+    typer.Option("--hub", metavar="HUB",
+                 help="Where repos live: 'local' (the embedded hub under $HUBMOD_HOME), 'hf' (HF_ENDPOINT or "
+                      "huggingface.co), or an endpoint URL. Default: $HUBMOD_HUB, else 'hf' when HF_ENDPOINT or "
+                      "HF_TOKEN is set, else 'local'."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 DeviceOpt = Annotated[str, typer.Option("--device", metavar="DEVICE", help=DEVICE_HELP)]

@@ -2,8 +2,9 @@
 
 Every read returns a `Snapshot`: a local directory holding exactly one commit of a repo, plus that
 commit's sha. Every write is one atomic commit: a repo either has all the files of a push or none of
-them. The hub is chosen when a call is made (never at import), so tests and users can switch with
-``--hub``, ``HUBMOD_HUB`` or ``HF_ENDPOINT``.
+them. The hub is chosen when a call is made (never at import), by one rule (HUB_RULE): ``--hub``, else
+``HUBMOD_HUB``, else the Hugging Face Hub when ``HF_ENDPOINT`` or ``HF_TOKEN`` is set, else the
+embedded hub.
 """
 
 from __future__ import annotations
@@ -582,13 +583,25 @@ def _first_line(err: BaseException) -> str:
 # --------------------------------------------------------------------------- selection
 
 
+HUB_RULE = ("--hub, else $HUBMOD_HUB, else the Hugging Face Hub when HF_ENDPOINT or HF_TOKEN is set, "
+            "else the embedded hub under $HUBMOD_HOME")
+
+
+def default_hub_reason() -> tuple[str, str]:
+    """The hub chosen when none is named (HUB_RULE), and why: ("local", "HUBMOD_HUB, HF_ENDPOINT, HF_TOKEN unset")."""
+    if os.environ.get("HUBMOD_HUB", "").strip():
+        return os.environ["HUBMOD_HUB"].strip().lower(), "HUBMOD_HUB is set"
+    for var in ("HF_ENDPOINT", "HF_TOKEN"):
+        if os.environ.get(var):
+            return HF, f"{var} is set"
+    return LOCAL, "no --hub, HUBMOD_HUB, HF_ENDPOINT or HF_TOKEN"
+
+
 def get_hub(hub: str | Hub | None = None) -> Hub:
-    """The hub to use now: explicit argument, else ``HUBMOD_HUB``, else HF if configured, else local."""
+    """The hub to use now, by HUB_RULE."""
     if isinstance(hub, Hub):
         return hub
-    choice = (hub or os.environ.get("HUBMOD_HUB") or "").strip().lower()
-    if not choice:
-        choice = HF if os.environ.get("HF_ENDPOINT") or os.environ.get("HF_TOKEN") else LOCAL
+    choice = (hub or "").strip().lower() or default_hub_reason()[0]
     if choice == LOCAL:
         return LocalHub()
     if choice == HF:

@@ -69,3 +69,11 @@ def test_a_bad_option_value_names_only_that_option(option, needle):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
     assert len(lines[0]) < 200 and "mask_lr" not in lines[0]
+
+
+def test_the_default_hub_rule_reads_the_same_in_help_and_code():
+    from hubmod.hub import HUB_RULE
+
+    out = " ".join(_help(["compose"], 200).split())
+    assert "Default: $HUBMOD_HUB, else 'hf' when HF_ENDPOINT or HF_TOKEN is set, else 'local'." in out
+    assert HUB_RULE.startswith("--hub, else $HUBMOD_HUB, else the Hugging Face Hub when HF_ENDPOINT or HF_TOKEN")
