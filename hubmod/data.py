@@ -181,9 +181,21 @@ def _open(spec: str, streaming: bool = False):
     try:
         return datasets.load_dataset(spec, streaming=streaming)
     except FileNotFoundError as e:
-        raise NotFoundError(f"dataset {spec!r} not found locally or on the Hub ({_line(e)})") from None
+        raise NotFoundError(f"dataset {spec!r} not found locally or on the Hub{_did_you_mean(spec)} "
+                            f"({_line(e)})") from None
     except (ConnectionError, OSError, ValueError) as e:
+        hint = _did_you_mean(spec)
+        if hint:
+            raise NotFoundError(f"dataset {spec!r} could not be loaded{hint} ({_line(e)})") from None
         raise HubmodError(f"cannot load dataset {spec!r}: {_line(e)}") from None
+
+
+def _did_you_mean(spec: str) -> str:
+    """'; did you mean 'fashion-mnist'?' when ``spec`` looks like a typo of a name hubmod knows."""
+    import difflib
+
+    close = difflib.get_close_matches(spec.lower(), [FASHION_MNIST, FASHION_MNIST_HF_ID], n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _line(e: BaseException) -> str:

@@ -146,4 +146,8 @@ def match_class(name: str, class_names: list[str], where: str) -> int:
     slugs = class_slugs(class_names)
     if name in slugs:
         return slugs.index(name)
-    raise NotFoundError(f"unknown class {name!r} in {where}; valid classes: {', '.join(class_names)}")
+    import difflib
+
+    close = difflib.get_close_matches(name.casefold(), folded, n=1, cutoff=0.6)
+    hint = f"did you mean {class_names[folded.index(close[0])]!r}? " if close else ""
+    raise NotFoundError(f"unknown class {name!r} in {where}; {hint}valid classes: {', '.join(class_names)}")

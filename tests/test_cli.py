@@ -88,12 +88,12 @@ def test_split_compose_eval_inspect(published_parent):
 
 @pytest.mark.parametrize("args,code,needle", [
     (["compose", "cli/vgg:Penguin"], 1, "split it first with `hubmod split cli/vgg"),
-    (["compose", "nobody/none:Bag"], 2, "repo nobody/none not found"),
+    (["compose", "nobody/none:Bag"], 3, "repo nobody/none not found"),
     (["split", "cli/vgg", "--dataset", "fashion-mnist", "-p", "bogus=1"], 1, "unknown option(s) bogus"),
     (["split", "cli/vgg", "--dataset", "fashion-mnist", "-p", "preset=turbo"], 1, "unknown preset 'turbo'"),
-    (["split", "cli/vgg", "--dataset", "fashion-mnist", "--classes", "Penguin"], 2, "unknown class"),
-    (["split", "cli/vgg", "--dataset", "./no/such/data"], 2, "does not exist"),
-    (["eval", "cli/vgg@0000000", "--dataset", "fashion-mnist"], 2, "revision '0000000' not found"),
+    (["split", "cli/vgg", "--dataset", "fashion-mnist", "--classes", "Penguin"], 3, "unknown class"),
+    (["split", "cli/vgg", "--dataset", "./no/such/data"], 3, "does not exist"),
+    (["eval", "cli/vgg@0000000", "--dataset", "fashion-mnist"], 3, "revision '0000000' not found"),
     (["split", "cli/vgg", "--dataset", "fashion-mnist", "--hub", "ftp"], 1, "unknown hub"),
 ])
 def test_bad_input_is_one_line(published_parent, args, code, needle):
@@ -105,7 +105,7 @@ def test_bad_input_is_one_line(published_parent, args, code, needle):
 
 def test_failed_split_publishes_nothing(published_parent):
     before = sorted(p.name for p in (LocalHub().root / "models" / "cli").iterdir())
-    _run("split", "cli/vgg", "--dataset", "fashion-mnist", "--classes", "Sneaker,Penguin", code=2)
+    _run("split", "cli/vgg", "--dataset", "fashion-mnist", "--classes", "Sneaker,Penguin", code=3)
     assert sorted(p.name for p in (LocalHub().root / "models" / "cli").iterdir()) == before
 
 

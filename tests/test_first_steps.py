@@ -2,6 +2,9 @@
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import hubmod
 
@@ -18,3 +21,25 @@ def test_importing_hubmod_archs_registers_the_vgg_in_timm():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip()
+
+
+def test_exit_codes_follow_one_table():
+    from hubmod.errors import HubAccessError, HubmodError, InvalidRepoError, NotFoundError
+
+    assert [e.exit_code for e in (HubmodError, NotFoundError, InvalidRepoError, HubAccessError)] == [1, 3, 4, 5]
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for code, meaning in ((1, "bad input"), (2, "usage error"), (3, "not found"), (4, "damaged repo"),
+                          (5, "hub failure"), (130, "interrupted")):
+        assert f"| {code} | {meaning}" in readme, (code, meaning)
+
+
+def test_a_typo_gets_a_did_you_mean(monkeypatch):
+    from hubmod.data import load_images
+    from hubmod.errors import NotFoundError
+    from hubmod.refs import match_class
+
+    with pytest.raises(NotFoundError, match="did you mean 'Sneaker'"):
+        match_class("sneakers", ["Sneaker", "Bag"], "the model")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(NotFoundError, match="did you mean 'fashion-mnist'"):
+        load_images("fashion-mnst", "train")

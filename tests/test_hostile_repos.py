@@ -90,7 +90,7 @@ def test_a_composed_repo_cannot_send_the_token_to_a_hub_it_names(published_modul
             ComposedClassifier.from_pretrained(d)
         assert evil.url in _one_line(err)
         result = _cli("inspect", str(d))
-        assert result.exit_code == 3 and "names the hub" in result.stderr
+        assert result.exit_code == 4 and "names the hub" in result.stderr
         assert evil.calls == []  # not one request, so no token and no SSRF
 
 
@@ -335,10 +335,10 @@ def test_an_empty_or_blank_split_index_is_one_line(tiny_parent_dirs, tmp_path):
     (d / "hubmod_split.json").write_text(json.dumps({"hubmod_kind": "split_index", "format_version": 1,
                                                      "modules": []}))
     result = _cli("compose", f"{d}:Dress")
-    assert result.exit_code == 3 and "lists no modules" in result.stderr and result.stderr.count("\n") == 1
+    assert result.exit_code == 4 and "lists no modules" in result.stderr and result.stderr.count("\n") == 1
     (d / "hubmod_split.json").write_text("{}")
     result = _cli("inspect", str(d))
-    assert result.exit_code == 3 and "hubmod_split.json" in result.stderr and result.stderr.count("\n") == 1
+    assert result.exit_code == 4 and "hubmod_split.json" in result.stderr and result.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("part,keys", [("own", ["min"]), ("platt", ["a", "b"]), ("other", ["max"])])
@@ -352,7 +352,7 @@ def test_a_module_with_incomplete_calibration_is_one_line(module_dir, tmp_path, 
 
     _edit_json(d / "config.json", drop)
     result = _cli("eval", str(d), "--dataset", "fashion-mnist")
-    assert result.exit_code == 3 and f"calibration {part}" in result.stderr and result.stderr.count("\n") == 1
+    assert result.exit_code == 4 and f"calibration {part}" in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_too_many_composed_modules_are_refused(published_modules, tmp_path, monkeypatch):

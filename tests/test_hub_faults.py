@@ -25,7 +25,7 @@ def test_server_error_on_first_push_commits_nothing(loopback, tmp_path, status):
     loopback.fail("POST", r"/api/models/alice/new/commit/", status=status, times=10)
     with pytest.raises(HubAccessError) as err:
         HfHub().push_folder("alice/new", _folder(tmp_path, 1), "first")
-    assert f"HTTP {status}" in _one_line(err) and err.value.exit_code == 4
+    assert f"HTTP {status}" in _one_line(err) and err.value.exit_code == 5
     with pytest.raises(NotFoundError, match="has no commits"):  # the repo stays, empty
         HfHub().snapshot("alice/new")
 
@@ -91,7 +91,7 @@ def test_stalled_server_times_out_in_one_line(loopback, monkeypatch):
     loopback.fail("GET", r"^/api/models/bob/stuck", stall=3, times=10)
     with pytest.raises(HubAccessError, match="did not answer for bob/stuck within 1 s") as err:
         HfHub().snapshot("bob/stuck")  # a hang would be stopped by the suite's per-test timeout
-    assert "HUBMOD_HUB_TIMEOUT" in _one_line(err) and err.value.exit_code == 4
+    assert "HUBMOD_HUB_TIMEOUT" in _one_line(err) and err.value.exit_code == 5
     assert sum(p.startswith("/api/models/bob/stuck") for _, p in loopback.calls) == 3  # three tries, then given up
 
 
@@ -118,7 +118,7 @@ def test_missing_repo_file_and_revision_are_distinct(loopback):
         HfHub().snapshot("nobody/none")
     with pytest.raises(NotFoundError, match="revision 'v9' not found") as e2:
         HfHub().snapshot("bob/z", "v9")
-    assert e1.value.exit_code == e2.value.exit_code == 2
+    assert e1.value.exit_code == e2.value.exit_code == 3
 
 
 def test_offline_mode_reads_the_cache(loopback, monkeypatch):
