@@ -548,8 +548,9 @@ def _http_error(err, repo_id: str, endpoint: str) -> HubAccessError:
 
 def _transport_error(err: BaseException, repo_id: str, endpoint: str) -> HubAccessError:
     if "timeout" in type(err).__name__.lower():
-        return HubAccessError(f"{endpoint} did not answer for {repo_id} within {request_timeout():g} s: try again, "
-                              f"or allow longer with {TIMEOUT_ENV}=<seconds>", transient=True)
+        error = HubAccessError(_stall_message(endpoint, repo_id, 1), transient=True)
+        error.stalled = (endpoint, repo_id)  # retry_transient restates the time over all tries
+        return error
     return HubAccessError(f"cannot reach {endpoint} for {repo_id}: {_first_line(err) or type(err).__name__}",
                           transient=True)
 
@@ -557,6 +558,12 @@ def _transport_error(err: BaseException, repo_id: str, endpoint: str) -> HubAcce
 def _offline_error(repo_id: str, endpoint: str) -> HubAccessError:
     return HubAccessError(f"cannot reach {endpoint} for {repo_id}: HF_HUB_OFFLINE=1 is set; "
                           "unset it or use --hub local")
+
+
+def _stall_message(endpoint: str, repo_id: str, tries: int) -> str:
+    limit = request_timeout()
+    waited = f"within {limit:g} s" if tries == 1 else f"in {tries} tries of {limit:g} s ({tries * limit:g} s in all)"
+    return f"{endpoint} did not answer for {repo_id} {waited}: try again, or allow longer with {TIMEOUT_ENV}=<seconds>"
 
 
 def retry_transient(call, attempts: int = 3, first_wait: float = 0.5):
@@ -569,6 +576,8 @@ def retry_transient(call, attempts: int = 3, first_wait: float = 0.5):
         try:
             return call()
         except HubAccessError as err:
+            if attempt == attempts - 1 and getattr(err, "stalled", None):
+                raise HubAccessError(_stall_message(*err.stalled, attempts), transient=True) from None
             if not err.transient or attempt == attempts - 1:
                 raise
             time.sleep(wait)
