@@ -513,8 +513,8 @@ def hf_errors(repo_id: str, revision: str | None, endpoint: str) -> Iterator[Non
         if isinstance(cause, _transport_errors()):
             raise _transport_error(cause, repo_id, endpoint) from None
         raise HubAccessError(
-            f"{repo_id} is not in the local cache and {endpoint} cannot be reached "
-            "(HF_HUB_OFFLINE=1 or no network): connect, or use the embedded hub with --hub local"
+            f"{repo_id} is not in the Hugging Face cache and {endpoint} cannot be reached "
+            "(no network?): connect once to fetch it"
         ) from None
     except e.OfflineModeIsEnabled:
         raise _offline_error(repo_id, endpoint) from None
@@ -556,8 +556,8 @@ def _transport_error(err: BaseException, repo_id: str, endpoint: str) -> HubAcce
 
 
 def _offline_error(repo_id: str, endpoint: str) -> HubAccessError:
-    return HubAccessError(f"cannot reach {endpoint} for {repo_id}: HF_HUB_OFFLINE=1 is set; "
-                          "unset it or use --hub local")
+    return HubAccessError(f"{repo_id} is not in the Hugging Face cache, and HF_HUB_OFFLINE=1 keeps hubmod from "
+                          f"downloading it from {endpoint}: unset HF_HUB_OFFLINE once to fetch it")
 
 
 def _stall_message(endpoint: str, repo_id: str, tries: int) -> str:
