@@ -142,9 +142,11 @@ def _parse_params(params: list[str]) -> dict[str, str]:
 def split(
     source: Annotated[str, typer.Argument(metavar="SOURCE",
                                           help="The parent classifier to split (timm-format repo or dir).")],
-    dataset: Annotated[str, typer.Option("--dataset", "-d", metavar="DATASET",
-                                         help="'fashion-mnist', a Hugging Face dataset id, "
-                                         "or a path (save_to_disk folder, parquet, image folder).")],
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", metavar="DATASET",
+                                                help="'fashion-mnist', a Hugging Face dataset id, or a path "
+                                                "(save_to_disk folder, parquet, image folder). Default: the "
+                                                "dataset the parent names (its card's datasets, or "
+                                                "hubmod_validation in its config).")] = None,
     method: Annotated[str, typer.Option(metavar="NAME",
                                         help="Splitting method; `hubmod methods` lists them.")] = "gradsplitter",
     classes: Annotated[str | None, typer.Option(metavar="CLASS,...",
@@ -174,7 +176,7 @@ def split(
 
     \b
     Example:
-      hubmod split demo/resnet18-fmnist --dataset fashion-mnist
+      hubmod split demo/resnet18-fmnist
 
     With --classes only those modules are trained, so a few modules of a many-class parent cost
     about as much as a few. GradSplitter runs data-parallel when launched as several processes
@@ -187,8 +189,16 @@ def split(
         from .parallel import close
         from .splitting import split as run_split
 
+        chosen = dataset
+        if chosen is None:
+            from .hub import open_ref
+            from .refs import parse_source
+            from .splitting import dataset_of
+
+            chosen = dataset_of(open_ref(parse_source(source), hub), source)
+            typer.echo(f"splitting on {_s(chosen)}, the dataset {_s(source)} names (choose with --dataset)", err=True)
         try:
-            report = run_split(source, dataset, method=method,
+            report = run_split(source, chosen, method=method,
                                classes=[c.strip() for c in classes.split(",")] if classes else None,
                                repo_prefix=repo_prefix, hub=hub, seed=seed, options=_parse_params(param),
                                publish=publish, progress=progress and not as_json, resume=resume, stream=stream,

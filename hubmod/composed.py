@@ -269,10 +269,11 @@ def resolve_ref(text: str, hub: str | Hub | None = None) -> list[tuple[ClassModu
         if class_name is None:
             return pairs
         return [pairs[match_class(class_name, composed.class_names, f"composed classifier {name}")]]
-    raise HubmodError(
-        f"{name} is neither a hubmod module nor a split parent (it has no {SPLIT_INDEX}): "
-        f"split it first with `hubmod split {printable(ref)} --dataset ...`"
-    )
+    from .trained_on import trained_on
+
+    how = f"hubmod split {printable(ref)}" + ("" if trained_on(snap) else " --dataset DATASET")
+    raise HubmodError(f"{name} is neither a hubmod module nor a split parent (it has no {SPLIT_INDEX}): "
+                      f"split it first with `{how}`")
 
 
 def _provenance(snap: Snapshot) -> dict:

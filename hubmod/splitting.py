@@ -27,7 +27,7 @@ from .composed import ComposedClassifier
 from .data import LabeledImages, dataset_splits, load_for_model, sample_stream
 from .devices import AUTO, resolve_device
 from .errors import HubmodError
-from .hub import Hub, get_hub, open_ref
+from .hub import Hub, Snapshot, get_hub, open_ref
 from .metrics import model_logits, per_class_metrics, pre_logits, refit_classifier
 from .module import ClassModule, ModuleConfig, attach_head
 from .parallel import data_parallel, launched_processes
@@ -44,6 +44,8 @@ from .resume import (
 )
 from .split_index import SPLIT_INDEX, IndexEntry, SplitIndex
 from .splitters import ClassSlice, SplitContext, get_splitter
+from .trained_on import trained_on
+from .untrusted import printable
 
 HELD_OUT_FRACTION = 0.2
 
@@ -241,9 +243,20 @@ def _stream_data(dataset: str, parent: Parent, train_per_class: int, val_per_cla
                       distill_y)
 
 
+def dataset_of(snapshot: Snapshot, source: str) -> str:
+    """The dataset a parent names as its training data, or a one-line error saying how to name one."""
+    found = trained_on(snapshot)
+    if found is None:
+        raise HubmodError(f"{printable(source)} does not say which dataset it was trained on: name the dataset to "
+                          f"split on (--dataset on the command line, dataset= in Python), e.g. "
+                          f"`hubmod split {printable(source)} --dataset fashion-mnist`")
+    logger.info("splitting on %s, named by %s of %s", found[0], found[1], printable(source))
+    return found[0]
+
+
 def split(
     source: str,
-    dataset: str,
+    dataset: str | None = None,
     method: str = "gradsplitter",
     classes: list[str] | None = None,
     repo_prefix: str | None = None,
@@ -258,6 +271,8 @@ def split(
     private: bool = False,
 ) -> SplitReport:
     """Split ``source`` into class modules on ``dataset`` and (by default) publish them to the hub.
+
+    Without ``dataset``, the one the parent says it was trained on (hubmod.trained_on) is used.
 
     With ``resume``, a split stopped before its index was published continues: classes whose repo
     already holds this split's module are not published again, and a finished search is reused.
@@ -280,7 +295,10 @@ def split(
     publish_here = publish and par.is_main  # every process searches; only the first one writes
     progress = progress and par.is_main
     prefix = validate_repo_id(repo_prefix or default_prefix(source))
-    parent = parent_from_snapshot(open_ref(parse_source(source), hub_obj))
+    snapshot = open_ref(parse_source(source), hub_obj)
+    if dataset is None:
+        dataset = dataset_of(snapshot, source)
+    parent = parent_from_snapshot(snapshot)
     names = parent.class_names
     targets = (sorted({match_class(c, names, parent.display_name) for c in classes}) if classes
                else list(range(len(names))))

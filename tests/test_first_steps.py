@@ -43,3 +43,36 @@ def test_a_typo_gets_a_did_you_mean(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(NotFoundError, match="did you mean 'fashion-mnist'"):
         load_images("fashion-mnst", "train")
+
+
+def test_split_uses_the_dataset_the_parent_names(tiny_parent_dirs):
+    """The design's own `hubmod split SOURCE`: the parent's card names its training data."""
+    from conftest import TINY_SPLIT
+    from typer.testing import CliRunner
+
+    from hubmod.cli import app
+
+    params = [a for k, v in {**TINY_SPLIT, "distill_epochs": 0}.items() for a in ("-p", f"{k}={v}")]
+    result = CliRunner().invoke(app, ["split", str(tiny_parent_dirs["vgg"]), "--classes", "Trouser,Bag",
+                                      "--no-publish", "--no-progress", *params])
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert "splitting on fashion-mnist" in result.stderr
+
+
+@pytest.mark.parametrize("named", [None, "/etc/passwd", "../../secrets", "https://evil.example/x", "a/b/../c"])
+def test_a_parent_that_names_no_usable_dataset_asks_for_one(named, tiny_parent_dirs, tmp_path):
+    import shutil
+
+    from hubmod.hub import dir_snapshot
+    from hubmod.splitting import dataset_of
+    from hubmod.trained_on import trained_on
+
+    parent = tmp_path / "parent"
+    shutil.copytree(tiny_parent_dirs["vgg"], parent)
+    card = "---\n" + (f"datasets:\n- {named}\n" if named else "license: mit\n") + "---\n# a parent\n"
+    (parent / "README.md").write_text(card)
+    snap = dir_snapshot(parent)
+    assert trained_on(snap) is None  # never a path or URL from a repo
+    with pytest.raises(hubmod.HubmodError, match=r"--dataset on the command line, dataset= in Python") as err:
+        dataset_of(snap, "./parent")
+    assert "`hubmod split ./parent --dataset fashion-mnist`" in str(err.value)
