@@ -27,7 +27,7 @@ def test_exit_codes_follow_one_table():
     from hubmod.errors import HubAccessError, HubmodError, InvalidRepoError, NotFoundError
 
     assert [e.exit_code for e in (HubmodError, NotFoundError, InvalidRepoError, HubAccessError)] == [1, 3, 4, 5]
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
     for code, meaning in ((1, "bad input"), (2, "usage error"), (3, "not found"), (4, "damaged repo"),
                           (5, "hub failure"), (130, "interrupted")):
         assert f"| {code} | {meaning}" in readme, (code, meaning)
@@ -76,3 +76,21 @@ def test_a_parent_that_names_no_usable_dataset_asks_for_one(named, tiny_parent_d
     with pytest.raises(hubmod.HubmodError, match=r"--dataset on the command line, dataset= in Python") as err:
         dataset_of(snap, "./parent")
     assert "`hubmod split ./parent --dataset fashion-mnist`" in str(err.value)
+
+
+def test_the_readme_results_table_is_the_one_benchmarks_md_generates():
+    run = subprocess.run([sys.executable, "benchmarks/summary.py", "--check"], cwd=Path(__file__).parent.parent,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+
+
+def test_every_relative_link_in_the_readme_and_docs_resolves():
+    import re
+
+    root = Path(__file__).parent.parent
+    broken = []
+    for page in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if not target.startswith(("http://", "https://", "mailto:")) and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(root)} -> {target}")
+    assert not broken, broken

@@ -1,0 +1,102 @@
+"""The summary table at the top of BENCHMARKS.md, and the README's copy of it, from the committed results.
+
+    python benchmarks/summary.py          # rewrite both from benchmarks/results/*.json
+    python benchmarks/summary.py --check  # exit 1 if either is out of date (the test suite runs this)
+
+Rows come only from results JSON in benchmarks/results/ (written by the other scripts), so the
+table is the same on every clone and never copied by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+README = ROOT / "README.md"
+START, END = "<!-- summary:start -->", "<!-- summary:end -->"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def rows() -> list[tuple[str, str, str, str]]:
+    """(what, result, against, source) rows from whichever results files exist."""
+    out = []
+    cost = RESULTS / "split_cost_labels.json"
+    if cost.exists():
+        r = json.loads(cost.read_text())["rows"].get("labels-b256-ho")
+        if r:
+            out.append(("Split a resnet18 Fashion-MNIST parent, `-p preset=fast`, all ten modules composed",
+                        f"{_pct(r['composed_accuracy'])}; modules keep {_pct(r['mean_kept_kernels'])} of the kernels, "
+                        f"{_pct(r['module_macs'])} of the MACs; {r['wall_seconds']:.0f} s on 2 CPU cores",
+                        f"parent {_pct(r['parent_accuracy'])}", "split-cost-labels"))
+    reuse = RESULTS / "reuse.json"
+    if reuse.exists():
+        for r in json.loads(reuse.read_text()).values():
+            stack = r.get("fit", {}).get("stack", {}).get("10")
+            if not stack:
+                continue
+            best_zero = max(r["zero_shot"].values())
+            out.append((f"Modules of two parents ({r['pair']}), {r['problem']}: compose `--fit` with 10 labelled "
+                        "images per class",
+                        f"{_pct(statistics.mean(stack))} (no labels: {_pct(r['zero_shot'][r['auto_rule']])} with "
+                        f"`{r['auto_rule']}`, best rule {_pct(best_zero)})",
+                        f"CNN from scratch on the same images "
+                        f"{_pct(statistics.mean(r['baselines']['scratch_cnn']['10']))}; trained on all images "
+                        f"{_pct(r['reference'])}", "reuse"))
+    families = RESULTS / "families.json"
+    if families.exists():
+        for name, r in json.loads(families.read_text()).items():
+            if "composed_accuracy" in r:
+                out.append((f"Split a {name} parent ({r.get('coupling', '')})",
+                            f"{_pct(r['composed_accuracy'])}; {_pct(r['mean_kept_kernels'])} of the kernels",
+                            f"parent {_pct(r['parent_accuracy'])}", "families"))
+    return out
+
+
+def table() -> str:
+    lines = ["| what | result | against | BENCHMARKS.md section |", "|---|---|---|---|"]
+    lines += [f"| {w} | {r} | {a} | `{s}` |" for w, r, a, s in rows()]
+    return "\n".join(lines)
+
+
+def _replace(text: str, block: str) -> str:
+    if START not in text or END not in text:
+        raise SystemExit(f"markers {START} ... {END} missing")
+    return text[: text.index(START)] + f"{START}\n{block}\n{END}" + text[text.index(END) + len(END):]
+
+
+def render() -> dict[Path, str]:
+    body = table()
+    bench_text = BENCHMARKS_MD.read_text()
+    if START not in bench_text:
+        head, _, rest = bench_text.partition("\n")
+        bench_text = f"{head}\n\n## Summary\n\n{START}\n{END}\n{rest}"
+    return {BENCHMARKS_MD: _replace(bench_text, body),
+            README: _replace(README.read_text(), body)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args()
+    stale = []
+    for path, text in render().items():
+        if path.read_text() != text:
+            stale.append(path.name)
+            if not args.check:
+                path.write_text(text)
+    if args.check and stale:
+        print(f"out of date: {', '.join(stale)}; run python benchmarks/summary.py", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
