@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from .artifact import HubArtifact  # cards know artifacts only by their base class: no import circle
 from .hub import LOCAL
-
-if TYPE_CHECKING:
-    from .composed import ComposedClassifier
-    from .module import ClassModule
-    from .patching import PatchedClassifier
 
 CHART = "kept_channels.png"
 
@@ -55,8 +50,9 @@ def _method_info(name: str):
     return (cls.pretty_name, cls.paper_url) if cls else (name, "")
 
 
-def write_module_card(module: ClassModule, directory: Path, repo_id: str | None = None,
+def write_module_card(module: HubArtifact, directory: Path, repo_id: str | None = None,
                       hub_name: str | None = None) -> None:
+    """README.md for a ClassModule: its class, parent and commit, method, size and measured F1."""
     from huggingface_hub import ModelCardData
     from huggingface_hub.repocard_data import EvalResult
 
@@ -135,8 +131,9 @@ def _repo_url(parent: dict) -> str | None:
     return f"{hub}/{repo_id}"
 
 
-def write_composed_card(model: ComposedClassifier, directory: Path, repo_id: str | None = None,
+def write_composed_card(model: HubArtifact, directory: Path, repo_id: str | None = None,
                         hub_name: str | None = None, metrics: dict | None = None, command: str | None = None) -> None:
+    """README.md for a ComposedClassifier: its modules pinned to their commits, its rule, any fit."""
     from huggingface_hub import ModelCardData
 
     from . import __version__
@@ -181,8 +178,9 @@ def write_composed_card(model: ComposedClassifier, directory: Path, repo_id: str
     )
 
 
-def write_patched_card(model: PatchedClassifier, directory: Path, repo_id: str | None = None,
+def write_patched_card(model: HubArtifact, directory: Path, repo_id: str | None = None,
                        hub_name: str | None = None) -> None:
+    """README.md for a PatchedClassifier: the weak model, the module that answers its class, the rule."""
     from huggingface_hub import ModelCardData
 
     from . import __version__
