@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import HubAccessError, HubmodError, InvalidRepoError, NotFoundError
-from .refs import RepoRef, is_commit_sha, validate_repo_id, validate_revision
+from .refs import RepoRef, is_commit_sha, source_path, validate_repo_id, validate_revision
 from .untrusted import parse_json, printable
 
 LOCAL = "local"
@@ -105,7 +105,7 @@ def dir_snapshot(path: Path) -> Snapshot:
     """A local directory as a snapshot; its "sha" is a digest of the files hubmod reads from it."""
     path = path.expanduser()
     if not path.is_dir():
-        raise NotFoundError(f"directory {printable(path)} does not exist")
+        raise NotFoundError(f"directory {printable(source_path(path))} does not exist")
     root = path.resolve()
     snap = Snapshot(path=root, sha="", hub="dir", confine=root)
     readable = [n for n in READ_FILES if snap.file(n, required=False) is not None]  # refuses escaping links

@@ -39,9 +39,15 @@ class RepoRef:
 
     def __str__(self) -> str:
         if self.kind == "dir":
-            return str(self.path)
+            return source_path(self.path)
         text = f"{HF_PREFIX}{self.repo_id}" if self.kind == "hf" else str(self.repo_id)
         return f"{text}@{self.revision}" if self.revision else text
+
+
+def source_path(path: Path) -> str:
+    """A directory as a SOURCE the CLI reads back as a directory: ``parent`` -> ``./parent``."""
+    text = str(path)
+    return text if text.startswith(("/", ".", "~")) else f"./{text}"
 
 
 def is_commit_sha(text: str | None) -> bool:
