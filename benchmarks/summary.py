@@ -33,7 +33,7 @@ def rows() -> list[tuple[str, str, str, str]]:
     if cost.exists():
         r = json.loads(cost.read_text())["rows"].get("labels-b256-ho")
         if r:
-            out.append(("Split a resnet18 Fashion-MNIST parent, `-p preset=fast`, all ten modules composed",
+            out.append(("Split a resnet18 Fashion-MNIST parent with the default setting, all ten modules composed",
                         f"{_pct(r['composed_accuracy'])}; modules keep {_pct(r['mean_kept_kernels'])} of the kernels, "
                         f"{_pct(r['module_macs'])} of the MACs; {r['wall_seconds']:.0f} s on 2 CPU cores",
                         f"parent {_pct(r['parent_accuracy'])}", "split-cost-labels"))

@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--arch", default="hubmod_vgg", help="parent architecture (hubmod_vgg is quick on a CPU)")
     ap.add_argument("--epochs", default="1", help="parent training epochs")
     ap.add_argument("--quick", action="store_true",
-                    help="smaller split budget (train_per_class=200, max_cycles=4, distill_per_class=500)")
+                    help="smaller split budget (distill_per_class=500, distill_epochs=2)")
     args = ap.parse_args()
     os.environ.setdefault("HUBMOD_HOME", str(ROOT / "runs" / "demo" / "hubmod-home"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -44,8 +44,7 @@ def main() -> None:
                     "--epochs", args.epochs, "--repo", parent], check=True)
 
     print("\n== 2. split it into one module per class (GradSplitter), publish each module as a repo")
-    budget = (["-p", "train_per_class=200", "-p", "max_cycles=4", "-p", "distill_per_class=500"] if args.quick
-              else [])
+    budget = ["-p", "distill_per_class=500", "-p", "distill_epochs=2"] if args.quick else []
     run([*HUBMOD, "split", parent, "--dataset", "fashion-mnist", "--hub", "local", *budget])
 
     print("\n== 3. compose all ten modules again, and a three-class footwear classifier")

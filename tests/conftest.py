@@ -45,7 +45,9 @@ torch.set_num_threads(TEST_THREADS)
 # Tiny GradSplitter budget for tests: real masks and heads, trained for seconds.
 TINY_SPLIT = {"train_per_class": 40, "val_per_class": 30, "warmup_epochs": 3, "refit_epochs": 5, "max_cycles": 3,
               "batch_size": 32, "mask_lr": 0.05, "head_lr": 0.01, "tolerance": 5.0, "patience": 3,
-              "distill_epochs": 1, "distill_per_class": 60, "distill_tries": 1}
+              "distill_epochs": 1, "distill_per_class": 60, "distill_tries": 1,
+              # the distillation settings the tests' margins were measured with (the defaults before 0.1.0)
+              "distill_lr": 3e-4, "distill_slack": 3.0, "distill_batch_size": 64, "distill_label_weight": 0.0}
 
 
 @pytest.fixture(autouse=True)

@@ -20,9 +20,18 @@ def test_the_fast_preset_is_the_setting_benchmarked_under_its_name(monkeypatch):
 def test_options_beside_a_preset_override_it():
     cfg = GradSplitterConfig.from_options({"preset": "fast", "distill_epochs": "1"}, "gradsplitter")
     assert cfg.distill_epochs == 1 and cfg.train_per_class == 100 and cfg.distill_batch_size == 256
-    assert GradSplitterConfig.from_options({}, "gradsplitter").train_per_class == 400  # defaults untouched
+    assert GradSplitterConfig.from_options({"preset": "paper", "max_cycles": "2"}, "gradsplitter").max_cycles == 2
+
+
+def test_the_default_is_the_best_measured_setting_and_paper_keeps_the_parents_weights():
+    default = GradSplitterConfig.from_options({}, "gradsplitter")
+    fast = GradSplitterConfig.from_options({"preset": "fast"}, "gradsplitter")
+    assert default == fast
+    paper = GradSplitterConfig.from_options({"preset": "paper"}, "gradsplitter")
+    assert paper.distill_epochs == 0 and paper.train_per_class == 400
 
 
 def test_an_unknown_preset_names_the_known_ones():
-    with pytest.raises(HubmodError, match="unknown preset 'turbo' for method gradsplitter; its presets are: fast"):
+    with pytest.raises(HubmodError, match="unknown preset 'turbo' for method gradsplitter; its presets are: "
+                                          "fast, paper, thorough"):
         GradSplitterConfig.from_options({"preset": "turbo"}, "gradsplitter")
