@@ -19,7 +19,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   # torch first and pinned, so nothing below can pull another multi-GB build.
   "$VENV/bin/python" -m pip install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
-  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[test]"
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[test,docs]"
   echo "$want" > "$stamp"
 fi
 
