@@ -100,10 +100,11 @@ def _s(value) -> str:
 
 def _run(fn):
     """Run a command body, turning user errors into one line and an exit code."""
-    from .errors import HubmodError
+    from .errors import HubmodError, cli_messages
 
     try:
-        return fn()
+        with cli_messages():  # library messages name this command's flags (--shots), not Python's (shots=)
+            return fn()
     except HubmodError as e:
         _fail(e)
     except KeyboardInterrupt:

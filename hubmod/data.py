@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import HubmodError, NotFoundError
+from .errors import HubmodError, NotFoundError, option
 from .untrusted import printable
 
 FASHION_MNIST = "fashion-mnist"
@@ -230,7 +230,7 @@ def load_images(spec: str, split: str = "train", size: tuple[int, int] | None = 
             raise NotFoundError(f"dataset {spec} has no split {split!r}; it has: {', '.join(ds.keys())}")
         ds = ds[split]
     elif split != "train":
-        raise NotFoundError(f"dataset {spec} has a single split; use --split train")
+        raise NotFoundError(f"dataset {spec} has a single split; use {option('split', 'train')}")
     hub_id = _hub_id(spec)
     return dataset_to_images(ds, name=spec, split=split, size=size, hub_id=hub_id)
 
@@ -349,7 +349,7 @@ def sample_stream(spec: str, split: str, class_names: list[str], where: str, quo
     features = stream.features
     if features is None:
         raise HubmodError(f"dataset {spec} does not declare its features, which streaming needs; "
-                          "run the split without --stream")
+                          f"run the split without {option('stream', True)}")
     image_col, label_col = _columns(stream)
     raw_images = isinstance(features[image_col], Image)
     if raw_images:  # keep the encoded bytes until an image is kept
@@ -407,7 +407,7 @@ def _stream_split(spec: str, split: str):
             raise NotFoundError(f"dataset {spec} has no split {split!r}; it has: {', '.join(ds.keys())}")
         ds = ds[split]
     elif split != "train":
-        raise NotFoundError(f"dataset {spec} has a single split; use --split train")
+        raise NotFoundError(f"dataset {spec} has a single split; use {option('split', 'train')}")
     return ds.to_iterable_dataset(num_shards=8) if isinstance(ds, datasets.Dataset) else ds
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import HubmodError
+from .errors import HubmodError, option
 
 if TYPE_CHECKING:  # torch is imported when a device is needed, so `hubmod --help` stays fast
     import torch
@@ -45,14 +45,15 @@ def resolve_device(name: str | torch.device | None = AUTO) -> torch.device:
         return device
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise HubmodError(f"--device {name}: this machine has no CUDA device that torch can use; "
-                              "use --device cpu (or auto)")
+            raise HubmodError(f"{option('device', name)}: this machine has no CUDA device that torch can use; "
+                              f"use {option('device', 'cpu')} (or auto)")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise HubmodError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
+            raise HubmodError(f"{option('device', name)}: there are only {torch.cuda.device_count()} CUDA device(s)")
         return device
     if device.type == "mps":
         if not _mps_available():
-            raise HubmodError(f"--device {name}: Apple MPS is not available here; use --device cpu (or auto)")
+            raise HubmodError(f"{option('device', name)}: Apple MPS is not available here; "
+                              f"use {option('device', 'cpu')} (or auto)")
         return device
     raise HubmodError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
 

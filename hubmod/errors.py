@@ -20,6 +20,9 @@ Exit codes of the ``hubmod`` command (one table, also in the README and docs):
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class HubmodError(Exception):
     """A problem with the user's input or environment, explained in one line."""
@@ -47,3 +50,26 @@ class HubAccessError(HubmodError):
     def __init__(self, message: str, transient: bool = False):
         super().__init__(message)
         self.transient = transient  # a server error or dropped connection that may pass if repeated
+
+
+_CLI = {"active": False}  # set by the hubmod command, so messages name its flags instead of Python arguments
+
+
+@contextlib.contextmanager
+def cli_messages() -> Iterator[None]:
+    """Inside, `option` names command-line flags (the ``hubmod`` command runs each command in it)."""
+    before = _CLI["active"]
+    _CLI["active"] = True
+    try:
+        yield
+    finally:
+        _CLI["active"] = before
+
+
+def option(name: str, value: object = None, flag: str | None = None) -> str:
+    """How the user sets option ``name`` where they are: ``--fit-split test`` on the command line,
+    ``fit_split='test'`` in Python. ``flag`` is the command-line spelling when it is not the name's."""
+    if _CLI["active"]:
+        text = flag or "--" + name.replace("_", "-")
+        return f"{text} {value}" if value is not None else text
+    return f"{name}={value!r}" if value is not None else f"{name}="

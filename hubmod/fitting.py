@@ -18,7 +18,7 @@ import torch
 
 from .combiners import build
 from .data import LabeledImages, load_images
-from .errors import HubmodError
+from .errors import HubmodError, option
 from .module import ClassModule
 from .parents import validation_record
 from .untrusted import Fields
@@ -75,7 +75,7 @@ def draw_fit_images(modules: Sequence[ClassModule], dataset: str, shots: int, se
                     split: str | None = None) -> tuple[LabeledImages, dict]:
     """K labelled images per class of the composition, and a record of where they came from."""
     if type(shots) is not int or shots < 1:
-        raise HubmodError(f"--shots must be a whole number of images per class, at least 1 (got {shots!r})")
+        raise HubmodError(f"{option('shots')} must be a whole number of images per class, at least 1 (got {shots!r})")
     names = [m.class_name for m in modules]
     size = max((tuple(m.data_config.input_size[1:]) for m in modules), key=lambda hw: hw[0] * hw[1])
     data = load_images(dataset, split or "train", size).for_classes(names, "the composed classifier")
@@ -88,8 +88,8 @@ def draw_fit_images(modules: Sequence[ClassModule], dataset: str, shots: int, se
     short = [(names[c], int(counts[c])) for c in range(len(names)) if counts[c] < shots]
     if short:
         listing = ", ".join(f"{n!r} has {k}" for n, k in short)
-        raise HubmodError(f"--shots {shots} asks for {shots} images per class, but among {source} of {dataset} "
-                          f"{listing}: lower --shots or name another --fit-split")
+        raise HubmodError(f"{option('shots', shots)} asks for {shots} images per class, but among {source} of "
+                          f"{dataset} {listing}: lower {option('shots')} or name another {option('fit_split')}")
     picked = data.subset(data.stratified(shots, torch.Generator().manual_seed(seed)))
     digest = hashlib.sha256(picked.images.contiguous().numpy().tobytes() + picked.labels.numpy().tobytes())
     info = {"dataset": dataset, "dataset_hub_id": picked.hub_id, "split": picked.split, "source": source,

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import HubAccessError, HubmodError, InvalidRepoError, NotFoundError
+from .errors import HubAccessError, HubmodError, InvalidRepoError, NotFoundError, option
 from .refs import RepoRef, is_commit_sha, source_path, validate_repo_id, validate_revision
 from .untrusted import parse_json, printable
 
@@ -191,7 +191,7 @@ class LocalHub(Hub):
         if "main" not in refs:
             raise NotFoundError(
                 f"repo {repo_id} not found on the embedded hub ({self.root}); "
-                "check the name, or pass --hub hf for the Hugging Face Hub"
+                f"check the name, or pass {option('hub', 'hf')} for the Hugging Face Hub"
             )
         commits = self._meta(repo_id) / "commits"
         if revision is None or revision == "main":

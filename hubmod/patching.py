@@ -20,7 +20,7 @@ from . import __version__
 from .artifact import HubArtifact
 from .composed import resolve_ref
 from .devices import device_of
-from .errors import HubmodError, InvalidRepoError
+from .errors import HubmodError, InvalidRepoError, option
 from .hub import Hub, Snapshot
 from .module import ClassModule
 from .parents import WEIGHTS, ParentSpec, load_parent
@@ -156,8 +156,8 @@ def patch(weak_source: str, module_ref: str, class_name: str | None = None, stra
         try:
             match_class(class_name, [module.class_name], module_ref)
         except HubmodError:
-            raise HubmodError(f"--class {class_name!r} is not the module's class {module.class_name!r}: a module "
-                              "only patches its own class") from None
+            raise HubmodError(f"{option('class_name', class_name, flag='--class')} is not the module's class "
+                              f"{module.class_name!r}: a module only patches its own class") from None
     snap = weak.snapshot
     provenance = {"weak_repo_id": snap.repo_id, "weak_revision": snap.sha, "weak_hub": snap.hub,
                   **{f"module_{k}": v for k, v in prov.items()}}

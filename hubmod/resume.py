@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import HubmodError
+from .errors import HubmodError, option
 from .hub import Hub, hubmod_home
 from .module import MODULE_KIND, ClassModule
 from .untrusted import parse_json
@@ -44,7 +44,8 @@ def split_lock(split_id: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise HubmodError(f"an identical split (same parent commit, method, options, seed and dataset) is "
-                              f"running on this machine ({root}); wait for it to finish, or change --seed") from None
+                              f"running on this machine ({root}); wait for it to finish, or change "
+                              f"{option('seed')}") from None
         try:
             yield
         finally:

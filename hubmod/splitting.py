@@ -26,7 +26,7 @@ from .channels import analyse_channels, count_kernels, count_macs, count_params,
 from .composed import ComposedClassifier
 from .data import LabeledImages, dataset_splits, load_for_model, sample_stream
 from .devices import AUTO, resolve_device
-from .errors import HubmodError
+from .errors import HubmodError, option
 from .hub import Hub, Snapshot, get_hub, open_ref
 from .metrics import model_logits, per_class_metrics, pre_logits, refit_classifier
 from .module import ClassModule, ModuleConfig, attach_head
@@ -248,8 +248,7 @@ def dataset_of(snapshot: Snapshot, source: str) -> str:
     found = trained_on(snapshot)
     if found is None:
         raise HubmodError(f"{printable(source)} does not say which dataset it was trained on: name the dataset to "
-                          f"split on (--dataset on the command line, dataset= in Python), e.g. "
-                          f"`hubmod split {printable(source)} --dataset fashion-mnist`")
+                          f"split on, e.g. {option('dataset', 'fashion-mnist')}")
     logger.info("splitting on %s, named by %s of %s", found[0], found[1], printable(source))
     return found[0]
 
@@ -288,8 +287,8 @@ def split(
     hub_obj = get_hub(hub)
     splitter = get_splitter(method, options)  # bad options fail before any work
     if launched_processes() > 1 and not splitter.data_parallel:
-        raise HubmodError(f"--method {method} runs in one process; launch a multi-process split with "
-                          "--method gradsplitter, or run this one without accelerate launch / torchrun")
+        raise HubmodError(f"{option('method', method)} runs in one process; launch a multi-process split with "
+                          f"{option('method', 'gradsplitter')}, or run this one without accelerate launch / torchrun")
     par = data_parallel()
     compute = _search_device(device, splitter, method, par)
     publish_here = publish and par.is_main  # every process searches; only the first one writes
@@ -496,8 +495,8 @@ def _search_device(choice, splitter, method: str, par) -> torch.device:
     if wanted.type != "cpu" and not splitter.any_device:
         if str(choice or AUTO).lower() == AUTO:
             return torch.device("cpu")
-        raise HubmodError(f"--method {method} searches on the CPU only; use --device cpu (or auto), "
-                          "or --method gradsplitter to search on a GPU")
+        raise HubmodError(f"{option('method', method)} searches on the CPU only; use {option('device', 'cpu')} "
+                          f"(or auto), or {option('method', 'gradsplitter')} to search on a GPU")
     if par.enabled and wanted.type == "cuda":  # one GPU per launched process
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return wanted

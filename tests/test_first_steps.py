@@ -73,9 +73,14 @@ def test_a_parent_that_names_no_usable_dataset_asks_for_one(named, tiny_parent_d
     (parent / "README.md").write_text(card)
     snap = dir_snapshot(parent)
     assert trained_on(snap) is None  # never a path or URL from a repo
-    with pytest.raises(hubmod.HubmodError, match=r"--dataset on the command line, dataset= in Python") as err:
+    with pytest.raises(hubmod.HubmodError, match="does not say which dataset") as err:
         dataset_of(snap, "./parent")
-    assert "`hubmod split ./parent --dataset fashion-mnist`" in str(err.value)
+    assert "dataset='fashion-mnist'" in str(err.value) and "--" not in str(err.value)  # Python words in Python
+    from hubmod.errors import cli_messages
+
+    with cli_messages(), pytest.raises(hubmod.HubmodError) as err:
+        dataset_of(snap, "./parent")
+    assert "--dataset fashion-mnist" in str(err.value)  # and the command's flags in the command
 
 
 def test_the_readme_results_table_is_the_one_benchmarks_md_generates():
@@ -94,3 +99,13 @@ def test_every_relative_link_in_the_readme_and_docs_resolves():
             if not target.startswith(("http://", "https://", "mailto:")) and not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(root)} -> {target}")
     assert not broken, broken
+
+
+def test_messages_name_python_arguments_in_python_and_flags_in_the_cli():
+    from hubmod.errors import HubmodError, cli_messages
+    from hubmod.fitting import draw_fit_images
+
+    with pytest.raises(HubmodError, match="shots= must be a whole number"):
+        draw_fit_images([], "fashion-mnist", 0)
+    with cli_messages(), pytest.raises(HubmodError, match="--shots must be a whole number"):
+        draw_fit_images([], "fashion-mnist", 0)
