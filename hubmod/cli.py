@@ -416,9 +416,15 @@ def replace(
         info = {"output": output, "revision": new.pushed_revision, "classes": new.class_names,
                 "calibration": new.calibration, "modules": new.provenance}
         if dataset:
-            from .loading import evaluate
+            from .loading import COMPOSED, Loaded, evaluate, load
 
-            before, after = evaluate(model, dataset, hub=hub), evaluate(output, dataset, hub=hub)
+            old = load(model, hub)
+            if old.kind != COMPOSED:  # a split parent stands for all its modules: "before" is their composition
+                from .composed import compose_modules, modules_of
+
+                old = Loaded(COMPOSED, compose_modules(modules_of(model, hub), calibration_method=calibration,
+                                                       hub=hub), old.snapshot)
+            before, after = evaluate(old, dataset), evaluate(output, dataset, hub=hub)
             info["eval"] = {"before": before.to_dict(), "after": after.to_dict()}
         if as_json:
             typer.echo(json.dumps(info, indent=1))
