@@ -98,18 +98,34 @@ def _s(value) -> str:
     return escape(printable(value))
 
 
-def _run(fn):
-    """Run a command body, turning user errors into one line and an exit code."""
+_UNSET = object()
+
+
+def _run(fn, hub: str | None | object = _UNSET):
+    """Run a command body, turning user errors into one line and an exit code.
+
+    ``hub`` is the command's --hub value: when it was not given, a successful command ends by saying
+    on stderr which hub it used and why (errors name their hub themselves).
+    """
     from .errors import HubmodError, cli_messages
 
     try:
         with cli_messages():  # library messages name this command's flags (--shots), not Python's (shots=)
-            return fn()
+            result = fn()
     except HubmodError as e:
         _fail(e)
     except KeyboardInterrupt:
         typer.echo("interrupted; nothing half-written was published", err=True)
         raise typer.Exit(130) from None
+    if hub is None:
+        from .hub import LOCAL, default_hub_reason, hubmod_home
+
+        choice, why = default_hub_reason()
+        where = f"the embedded hub in {hubmod_home()}" if choice == LOCAL else f"hub {choice!r}"
+        from .untrusted import printable
+
+        typer.echo(printable(f"hub: {where} ({why}; choose with --hub)"), err=True)
+    return result
 
 
 def _console():
@@ -213,7 +229,7 @@ def split(
         else:
             _print_split(report)
 
-    _run(body)
+    _run(body, hub)
 
 
 def _print_split(report) -> None:
@@ -314,7 +330,7 @@ def compose(
         if dataset:
             con.print(f"accuracy on {_s(dataset)} (test): {_pct(info['eval']['accuracy'])}")
 
-    _run(body)
+    _run(body, hub)
 
 
 @app.command()
@@ -371,7 +387,7 @@ def patch(
                       + ", ".join(f"{k} {_pct(b['per_class'][target][k])} -> {_pct(a['per_class'][target][k])}"
                                   for k in ("precision", "recall", "f1")))
 
-    _run(body)
+    _run(body, hub)
 
 
 @app.command()
@@ -436,7 +452,7 @@ def replace(
             b, a = info["eval"]["before"], info["eval"]["after"]
             con.print(f"accuracy {_pct(b['accuracy'])} -> {_pct(a['accuracy'])}")
 
-    _run(body)
+    _run(body, hub)
 
 
 def _fake_snapshot(name: str | None):
@@ -479,7 +495,7 @@ def eval_cmd(
             table.add_row(_s(name), _pct(m["precision"]), _pct(m["recall"]), _pct(m["f1"]), str(m["support"]))
         _console().print(table)
 
-    _run(body)
+    _run(body, hub)
 
 
 @app.command()
@@ -519,7 +535,7 @@ def inspect(
             else:
                 con.print(f"[bold]{_s(key)}[/bold]: {_fmt(value)}")
 
-    _run(body)
+    _run(body, hub)
 
 
 def _fmt(value) -> str:
@@ -574,7 +590,7 @@ def export(
                        "outputs; "
                        f"max |ONNX - PyTorch| {info['max_abs_diff']:.1e} on {info['checked_images']} images")
 
-    _run(body)
+    _run(body, hub)
 
 
 @app.command()

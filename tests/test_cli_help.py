@@ -77,3 +77,16 @@ def test_the_default_hub_rule_reads_the_same_in_help_and_code():
     out = " ".join(_help(["compose"], 200).split())
     assert "Default: $HUBMOD_HUB, else 'hf' when HF_ENDPOINT or HF_TOKEN is set, else 'local'." in out
     assert HUB_RULE.startswith("--hub, else $HUBMOD_HUB, else the Hugging Face Hub when HF_ENDPOINT or HF_TOKEN")
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({}, "hub: the embedded hub in"),
+    ({"HF_TOKEN": "hf_x"}, "hub: hub 'hf' (HF_TOKEN is set; choose with --hub)"),
+])
+def test_a_command_says_which_hub_it_used_when_none_was_named(env, needle, tiny_parent_dirs, monkeypatch):
+    for var in ("HUBMOD_HUB", "HF_TOKEN", "HF_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    result = CliRunner().invoke(app, ["inspect", str(tiny_parent_dirs["vgg"])], env=env)
+    assert result.exit_code == 0 and needle in result.stderr, result.stderr
+    named = CliRunner().invoke(app, ["inspect", str(tiny_parent_dirs["vgg"]), "--hub", "local"], env=env)
+    assert named.exit_code == 0 and "hub:" not in named.stderr
