@@ -267,7 +267,7 @@ def compose(
                                              "activation modules, none for modules of one split, else "
                                              "minmax), none, minmax, platt, vote.")] = "auto",
     hub: HubOpt = None,
-    dataset: Annotated[str | None, typer.Option("--eval-dataset", metavar="DATASET",
+    dataset: Annotated[str | None, typer.Option("--eval-dataset", "-d", metavar="DATASET",
                                                 help="Also evaluate on this dataset's "
                                                 "test split.")] = None,
     fit: Annotated[str | None, typer.Option("--fit", metavar="DATASET",
@@ -345,13 +345,15 @@ def patch(
     class_name: Annotated[str | None, typer.Option("--class", metavar="CLASS",
                                                    help="The weak model's class to patch (default: "
                                                    "the module's class, matched by name).")] = None,
-    strategy: Annotated[str, typer.Option(metavar="RULE",
-                                          help="How the module's score meets the weak model's softmax: minmax "
-                                          "(CNNSplitter's rule) or platt.")] = "minmax",
+    strategy: Annotated[str, typer.Option(
+        "--calibration", "--strategy", metavar="RULE",
+        help="How the module's score meets the weak model's softmax: minmax (CNNSplitter's rule) or platt. "
+             "(--strategy is the older name.)")] = "minmax",
     hub: HubOpt = None,
-    dataset: Annotated[str | None, typer.Option("--eval-dataset", metavar="DATASET",
+    dataset: Annotated[str | None, typer.Option("--eval-dataset", "-d", metavar="DATASET",
                                                 help="Also evaluate the weak and the patched "
                                                 "model on this dataset's test split.")] = None,
+    device: DeviceOpt = AUTO,
     private: PrivateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -373,7 +375,8 @@ def patch(
         if dataset:
             from .loading import evaluate
 
-            before, after = evaluate(weak_model, dataset, hub=hub), evaluate(output, dataset, hub=hub)
+            before = evaluate(weak_model, dataset, hub=hub, device=device)
+            after = evaluate(output, dataset, hub=hub, device=device)
             info["eval"] = {"before": before.to_dict(), "after": after.to_dict()}
         if as_json:
             typer.echo(json.dumps(info, indent=1))
@@ -403,7 +406,7 @@ def replace(
     calibration: Annotated[str, typer.Option(metavar="RULE",
                                              help="As in compose: auto, none, minmax, platt, vote.")] = "auto",
     hub: HubOpt = None,
-    dataset: Annotated[str | None, typer.Option("--eval-dataset", metavar="DATASET",
+    dataset: Annotated[str | None, typer.Option("--eval-dataset", "-d", metavar="DATASET",
                                                 help="Also evaluate the model before and "
                                                 "after on this dataset's test split.")] = None,
     fit: Annotated[str | None, typer.Option("--fit", metavar="DATASET",
@@ -414,6 +417,7 @@ def replace(
                                               "before).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", metavar="N",
                                              help="Seed for the refit (default: as before).")] = None,
+    device: DeviceOpt = AUTO,
     private: PrivateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -440,7 +444,7 @@ def replace(
 
                 old = Loaded(COMPOSED, compose_modules(modules_of(model, hub), calibration_method=calibration,
                                                        hub=hub), old.snapshot)
-            before, after = evaluate(old, dataset), evaluate(output, dataset, hub=hub)
+            before, after = evaluate(old, dataset, device=device), evaluate(output, dataset, hub=hub, device=device)
             info["eval"] = {"before": before.to_dict(), "after": after.to_dict()}
         if as_json:
             typer.echo(json.dumps(info, indent=1))
@@ -594,10 +598,19 @@ def export(
 
 
 @app.command()
-def methods() -> None:
+def methods(as_json: JsonOpt = False) -> None:
     """List the splitting methods and their -p options."""
+    import dataclasses
+
     from .splitters import METHODS
 
+    if as_json:
+        typer.echo(json.dumps({name: {"name": cls.pretty_name, "paper": cls.paper, "paper_url": cls.paper_url,
+                                      "options": {f.name: f.default for f in dataclasses.fields(cls.config_class)},
+                                      "option_docs": getattr(cls.config_class, "option_docs", {}),
+                                      "presets": cls.config_class.presets}
+                               for name, cls in METHODS.items()}, indent=1))
+        return
     for name, cls in METHODS.items():
         typer.echo(f"{name}: {cls.pretty_name} — {cls.paper} ({cls.paper_url})")
         for item in [*cls.config_class.option_lines(), *cls.config_class.preset_lines()]:

@@ -32,6 +32,11 @@ def test_help_teaches():
     assert "--class" in replace_help and "--with" in replace_help and "pinned" in replace_help
     patch_help = _run("patch", "--help").output
     assert "--module" in patch_help and "--strategy" in patch_help and "--output" in patch_help
+    assert "--calibration" in patch_help  # the same word as compose's, with --strategy kept as the older name
+    listing = json.loads(_run("methods", "--json").stdout)
+    assert set(listing) == {"gradsplitter", "cnnsplitter", "activation"}
+    grad = listing["gradsplitter"]
+    assert grad["options"]["train_per_class"] == 100 and "paper" in grad["presets"]
     methods = _run("methods").output
     assert "gradsplitter" in methods and "cnnsplitter" in methods and "population=" in methods
     from hubmod.splitters import METHODS
@@ -42,7 +47,7 @@ def test_help_teaches():
     assert any(line.startswith("-p alpha=1.0 (") and "higher gives smaller modules" in line for line in option_lines)
     fast = next(line for line in option_lines if line.startswith("-p preset=fast ("))
     assert "distill_batch_size=256" in fast  # a preset shows the options it sets
-    assert "preset=fast" in split_help
+    assert "preset=paper" in split_help  # help names the other presets (the default is the best measured)
 
 
 @pytest.fixture
