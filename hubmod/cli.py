@@ -16,6 +16,8 @@ import typer
 
 from .devices import AUTO, DEVICE_HELP
 
+METHOD_NAMES = ("gradsplitter", "cnnsplitter", "activation")  # hubmod.splitters.METHODS, known without torch
+
 
 class _Argument(typer.core.TyperArgument):
     """A positional argument shown by its metavar alone (SOURCE, REF...), with no type tag."""
@@ -128,6 +130,21 @@ def _run(fn, hub: str | None | object = _UNSET):
     return result
 
 
+def _before_torch(source: str, method: str | None = None, params: list[str] | None = None) -> None:
+    """Input errors that need no model, found before torch is imported (seconds sooner)."""
+    from .errors import HubmodError, NotFoundError
+    from .refs import parse_source, source_path
+    from .untrusted import printable
+
+    ref = parse_source(source)
+    if ref.kind == "dir" and not ref.path.expanduser().is_dir():
+        raise NotFoundError(f"directory {printable(source_path(ref.path))} does not exist")
+    if method is not None and method not in METHOD_NAMES:
+        raise HubmodError(f"unknown method {method!r}; available: {', '.join(METHOD_NAMES)}")
+    if params:
+        _parse_params(params)
+
+
 def _console():
     """Rich console; when output is not a terminal (pipes, CI logs) tables get room instead of '…'."""
     from rich.console import Console
@@ -203,6 +220,7 @@ def split(
     """
 
     def body():
+        _before_torch(source, method, param)
         from .parallel import close
         from .splitting import split as run_split
 
@@ -483,6 +501,7 @@ def eval_cmd(
     """
 
     def body():
+        _before_torch(source)
         from .loading import evaluate
 
         rep = evaluate(source, dataset, split=split, hub=hub, device=device)
@@ -512,6 +531,7 @@ def inspect(
     """What a repo is: classes, size, parent, method, metrics."""
 
     def body():
+        _before_torch(source)
         from .inspection import describe
 
         info = describe(source, hub)
@@ -573,6 +593,7 @@ def export(
     """
 
     def body():
+        _before_torch(source)
         from .errors import HubmodError
         from .onnx_export import export as run_export
 

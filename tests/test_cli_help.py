@@ -90,3 +90,22 @@ def test_a_command_says_which_hub_it_used_when_none_was_named(env, needle, tiny_
     assert result.exit_code == 0 and needle in result.stderr, result.stderr
     named = CliRunner().invoke(app, ["inspect", str(tiny_parent_dirs["vgg"]), "--hub", "local"], env=env)
     assert named.exit_code == 0 and "hub:" not in named.stderr
+
+
+def test_input_errors_that_need_no_model_come_before_torch_is_imported(tmp_path):
+    import subprocess
+    import sys
+
+    from hubmod.cli import METHOD_NAMES
+    from hubmod.splitters import METHODS
+
+    assert METHOD_NAMES == tuple(METHODS)
+    code = ("import sys; from hubmod.cli import main; sys.argv = ['hubmod'] + sys.argv[1:]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    print('torch' in sys.modules, e.code)")
+    for args, needle in ((["split", "./nowhere"], "directory ./nowhere does not exist"),
+                         (["split", str(tmp_path), "--method", "magic"], "unknown method 'magic'"),
+                         (["split", str(tmp_path), "-p", "alpha"], "bad -p 'alpha'"),
+                         (["eval", "./nowhere", "-d", "fashion-mnist"], "directory ./nowhere does not exist")):
+        run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                             cwd=tmp_path)
+        assert needle in run.stderr and run.stdout.split()[0] == "False", (args, run.stdout, run.stderr)
