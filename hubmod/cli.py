@@ -299,10 +299,11 @@ def compose(
                                                   "images none of the parents trained on, where they say which; "
                                                   "else train).")] = None,
     combiner: Annotated[str, typer.Option("--combiner", metavar="KIND",
-                                          help="What --fit fits: stack (logistic regression over the "
-                                          "module scores), "
-                                          "affine (a scale and offset per module), probe (a linear classifier on "
-                                          "the modules' features).")] = "stack",
+                                          help="What --fit fits: affine (a scale and offset per module; the "
+                                          "default: the most accurate on average with 1 to 10 images per class in "
+                                          "BENCHMARKS.md), stack (logistic regression over the module scores), "
+                                          "probe (a linear classifier on the modules' features; better with 50 "
+                                          "or more images per class).")] = "affine",
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for drawing the --fit images.")] = 0,
     device: DeviceOpt = AUTO,
     private: PrivateOpt = False,

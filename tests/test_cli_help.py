@@ -99,7 +99,7 @@ def test_input_errors_that_need_no_model_come_before_torch_is_imported(tmp_path)
     from hubmod.cli import METHOD_NAMES
     from hubmod.splitters import METHODS
 
-    assert METHOD_NAMES == tuple(METHODS)
+    assert tuple(METHODS) == METHOD_NAMES
     code = ("import sys; from hubmod.cli import main; sys.argv = ['hubmod'] + sys.argv[1:]\n"
             "try:\n    main()\nexcept SystemExit as e:\n    print('torch' in sys.modules, e.code)")
     for args, needle in ((["split", "./nowhere"], "directory ./nowhere does not exist"),
