@@ -40,13 +40,13 @@ def rows() -> list[tuple[str, str, str, str]]:
     reuse = RESULTS / "reuse.json"
     if reuse.exists():
         for r in json.loads(reuse.read_text()).values():
-            stack = r.get("fit", {}).get("stack", {}).get("10")
-            if not stack:
+            fitted = r.get("fit", {}).get("affine", {}).get("10")  # the default combiner
+            if not fitted:
                 continue
             best_zero = max(r["zero_shot"].values())
             out.append((f"Modules of two parents ({r['pair']}), {r['problem']}: compose `--fit` with 10 labelled "
                         "images per class",
-                        f"{_pct(statistics.mean(stack))} (no labels: {_pct(r['zero_shot'][r['auto_rule']])} with "
+                        f"{_pct(statistics.mean(fitted))} (no labels: {_pct(r['zero_shot'][r['auto_rule']])} with "
                         f"`{r['auto_rule']}`, best rule {_pct(best_zero)})",
                         f"CNN from scratch on the same images "
                         f"{_pct(statistics.mean(r['baselines']['scratch_cnn']['10']))}; trained on all images "
