@@ -63,8 +63,8 @@ def test_version():
     ("penalty=flops", "penalty='flops' must be one of: kernels, macs (default 'kernels')"),
     ("head_input=feature", "head_input='feature' must be one of: features, logits (default 'features')"),
 ])
-def test_a_bad_option_value_names_only_that_option(option, needle):
-    result = CliRunner().invoke(app, ["split", "./nowhere", "--dataset", "fashion-mnist", "-p", option])
+def test_a_bad_option_value_names_only_that_option(option, needle, tmp_path):
+    result = CliRunner().invoke(app, ["split", str(tmp_path), "--dataset", "fashion-mnist", "-p", option])
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
