@@ -38,8 +38,10 @@ hypothesis_settings.register_profile("explore", derandomize=False)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 # The same thread count on every machine (a one-CPU runner included): the thread count changes how sums
-# are split, and with it the rounding of every trained quantity and the distillation's worker count.
-TEST_THREADS = 2
+# are split, and with it the rounding of every trained quantity. The default run uses two pytest-xdist
+# workers of one thread each (most tests run tiny models, where a second thread gains little); a run
+# without workers (-n 0) uses two threads.
+TEST_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
 torch.set_num_threads(TEST_THREADS)
 
 # Tiny GradSplitter budget for tests: real masks and heads, trained for seconds.
