@@ -132,13 +132,13 @@ def _run(fn, hub: str | None | object = _UNSET):
 
 def _before_torch(source: str, method: str | None = None, params: list[str] | None = None) -> None:
     """Input errors that need no model, found before torch is imported (seconds sooner)."""
-    from .errors import HubmodError, NotFoundError
-    from .refs import parse_source, source_path
-    from .untrusted import printable
+    from .errors import HubmodError
+    from .hub import existing_dir
+    from .refs import parse_source
 
     ref = parse_source(source)
-    if ref.kind == "dir" and not ref.path.expanduser().is_dir():
-        raise NotFoundError(f"directory {printable(source_path(ref.path))} does not exist")
+    if ref.kind == "dir":
+        existing_dir(ref.path)
     if method is not None and method not in METHOD_NAMES:
         raise HubmodError(f"unknown method {method!r}; available: {', '.join(METHOD_NAMES)}")
     if params:

@@ -328,8 +328,10 @@ def _check_fit_args(fit: str | None, shots: int, combiner: str) -> None:
     """Option errors before any module is loaded."""
     if combiner not in Combiner.registry:
         raise HubmodError(f"unknown combiner {combiner!r}; use one of {', '.join(Combiner.registry)}")
-    if fit is not None and (type(shots) is not int or shots < 1):
-        raise HubmodError(f"shots must be a whole number of images per class, at least 1 (got {shots!r})")
+    if fit is not None:
+        from .fitting import check_shots
+
+        check_shots(shots)
 
 
 def compose_modules(pairs: Sequence[tuple[ClassModule, dict]], output: str | None = None,

@@ -71,11 +71,16 @@ def untouched_rows(modules: Sequence[ClassModule], data: LabeledImages, dataset:
     return torch.nonzero(allowed).flatten()
 
 
+def check_shots(shots: object) -> None:
+    """One line unless ``shots`` is a whole number of images per class, at least 1."""
+    if type(shots) is not int or shots < 1:
+        raise HubmodError(f"{option('shots')} must be a whole number of images per class, at least 1 (got {shots!r})")
+
+
 def draw_fit_images(modules: Sequence[ClassModule], dataset: str, shots: int, seed: int = 0,
                     split: str | None = None) -> tuple[LabeledImages, dict]:
     """K labelled images per class of the composition, and a record of where they came from."""
-    if type(shots) is not int or shots < 1:
-        raise HubmodError(f"{option('shots')} must be a whole number of images per class, at least 1 (got {shots!r})")
+    check_shots(shots)
     names = [m.class_name for m in modules]
     size = max((tuple(m.data_config.input_size[1:]) for m in modules), key=lambda hw: hw[0] * hw[1])
     data = load_images(dataset, split or "train", size).for_classes(names, "the composed classifier")

@@ -101,12 +101,17 @@ def tree_digest(folder: Path, names: list[str] | None = None) -> str:
     return h.hexdigest()
 
 
+def existing_dir(path: Path) -> Path:
+    """``path`` with ``~`` expanded, or one line saying the directory does not exist."""
+    expanded = path.expanduser()
+    if not expanded.is_dir():
+        raise NotFoundError(f"directory {printable(source_path(path))} does not exist")
+    return expanded
+
+
 def dir_snapshot(path: Path) -> Snapshot:
     """A local directory as a snapshot; its "sha" is a digest of the files hubmod reads from it."""
-    path = path.expanduser()
-    if not path.is_dir():
-        raise NotFoundError(f"directory {printable(source_path(path))} does not exist")
-    root = path.resolve()
+    root = existing_dir(path).resolve()
     snap = Snapshot(path=root, sha="", hub="dir", confine=root)
     readable = [n for n in READ_FILES if snap.file(n, required=False) is not None]  # refuses escaping links
     return Snapshot(path=root, sha=tree_digest(root, readable), hub="dir", confine=root)

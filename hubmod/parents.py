@@ -222,16 +222,26 @@ def substate(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def read_license(snapshot: Snapshot) -> str | None:
+def card_metadata(snapshot: Snapshot) -> dict:
+    """The YAML metadata of the repo's model card, or ``{}`` when it has none or it does not parse.
+
+    A malformed card must never stop loading the weights, so every failure reads as no metadata.
+    """
     readme = snapshot.file("README.md", required=False)
     if readme is None:
-        return None
+        return {}
     try:
         from huggingface_hub import ModelCard
 
-        value = ModelCard.load(readme).data.to_dict().get("license")
-    except Exception:  # a malformed card must not stop loading the weights
-        return None
+        data = ModelCard.load(readme).data.to_dict()
+    except Exception:  # a malformed card names nothing
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_license(snapshot: Snapshot) -> str | None:
+    """The card's license id, if it is a plain identifier (it is copied into module cards)."""
+    value = card_metadata(snapshot).get("license")
     return value if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", value) else None
 
 

@@ -13,7 +13,7 @@ import re
 
 from .data import FASHION_MNIST, FASHION_MNIST_HF_ID
 from .hub import Snapshot
-from .parents import VALIDATION_KEY, validation_record
+from .parents import VALIDATION_KEY, card_metadata, validation_record
 from .untrusted import printable
 
 _DATASET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
@@ -44,15 +44,7 @@ def trained_on(snapshot: Snapshot) -> tuple[str, str] | None:
 
 
 def _card_datasets(snapshot: Snapshot) -> list:
-    readme = snapshot.file("README.md", required=False)
-    if readme is None:
-        return []
-    try:
-        from huggingface_hub import ModelCard
-
-        value = ModelCard.load(readme).data.to_dict().get("datasets")
-    except Exception:  # a malformed card names nothing
-        return []
+    value = card_metadata(snapshot).get("datasets")
     if isinstance(value, str):
         return [value]
     return value[:20] if isinstance(value, list) else []

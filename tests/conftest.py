@@ -139,9 +139,9 @@ def publish_dir(directory: Path, repo_id: str, hub="local") -> str:
     return get_hub(hub).push_folder(repo_id, directory, "parent")
 
 
-@pytest.fixture(scope="session")
-def small_fmnist_dir(fmnist_train, fmnist_test):
-    """A small Fashion-MNIST copy saved with datasets' save_to_disk (Image + ClassLabel features)."""
+def save_fmnist_folder(name: str, train, test, per_class: int, test_per_class: int, seeds=(5, 6)) -> Path:
+    """A balanced Fashion-MNIST subset saved with datasets' save_to_disk (Image + ClassLabel features),
+    with only train and test splits, like a user's own small dataset. Made once per session."""
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
 
     from hubmod.data import FASHION_MNIST_CLASSES
@@ -152,7 +152,14 @@ def small_fmnist_dir(fmnist_train, fmnist_test):
         return Dataset.from_dict({"image": [im[0].numpy() for im in data.images], "label": data.labels.tolist()},
                                  features=feats)
 
-    path = _SESSION_TMP / "small-fmnist"
-    DatasetDict({"train": to_ds(_balanced(fmnist_train, 120, seed=2)),
-                 "test": to_ds(_balanced(fmnist_test, 60, seed=3))}).save_to_disk(str(path))
+    path = _SESSION_TMP / name
+    if not path.exists():
+        DatasetDict({"train": to_ds(_balanced(train, per_class, seed=seeds[0])),
+                     "test": to_ds(_balanced(test, test_per_class, seed=seeds[1]))}).save_to_disk(str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def small_fmnist_dir(fmnist_train, fmnist_test):
+    """A small Fashion-MNIST copy: 120 training and 60 test images per class."""
+    return save_fmnist_folder("small-fmnist", fmnist_train, fmnist_test, 120, 60, seeds=(2, 3))

@@ -1,7 +1,7 @@
 """A user's own small dataset: budgets adapt to what it holds, and a dataset too small says so in one line."""
 
 import pytest
-from conftest import _SESSION_TMP, TINY_SPLIT, _balanced
+from conftest import TINY_SPLIT, save_fmnist_folder
 
 import hubmod
 from hubmod.errors import HubmodError
@@ -16,29 +16,10 @@ BIG_BUDGETS = {
 }
 
 
-def _folder(name: str, train, test, per_class: int, test_per_class: int):
-    """A save_to_disk folder with only train and test splits, like a user's own small dataset."""
-    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
-
-    from hubmod.data import FASHION_MNIST_CLASSES
-
-    feats = Features({"image": Image(), "label": ClassLabel(names=FASHION_MNIST_CLASSES)})
-
-    def to_ds(data):
-        return Dataset.from_dict({"image": [im[0].numpy() for im in data.images], "label": data.labels.tolist()},
-                                 features=feats)
-
-    path = _SESSION_TMP / name
-    if not path.exists():
-        DatasetDict({"train": to_ds(_balanced(train, per_class, seed=5)),
-                     "test": to_ds(_balanced(test, test_per_class, seed=6))}).save_to_disk(str(path))
-    return path
-
-
 @pytest.mark.parametrize("method", list(BIG_BUDGETS))
 def test_budgets_adapt_to_a_small_folder_dataset(method, tiny_parent_dirs, fmnist_train, fmnist_test, caplog):
-    data = _folder("tiny-fmnist-20", fmnist_train, fmnist_test, 20, 5)
-    LocalHub().push_folder("me/vgg", tiny_parent_dirs["vgg"], "parent")
+    data = save_fmnist_folder("tiny-fmnist-20", fmnist_train, fmnist_test, 20, 5)
+    LocalHub().pushsave_fmnist_folder("me/vgg", tiny_parent_dirs["vgg"], "parent")
     with caplog.at_level("WARNING"):
         report = hubmod.split("me/vgg", str(data), method=method, options=BIG_BUDGETS[method],
                               classes=["Trouser", "Bag"], progress=False, publish=False)
@@ -50,8 +31,8 @@ def test_budgets_adapt_to_a_small_folder_dataset(method, tiny_parent_dirs, fmnis
 
 
 def test_a_dataset_too_small_to_split_is_one_line(tiny_parent_dirs, fmnist_train, fmnist_test):
-    data = _folder("tiny-fmnist-6", fmnist_train, fmnist_test, 6, 2)
-    LocalHub().push_folder("me/vgg", tiny_parent_dirs["vgg"], "parent")
+    data = save_fmnist_folder("tiny-fmnist-6", fmnist_train, fmnist_test, 6, 2)
+    LocalHub().pushsave_fmnist_folder("me/vgg", tiny_parent_dirs["vgg"], "parent")
     with pytest.raises(HubmodError, match=r"has 6 images of class .* a split needs at least 10 per class") as err:
         hubmod.split("me/vgg", str(data), options=BIG_BUDGETS["gradsplitter"], progress=False, publish=False)
     assert "\n" not in str(err.value)
