@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 
@@ -20,6 +20,17 @@ from .parents import WEIGHTS
 from .refs import RepoRef, parse_source
 
 T = TypeVar("T", bound="HubArtifact")
+
+
+class PredictsClassNames:
+    """``predict``: class names, one per image, for a model whose ``forward`` gives one score per class."""
+
+    class_names: list[str]
+
+    def predict(self, images: Any) -> list[str]:
+        """Class names, one per image."""
+        names = self.class_names
+        return [names[i] for i in self(images).argmax(1).tolist()]  # type: ignore[operator]
 
 
 class HubArtifact:

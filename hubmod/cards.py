@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from .artifact import HubArtifact  # cards know artifacts only by their base class: no import circle
+from .formatting import percent
 from .hub import LOCAL
 
 CHART = "kept_channels.png"
@@ -38,9 +39,6 @@ def _usage(hub_name: str | None) -> tuple[str, str]:
         return ', hub="local"', " --hub local"
     return "", ""
 
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f} %"
 
 
 def _method_info(name: str):
@@ -89,14 +87,14 @@ def write_module_card(module: HubArtifact, directory: Path, repo_id: str | None 
                  "margin": "the class's logit margin over the other classes"}.get(head.get("type"), head.get("type"))
     rows = []
     for key, label, fmt in (
-        ("test_precision", "precision (test, in the composed split)", _pct),
-        ("test_recall", "recall (test, in the composed split)", _pct),
-        ("test_f1", "F1 (test, in the composed split)", _pct),
-        ("val_precision", "precision (validation, alone, P >= 0.5)", _pct),
-        ("val_recall", "recall (validation, alone, P >= 0.5)", _pct),
-        ("val_f1", "F1 (validation, alone, P >= 0.5)", _pct),
-        ("split_composed_accuracy", "accuracy of the whole split composed (test)", _pct),
-        ("parent_accuracy", "parent accuracy (test)", _pct),
+        ("test_precision", "precision (test, in the composed split)", percent),
+        ("test_recall", "recall (test, in the composed split)", percent),
+        ("test_f1", "F1 (test, in the composed split)", percent),
+        ("val_precision", "precision (validation, alone, P >= 0.5)", percent),
+        ("val_recall", "recall (validation, alone, P >= 0.5)", percent),
+        ("val_f1", "F1 (validation, alone, P >= 0.5)", percent),
+        ("split_composed_accuracy", "accuracy of the whole split composed (test)", percent),
+        ("parent_accuracy", "parent accuracy (test)", percent),
     ):
         if key in metrics:
             rows.append((label, fmt(metrics[key])))
@@ -145,7 +143,7 @@ def write_composed_card(model: HubArtifact, directory: Path, repo_id: str | None
         parents.add((parent, cfg.parent.get("revision")))
         rows.append({"class_name": m.class_name, "repo": prov.get("repo_id") or "(local directory)",
                      "revision": (prov.get("revision") or "")[:12], "parent": parent,
-                     "method": cfg.method.get("name"), "kept": _pct(cfg.metrics.get("kept_kernels", 0.0))})
+                     "method": cfg.method.get("name"), "kept": percent(cfg.metrics.get("kept_kernels", 0.0))})
         if prov.get("repo_id") and prov.get("hub") not in (None, "dir") and prov["repo_id"] not in bases:
             bases.append(prov["repo_id"])
         if cfg.dataset.get("hub_id") and cfg.dataset["hub_id"] not in datasets:
@@ -158,7 +156,7 @@ def write_composed_card(model: HubArtifact, directory: Path, repo_id: str | None
         base_model=bases or None, datasets=datasets or None, pipeline_tag="image-classification",
         license=licenses.pop() if len(licenses) == 1 else None, model_name=name,
     )
-    metric_rows = [(k, _pct(v) if isinstance(v, float) else str(v)) for k, v in (metrics or {}).items()]
+    metric_rows = [(k, percent(v) if isinstance(v, float) else str(v)) for k, v in (metrics or {}).items()]
     hub_arg, hub_flag = _usage(hub_name)
     refs = " ".join(f"{r['repo']}" for r in rows)
     fit = model.fit_info if model.combiner is not None else None
@@ -218,13 +216,13 @@ def write_index_card(index: dict, directory: Path) -> None:
     parent = index["parent"]
     card_data = ModelCardData(library_name="hubmod", tags=["hubmod", "split-index", index["method"]["name"]],
                               base_model=parent.get("repo_id") if parent.get("hub") not in (None, "dir") else None)
-    rows = [{**e, "revision": e["revision"][:12], "kept": _pct(e.get("kept_kernels", 0.0)),
-             "macs": _pct(e.get("macs_ratio", 0.0))} for e in index["modules"]]
+    rows = [{**e, "revision": e["revision"][:12], "kept": percent(e.get("kept_kernels", 0.0)),
+             "macs": percent(e.get("macs_ratio", 0.0))} for e in index["modules"]]
     _render("split_index.md.j2", card_data, directory / "README.md",
             parent_name=parent.get("repo_id") or "local parent",
             parent_sha=parent.get("revision"), method_pretty=pretty, paper_url=paper_url, rows=rows,
-            index_repo=index["index_repo"], composed_accuracy=_pct(index["metrics"]["composed_accuracy"]),
-            parent_accuracy=_pct(index["metrics"]["parent_accuracy"]), eval_data=index["metrics"]["eval_data"],
+            index_repo=index["index_repo"], composed_accuracy=percent(index["metrics"]["composed_accuracy"]),
+            parent_accuracy=percent(index["metrics"]["parent_accuracy"]), eval_data=index["metrics"]["eval_data"],
             command=index.get("command", ""))
 
 

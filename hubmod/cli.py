@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from .devices import AUTO, DEVICE_HELP
+from .formatting import percent
 
 METHOD_NAMES = ("gradsplitter", "cnnsplitter", "activation")  # hubmod.splitters.METHODS, known without torch
 
@@ -152,9 +153,6 @@ def _console():
     return Console() if sys.stdout.isatty() else Console(width=160)
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
-
 
 PrivateOpt = Annotated[bool, typer.Option("--private", help="Create new repos as private (on hubs that have "
                                                              "visibility, such as the Hugging Face Hub).")]
@@ -259,14 +257,14 @@ def _print_split(report) -> None:
         table.add_column(col, justify="left" if col in ("class", "repo") else "right", overflow="fold")
     for r in report.rows:
         table.add_row(_s(r.class_name), _s(f"{r.repo_id}@{r.revision[:8]}") if r.repo_id and r.revision else "-",
-                      _pct(r.kept_kernels), f"{r.params:,}", f"{r.macs:,}", _pct(r.test_precision),
-                      _pct(r.test_recall), _pct(r.test_f1))
+                      percent(r.kept_kernels), f"{r.params:,}", f"{r.macs:,}", percent(r.test_precision),
+                      percent(r.test_recall), percent(r.test_f1))
     con.print(table)
     con.print(f"parent: {report.parent_kernels:,} kernels, {report.parent_params:,} params, "
-              f"{report.parent_macs:,} MACs; mean module keeps {_pct(report.mean_kept_kernels)} of the kernels")
+              f"{report.parent_macs:,} MACs; mean module keeps {percent(report.mean_kept_kernels)} of the kernels")
     con.print(f"held-out accuracy on {_s(report.dataset)} ({_s(report.eval_split)}, {report.n_test} images): "
-              f"composed modules {_pct(report.composed_accuracy)}, parent {_pct(report.parent_accuracy)}, "
-              f"parent with classifier refit on the split's data {_pct(report.parent_refit_accuracy)}")
+              f"composed modules {percent(report.composed_accuracy)}, parent {percent(report.parent_accuracy)}, "
+              f"parent with classifier refit on the split's data {percent(report.parent_refit_accuracy)}")
     con.print("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items()))
     if report.index_repo:
         con.print(_s(f"split index: {report.index_repo}@{report.index_revision[:12]} "
@@ -347,7 +345,7 @@ def compose(
         if output:
             con.print(_s(f"published {output}@{info['revision'][:12]}"))
         if dataset:
-            con.print(f"accuracy on {_s(dataset)} (test): {_pct(info['eval']['accuracy'])}")
+            con.print(f"accuracy on {_s(dataset)} (test): {percent(info['eval']['accuracy'])}")
 
     _run(body, hub)
 
@@ -405,8 +403,8 @@ def patch(
                      f"published {output}@{info['revision'][:12]}"))
         if dataset:
             b, a = info["eval"]["before"], info["eval"]["after"]
-            con.print(f"accuracy {_pct(b['accuracy'])} -> {_pct(a['accuracy'])}; {_s(target)}: "
-                      + ", ".join(f"{k} {_pct(b['per_class'][target][k])} -> {_pct(a['per_class'][target][k])}"
+            con.print(f"accuracy {percent(b['accuracy'])} -> {percent(a['accuracy'])}; {_s(target)}: "
+                      + ", ".join(f"{k} {percent(b['per_class'][target][k])} -> {percent(a['per_class'][target][k])}"
                                   for k in ("precision", "recall", "f1")))
 
     _run(body, hub)
@@ -473,7 +471,7 @@ def replace(
                      f"published {output}@{info['revision'][:12]}"))
         if dataset:
             b, a = info["eval"]["before"], info["eval"]["after"]
-            con.print(f"accuracy {_pct(b['accuracy'])} -> {_pct(a['accuracy'])}")
+            con.print(f"accuracy {percent(b['accuracy'])} -> {percent(a['accuracy'])}")
 
     _run(body, hub)
 
@@ -512,11 +510,11 @@ def eval_cmd(
         from rich.table import Table
 
         table = Table(title=_s(f"{rep.model} on {rep.dataset} ({rep.split}, {rep.n} images): "
-                               f"accuracy {_pct(rep.accuracy)}"))
+                               f"accuracy {percent(rep.accuracy)}"))
         for col in ("class", "precision", "recall", "F1", "support"):
             table.add_column(col, justify="left" if col == "class" else "right")
         for name, m in rep.per_class.items():
-            table.add_row(_s(name), _pct(m["precision"]), _pct(m["recall"]), _pct(m["f1"]), str(m["support"]))
+            table.add_row(_s(name), percent(m["precision"]), percent(m["recall"]), percent(m["f1"]), str(m["support"]))
         _console().print(table)
 
     _run(body, hub)

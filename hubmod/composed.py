@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from . import __version__, calibration
-from .artifact import HubArtifact
+from .artifact import HubArtifact, PredictsClassNames
 from .combiners import Combiner
 from .devices import device_of
 from .errors import HubmodError, InvalidRepoError
@@ -37,7 +37,7 @@ MAX_MODULES = 1000  # each module costs a parent build: a composed config listin
 DEFAULT_COMBINER = "affine"  # the most accurate on average at 1-10 images per class (BENCHMARKS.md, reuse)
 
 
-class ComposedClassifier(HubArtifact, nn.Module):
+class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
     """argmax over calibrated module scores; one output per module, in the order given."""
 
     kind = COMPOSED_KIND
@@ -104,11 +104,6 @@ class ComposedClassifier(HubArtifact, nn.Module):
     @property
     def feature_width(self) -> int:
         return sum(m.head_width for m in self.class_modules)
-
-    def predict(self, images: Any) -> list[str]:
-        """Class names, one per image."""
-        names = self.class_names
-        return [names[i] for i in self(images).argmax(1).tolist()]
 
     # ------------------------------------------------------------------ repo files
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import HubmodError, NotFoundError, option
+from .errors import HubmodError, NotFoundError, first_line, option
+from .refs import looks_like_path
 from .untrusted import printable
 
 FASHION_MNIST = "fashion-mnist"
@@ -36,7 +37,6 @@ _FMNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-_PATH_PREFIXES = ("/", "./", "../", "~")
 
 
 def fashion_mnist_dir() -> Path:
@@ -127,12 +127,16 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+def _check_split(spec: str, split: str, splits) -> None:
+    if split not in splits:
+        raise NotFoundError(f"dataset {spec} has no split {split!r}; it has: {', '.join(splits)}")
+
+
 def fashion_mnist(split: str = "train"):
     """Fashion-MNIST as a ``datasets.Dataset`` (image: 28x28 uint8 Array2D, label: ClassLabel)."""
     from datasets import Array2D, ClassLabel, Dataset, Features
 
-    if split not in _FMNIST_FILES:
-        raise NotFoundError(f"fashion-mnist has no split {split!r}; use one of: train, test")
+    _check_split(FASHION_MNIST, split, _FMNIST_FILES)
     root = fashion_mnist_dir()
     img_file, lbl_file = (root / f for f in _FMNIST_FILES[split])
     if not img_file.is_file() or not lbl_file.is_file():
@@ -148,10 +152,6 @@ def fashion_mnist(split: str = "train"):
 # --------------------------------------------------------------------------- generic loading
 
 
-def _is_path(spec: str) -> bool:
-    return spec == "." or spec.startswith(_PATH_PREFIXES)
-
-
 def _open(spec: str, streaming: bool = False):
     """A ``datasets`` (Iterable)Dataset or (Iterable)DatasetDict for a DATASET string (without choosing a split).
 
@@ -160,7 +160,7 @@ def _open(spec: str, streaming: bool = False):
     """
     import datasets
 
-    if _is_path(spec):
+    if looks_like_path(spec):
         path = Path(spec).expanduser()
         if not path.exists():
             raise NotFoundError(f"dataset path {path} does not exist")
@@ -182,12 +182,12 @@ def _open(spec: str, streaming: bool = False):
         return datasets.load_dataset(spec, streaming=streaming)
     except FileNotFoundError as e:
         raise NotFoundError(f"dataset {spec!r} not found locally or on the Hub{_did_you_mean(spec)} "
-                            f"({_line(e)})") from None
+                            f"({first_line(e)})") from None
     except (ConnectionError, OSError, ValueError) as e:
         hint = _did_you_mean(spec)
         if hint:
-            raise NotFoundError(f"dataset {spec!r} could not be loaded{hint} ({_line(e)})") from None
-        raise HubmodError(f"cannot load dataset {spec!r}: {_line(e)}") from None
+            raise NotFoundError(f"dataset {spec!r} could not be loaded{hint} ({first_line(e)})") from None
+        raise HubmodError(f"cannot load dataset {spec!r}: {first_line(e)}") from None
 
 
 def _did_you_mean(spec: str) -> str:
@@ -196,11 +196,6 @@ def _did_you_mean(spec: str) -> str:
 
     close = difflib.get_close_matches(spec.lower(), [FASHION_MNIST, FASHION_MNIST_HF_ID], n=1, cutoff=0.75)
     return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def dataset_splits(spec: str, streaming: bool = False) -> list[str]:
@@ -221,13 +216,11 @@ def load_images(spec: str, split: str = "train", size: tuple[int, int] | None = 
     import datasets
 
     if spec == FASHION_MNIST:  # built lazily: only the split asked for is decoded, once per process
-        if split not in _FMNIST_FILES:
-            raise NotFoundError(f"dataset {spec} has no split {split!r}; it has: {', '.join(_FMNIST_FILES)}")
+        _check_split(spec, split, _FMNIST_FILES)
         return dataclasses.replace(_fashion_mnist_images(split, str(fashion_mnist_dir())))
     ds = _open(spec)
     if isinstance(ds, datasets.DatasetDict):
-        if split not in ds:
-            raise NotFoundError(f"dataset {spec} has no split {split!r}; it has: {', '.join(ds.keys())}")
+        _check_split(spec, split, ds)
         ds = ds[split]
     elif split != "train":
         raise NotFoundError(f"dataset {spec} has a single split; use {option('split', 'train')}")
@@ -245,7 +238,7 @@ def _fashion_mnist_images(split: str, root: str) -> LabeledImages:
 
 def _hub_id(spec: str) -> str | None:
     """The dataset's id on the Hub, for model cards (none for a local path)."""
-    return FASHION_MNIST_HF_ID if spec == FASHION_MNIST else (None if _is_path(spec) else spec)
+    return FASHION_MNIST_HF_ID if spec == FASHION_MNIST else (None if looks_like_path(spec) else spec)
 
 
 def _columns(ds) -> tuple[str, str]:
@@ -289,15 +282,21 @@ def _decode_images(ds, column: str, size: tuple[int, int] | None, roots: list[Pa
     from datasets import Image
 
     if not isinstance(ds.features[column], Image):
-        arr = np.asarray(ds.with_format("numpy", columns=[column])[:][column])
-        if arr.dtype != np.uint8:
-            if arr.size and (arr.min() < 0 or arr.max() > 255):
-                raise HubmodError(f"image column {column!r} holds values outside 0..255")
-            arr = arr.astype(np.uint8)
+        arr = _as_uint8(np.asarray(ds.with_format("numpy", columns=[column])[:][column]),
+                        f"image column {column!r} holds")
         t = torch.from_numpy(arr)
         return t[:, None] if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
     encoded = ds.cast_column(column, Image(decode=False))[column]  # decoded here, where file paths are checked
     return _stack([_decode_one(value, True, roots) for value in encoded], size)
+
+
+def _as_uint8(arr: np.ndarray, what: str) -> np.ndarray:
+    """Pixel values as uint8, refusing values a byte cannot hold rather than wrapping them around."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.size and (arr.min() < 0 or arr.max() > 255):
+        raise HubmodError(f"{what} values outside 0..255")
+    return arr.astype(np.uint8)
 
 
 def _stack(tensors: list[torch.Tensor], size: tuple[int, int] | None) -> torch.Tensor:
@@ -398,13 +397,11 @@ def _stream_split(spec: str, split: str):
     import datasets
 
     if spec == FASHION_MNIST:
-        if split not in _FMNIST_FILES:
-            raise NotFoundError(f"dataset {spec} has no split {split!r}; it has: {', '.join(_FMNIST_FILES)}")
+        _check_split(spec, split, _FMNIST_FILES)
         return fashion_mnist(split).to_iterable_dataset(num_shards=8)
     ds = _open(spec, streaming=True)
     if isinstance(ds, datasets.DatasetDict | datasets.IterableDatasetDict):
-        if split not in ds:
-            raise NotFoundError(f"dataset {spec} has no split {split!r}; it has: {', '.join(ds.keys())}")
+        _check_split(spec, split, ds)
         ds = ds[split]
     elif split != "train":
         raise NotFoundError(f"dataset {spec} has a single split; use {option('split', 'train')}")
@@ -417,7 +414,7 @@ def image_roots(spec: str) -> list[Path]:
     A row of a dataset can name an image by file path instead of holding its bytes; a path
     anywhere else (``/etc/...``, ``~/.ssh/...``) is refused, not opened.
     """
-    if _is_path(spec):
+    if looks_like_path(spec):
         path = Path(spec).expanduser().resolve()
         return [path if path.is_dir() else path.parent]
     import datasets.config
@@ -429,11 +426,7 @@ def image_roots(spec: str) -> list[Path]:
 def _decode_one(value, encoded: bool, roots: list[Path]) -> torch.Tensor:
     """One image, from encoded bytes / a file path under ``roots``, or from an array."""
     if not encoded:
-        arr = np.asarray(value)
-        if arr.dtype != np.uint8:
-            if arr.size and (arr.min() < 0 or arr.max() > 255):
-                raise HubmodError("image values outside 0..255")
-            arr = arr.astype(np.uint8)
+        arr = _as_uint8(np.asarray(value), "image")
         t = torch.from_numpy(np.ascontiguousarray(arr))
         return t[None] if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
     import io

@@ -73,3 +73,9 @@ def option(name: str, value: object = None, flag: str | None = None) -> str:
         text = flag or "--" + name.replace("_", "-")
         return f"{text} {value}" if value is not None else text
     return f"{name}={value!r}" if value is not None else f"{name}="
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (or its type's name): enough for a one-line error."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import HubAccessError, HubmodError, InvalidRepoError, NotFoundError, option
+from .errors import HubAccessError, HubmodError, InvalidRepoError, NotFoundError, first_line, option
 from .refs import RepoRef, is_commit_sha, source_path, validate_repo_id, validate_revision
 from .untrusted import parse_json, printable
 
@@ -524,7 +524,7 @@ def hf_errors(repo_id: str, revision: str | None, endpoint: str) -> Iterator[Non
     except e.OfflineModeIsEnabled:
         raise _offline_error(repo_id, endpoint) from None
     except e.EntryNotFoundError as err:
-        raise NotFoundError(f"a file is missing in {repo_id} on {endpoint}: {_first_line(err)}") from None
+        raise NotFoundError(f"a file is missing in {repo_id} on {endpoint}: {first_line(err)}") from None
     except e.HfHubHTTPError as err:
         raise _http_error(err, repo_id, endpoint) from None
     except _transport_errors() as err:
@@ -532,12 +532,12 @@ def hf_errors(repo_id: str, revision: str | None, endpoint: str) -> Iterator[Non
     except OSError as err:  # connection errors from httpx surface as OSError subclasses
         if isinstance(err, FileNotFoundError | PermissionError):
             raise
-        raise HubAccessError(f"cannot reach {endpoint} for {repo_id}: {_first_line(err)}", transient=True) from None
+        raise HubAccessError(f"cannot reach {endpoint} for {repo_id}: {first_line(err)}", transient=True) from None
     except RuntimeError as err:  # huggingface_hub wraps a failed LFS upload (after its retries) this way
         if err.__cause__ is None:
             raise
-        raise HubAccessError(f"uploading to {repo_id} on {endpoint} failed ({_first_line(err)} "
-                             f"{_first_line(err.__cause__)}); nothing was committed, run the command again") from None
+        raise HubAccessError(f"uploading to {repo_id} on {endpoint} failed ({first_line(err)} "
+                             f"{first_line(err.__cause__)}); nothing was committed, run the command again") from None
 
 
 def _http_error(err, repo_id: str, endpoint: str) -> HubAccessError:
@@ -547,7 +547,7 @@ def _http_error(err, repo_id: str, endpoint: str) -> HubAccessError:
             f"{endpoint} refused access to {repo_id} (HTTP {status}): log in with `hf auth login` "
             "or set HF_TOKEN with write access to that namespace"
         )
-    return HubAccessError(f"{endpoint} failed for {repo_id} (HTTP {status}): {_first_line(err)}",
+    return HubAccessError(f"{endpoint} failed for {repo_id} (HTTP {status}): {first_line(err)}",
                           transient=status is not None and (status >= 500 or status == 429))
 
 
@@ -556,7 +556,7 @@ def _transport_error(err: BaseException, repo_id: str, endpoint: str) -> HubAcce
         error = HubAccessError(_stall_message(endpoint, repo_id, 1), transient=True)
         error.stalled = (endpoint, repo_id)  # retry_transient restates the time over all tries
         return error
-    return HubAccessError(f"cannot reach {endpoint} for {repo_id}: {_first_line(err) or type(err).__name__}",
+    return HubAccessError(f"cannot reach {endpoint} for {repo_id}: {first_line(err) or type(err).__name__}",
                           transient=True)
 
 
@@ -587,11 +587,6 @@ def retry_transient(call, attempts: int = 3, first_wait: float = 0.5):
                 raise
             time.sleep(wait)
             wait *= 2
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 # --------------------------------------------------------------------------- selection

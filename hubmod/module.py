@@ -20,7 +20,7 @@ from . import __version__, calibration
 from .artifact import HubArtifact
 from .channels import drop_classifier, rebuild
 from .devices import device_of
-from .errors import HubmodError, InvalidRepoError
+from .errors import HubmodError, InvalidRepoError, first_line
 from .fast_inference import FastBackbone, use_fast_path
 from .heads import build_head, reads_features
 from .hub import Hub, Snapshot
@@ -238,7 +238,7 @@ class ClassModule(HubArtifact, nn.Module):
         except (RuntimeError, ValueError, IndexError) as e:
             # torch's own complaint (a conv that cannot take the example, a pool that shrinks it to
             # nothing) is the only way to learn that an untrusted config describes an unrunnable net
-            detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+            detail = first_line(e)
             raise InvalidRepoError(f"{where}: config.json describes a network that does not run on its own "
                                    f"example input ({detail}); the repo is damaged, re-publish it") from None
         module = cls(backbone, head, config)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from .errors import HubmodError, InvalidRepoError
+from .errors import HubmodError, InvalidRepoError, first_line
 from .hub import Hub, Snapshot, open_ref
 from .preprocess import DataConfig
 from .refs import parse_source
@@ -162,7 +162,7 @@ class ParentSpec:
             return timm.create_model(self.architecture, pretrained=False, num_classes=self.num_classes,
                                      **self.model_args)
         except Exception as e:  # any failure to build from an untrusted config is a damaged repo
-            detail = printable(str(e).splitlines()[0] if str(e) else type(e).__name__)
+            detail = printable(first_line(e))
             raise InvalidRepoError(
                 f"cannot build {self.architecture} with model_args {printable(self.model_args)}: {detail}"
             ) from None

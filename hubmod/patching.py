@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from . import __version__
-from .artifact import HubArtifact
+from .artifact import HubArtifact, PredictsClassNames
 from .composed import resolve_ref
 from .devices import device_of
 from .errors import HubmodError, InvalidRepoError, option
@@ -34,7 +34,7 @@ FORMAT_VERSION = 1
 STRATEGIES = ("minmax", "platt")
 
 
-class PatchedClassifier(HubArtifact, nn.Module):
+class PatchedClassifier(PredictsClassNames, HubArtifact, nn.Module):
     """The weak model's classes, with ``target`` scored by ``module`` instead of the weak model."""
 
     kind = PATCHED_KIND
@@ -73,10 +73,6 @@ class PatchedClassifier(HubArtifact, nn.Module):
             scores[:, self.target] = self.module.calibrated(self.module(inputs[module_cfg]), self.strategy).cpu()
             out.append(scores)
         return torch.cat(out) if out else torch.empty(0, self.weak_spec.num_classes)
-
-    def predict(self, images: Any) -> list[str]:
-        names = self.class_names
-        return [names[i] for i in self(images).argmax(1).tolist()]
 
     # ------------------------------------------------------------------ repo files
 

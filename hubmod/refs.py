@@ -76,6 +76,11 @@ def _split_revision(text: str) -> tuple[str, str | None]:
     return text, None
 
 
+def looks_like_path(text: str) -> bool:
+    """Whether a SOURCE or dataset names a local directory (``.``, ``/…``, ``./…``, ``../…``, ``~…``)."""
+    return text == "." or text.startswith(_PATH_PREFIXES)
+
+
 def parse_source(text: str) -> RepoRef:
     """Parse a SOURCE string (see module docstring)."""
     text = text.strip()
@@ -84,7 +89,7 @@ def parse_source(text: str) -> RepoRef:
     if text.startswith(HF_PREFIX):
         repo_id, revision = _split_revision(text[len(HF_PREFIX):])
         return RepoRef("hf", validate_repo_id(repo_id), revision)
-    if text == "." or text.startswith(_PATH_PREFIXES):
+    if looks_like_path(text):
         try:
             return RepoRef("dir", path=Path(text).expanduser())
         except RuntimeError:  # "~user" for a user this machine does not know

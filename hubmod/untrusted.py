@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
-from .errors import InvalidRepoError
+from .errors import InvalidRepoError, first_line
 
 MAX_DEPTH = 64  # hubmod's own files nest a handful of levels deep
 MAX_STRING = 10_000
@@ -30,7 +30,7 @@ def parse_json(raw: bytes | str, where: str, error: Callable[[str], Exception] =
     except RecursionError:
         raise error(f"{where} nests deeper than any hubmod file; it is not a hubmod or timm file") from None
     except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError, and ints over Python's digit limit
-        raise error(f"{where} is not valid JSON ({_first_line(e)})") from None
+        raise error(f"{where} is not valid JSON ({first_line(e)})") from None
     if _depth(value) > MAX_DEPTH:
         raise error(f"{where} nests deeper than {MAX_DEPTH} levels; it is not a hubmod or timm file")
     return value
@@ -48,11 +48,6 @@ def _depth(value: Any, level: int = 0) -> int:
     if isinstance(value, list):
         return max((_depth(v, level + 1) for v in value), default=level + 1)
     return level
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 # --------------------------------------------------------------------------- field checks
