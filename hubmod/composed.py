@@ -352,8 +352,8 @@ def compose_modules(pairs: Sequence[tuple[ClassModule, dict]], output: str | Non
 
 def auto_calibration(modules: Sequence[ClassModule]) -> str:
     """Activation modules answer "mine or not": Pan & Rajan's vote. Modules of one split were trained
-    to compete: raw scores. Otherwise min-max, which composed modules of two parents on disjoint
-    classes best (61.1 % vs 46.5 % platt, BENCHMARKS.md)."""
+    to compete: raw scores. Otherwise min-max, the best of the calibrations for modules of two
+    parents on disjoint classes (BENCHMARKS.md, reuse)."""
     if {m.config.method.get("name") for m in modules} == {"activation"}:
         return "vote"
     split_ids = {m.config.split_id for m in modules}

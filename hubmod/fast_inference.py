@@ -1,10 +1,10 @@
 """Inference copies of module backbones: BatchNorm folded into the convolutions, channels-last memory.
 
 A module is a narrow slice of its parent, and narrow convolutions in the default NCHW layout run far
-below the speed their multiply-accumulates suggest: on 2 CPU cores a resnet18 module with 20 % of
-the parent's MACs took 62 % of the parent's time, a third of it in BatchNorm and max-pooling. Folding
-each BatchNorm into the convolution before it (torch.fx's ``fuse``) and running in channels-last
-memory made that module 2.3x faster, while the full-width resnet18 parent gained 10-15 %. The copy
+below the speed their multiply-accumulates suggest, much of the time going to BatchNorm and
+max-pooling. Folding each BatchNorm into the convolution before it (torch.fx's ``fuse``) and running
+in channels-last memory speeds narrow modules up far more than their full-width parent
+(BENCHMARKS.md, inference). The copy
 is rebuilt whenever the module's weights change, so training or loading new weights never meets a
 stale copy.
 

@@ -7,40 +7,33 @@ softmax, composed: module c's raw score stands in for the parent's logit c (clas
 keep the parent's own logit), and the KL divergence to the parent's softmax at a temperature is
 minimised (Hinton et al. 2015). With a label weight, the loss also takes that share of cross-entropy
 against the images' true labels, Hinton et al.'s second objective: the composition is then taught
-what the parent got wrong, not only what it got right. On the 26 %-kernel masks of a resnet18
-Fashion-MNIST split, two epochs at weight 0.5 came to 88.22-88.40 % on the test set over three seeds,
-against 88.07-88.21 % from the parent's outputs alone (parent 89.04 %; BENCHMARKS.md,
-distill-repeat): a gain of 0.16 points, about the spread between seeds; over three epochs at
-temperature 2, 88.44 % against 88.39 % (distill-repeat-labels-b256-ho).
+what the parent got wrong, not only what it got right (measured against the parent's outputs alone in
+BENCHMARKS.md, distill-repeat and distill-repeat-labels-b256-ho).
 
 Three phases: the heads alone first, on features computed once, which moves the heads from the
 search's scale onto the parent's logit scale cheaply; then backbones and heads together, with
 BatchNorm in training mode (its statistics are re-estimated on the images at the end); a student's
 frozen layers (its stem, shared with the other modules of the parent) stay as they are. Last, the
 heads alone once more (``refit_heads``), on the final backbones' features: the joint phase leaves
-heads fit to batch statistics, which the composition never sees. On the masks of labels-b256-ho
-this took 88.35 / 88.35 / 88.61 % to 88.41 / 88.50 / 88.65 % on seeds 0-2 (parent 89.04 %;
-BENCHMARKS.md, distill-repeat-labels-b256-ho), for about 15 s of ten resnet18 modules.
+heads fit to batch statistics, which the composition never sees (BENCHMARKS.md,
+distill-repeat-labels-b256-ho, measures what the last fit gains).
 
 The joint phase trains on the images as they are, as the composition will see them. Because the
 targets are the parent's outputs, the images could be augmented freely (random flips and shifts,
 the parent asked about each augmented image itself: Beyer et al. 2022), and ``augment_epochs``
-does that for the first epochs. It is off by default because it was measured to cost accuracy at
-the budgets hubmod distils with: on labels-b256-ho's masks (3 epochs, last head fit, seeds 0-2),
-all epochs augmented gave 88.41 / 88.50 / 88.65 %, the first two 88.50 / 88.55 / 88.67 %, the first
-one 88.92 / 88.76 / 88.98 %, none 89.31 / 89.22 / 89.20 %: every seed up at each step, and the last
-above the parent. Modules with a quarter of the parent's kernels and three epochs do better
-spending them on the images the composition is measured on; function matching pays off over
-hundreds of epochs. Without augmentation the parent's outputs are computed once, not at each step.
+does that for the first epochs. It is off by default: at the budgets hubmod distils with (a few
+epochs), every augmented epoch was measured to cost accuracy (BENCHMARKS.md,
+distill-repeat-labels-b256-ho); function matching pays off over hundreds of epochs. Without
+augmentation the parent's outputs are computed once, not at each step.
 
 Groups that a module keeps as one zeroed channel are zeroed again after every step, so they stay
 exactly equivalent to removed channels.
 
 The students train one after the other within each step, each on torch's intra-op threads. Running
 their backward passes on several Python threads at once was faster, but corrupted the heap in real
-splits (glibc aborted in the autograd engine, reproduced three times in three runs of one sequence
-of splits and never once the students ran in turn), so hubmod does not. The students train
-channels-last (NHWC), which oneDNN's CPU convolutions and BatchNorm run without reordering.
+splits (glibc aborted in the autograd engine; never once the students ran in turn), so hubmod does
+not. The students train channels-last (NHWC), which oneDNN's CPU convolutions and BatchNorm run
+without reordering.
 """
 
 from __future__ import annotations
