@@ -116,17 +116,41 @@ TINY_ARCHS = {
 }
 
 
+def _run_dir() -> Path:
+    """A directory every pytest-xdist worker of this run shares (the process's own one without workers)."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:
+        return _SESSION_TMP
+    shared = Path(tempfile.gettempdir()) / f"hubmod-tests-run-{run}"
+    shared.mkdir(exist_ok=True)
+    return shared
+
+
 @pytest.fixture(scope="session")
 def tiny_parent_dirs(fmnist_train):
-    """Tiny parents trained for seconds on 3,000 real Fashion-MNIST images, saved as timm-format dirs."""
+    """Tiny parents trained for seconds on 5,000 real Fashion-MNIST images, saved as timm-format dirs.
+
+    Workers share them: each trains the parents no other worker has started (in its own order, so two
+    workers train two parents at once) and reads the rest, which the same seed and thread count would
+    have made identical anyway."""
+    import fcntl
+
     from hubmod.training import save_parent
 
     data = _balanced(fmnist_train, 500, seed=1)
-    out = {}
-    for key, (arch, args) in TINY_ARCHS.items():  # no test measures the mobilenet's accuracy: one epoch will do
-        parent = train_tiny(arch, data, epochs=1.0 if key == "mobilenet" else 2.0, model_args=args)
-        out[key] = save_parent(parent, _SESSION_TMP / "parents" / key, dataset_id="zalando-datasets/fashion_mnist")
-    return out
+    root = _run_dir() / f"parents-seed{PARENT_SEED}"
+    root.mkdir(exist_ok=True)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    keys = list(TINY_ARCHS)[:: -1 if worker[-1:] in "13579" else 1]
+    for key in keys:
+        with open(root / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not (root / f"{key}.done").exists():
+                arch, args = TINY_ARCHS[key]  # no test measures the mobilenet's accuracy: one epoch will do
+                parent = train_tiny(arch, data, epochs=1.0 if key == "mobilenet" else 2.0, model_args=args)
+                save_parent(parent, root / key, dataset_id="zalando-datasets/fashion_mnist")
+                (root / f"{key}.done").touch()
+    return {key: root / key for key in TINY_ARCHS}
 
 
 @pytest.fixture(scope="session")

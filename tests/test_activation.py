@@ -88,7 +88,7 @@ def test_vote_ranks_voters_first_then_by_own_probability():
     assert torch.allclose(v[2:], torch.sigmoid(margins[2:]))
 
 
-def test_activation_split_reuse_and_replace(tiny_parent_dirs):
+def test_activation_split_reuse_and_replace(tiny_parent_dirs, small_fmnist_dir):
     """Split two parents of different architectures, compose modules of both for a new 4-class problem,
     and replace one class of a modular classifier with the other parent's module."""
     from conftest import publish_dir
@@ -97,23 +97,24 @@ def test_activation_split_reuse_and_replace(tiny_parent_dirs):
 
     publish_dir(tiny_parent_dirs["vgg"], "me/vgg")
     publish_dir(tiny_parent_dirs["resnet"], "me/rn")
+    data = str(small_fmnist_dir)  # 120 training and 60 test images per class
     opts = {"train_per_class": 60, "val_per_class": 40}
-    vgg = hubmod.split("me/vgg", "fashion-mnist", method="activation", options=opts, progress=False,
+    vgg = hubmod.split("me/vgg", data, method="activation", options=opts, progress=False,
                        classes=["Trouser", "Pullover", "Shirt", "Bag"])
     assert all(m.config.head["type"] == "margin" and m.config.method["name"] == "activation" for m in vgg.modules)
     assert 0 < vgg.mean_kept_kernels <= 1.0
-    # the voting composition of the modules, on held-out test images, not far below the parent; over tiny
-    # parents trained with three seeds it was 4.2 to 7.7 points above it: the bound leaves three times that spread
-    assert vgg.composed_accuracy >= vgg.parent_accuracy - 0.07
-    rn = hubmod.split("me/rn", "fashion-mnist", method="activation", options=opts,
+    # the voting composition of the modules, on the folder's 240 test images of the four classes, not far
+    # below the parent: over tiny parents trained with seeds 0, 1, 2 it was 1.3 to 15.0 points above it
+    assert vgg.composed_accuracy >= vgg.parent_accuracy - 0.15
+    rn = hubmod.split("me/rn", data, method="activation", options=opts,
                       classes=["Sandal", "Sneaker", "Shirt"], progress=False)
     assert sorted(r.class_name for r in rn.rows) == ["Sandal", "Shirt", "Sneaker"]
 
     # reuse: a new problem from modules of two parents; auto picks voting
     model = hubmod.compose(["me/vgg:Trouser", "me/vgg:Bag", "me/rn:Sandal", "me/rn:Sneaker"], output="me/reuse")
     assert model.calibration == "vote"
-    reuse = evaluate("me/reuse", "fashion-mnist")
-    assert reuse.n == 4000 and reuse.accuracy >= 0.75  # 0.88-0.91 over three parent seeds; chance 0.25
+    reuse = evaluate("me/reuse", data)
+    assert reuse.n == 240 and reuse.accuracy >= 0.75  # 0.89-0.92 over three parent seeds; chance 0.25
     loaded = hubmod.ComposedClassifier.from_pretrained("me/reuse")
     assert torch.equal(loaded(torch.zeros(3, 1, 28, 28, dtype=torch.uint8)),
                        model(torch.zeros(3, 1, 28, 28, dtype=torch.uint8)))
@@ -126,7 +127,7 @@ def test_activation_split_reuse_and_replace(tiny_parent_dirs):
     assert new.provenance[shirt]["repo_id"] == "me/rn-shirt"
     assert [p for i, p in enumerate(new.provenance) if i != shirt] == \
            [p for i, p in enumerate(before.provenance) if i != shirt]
-    assert evaluate("me/vgg-modular-shirt", "fashion-mnist").accuracy > 0.4  # 0.70-0.79 over three seeds; chance 0.25
+    assert evaluate("me/vgg-modular-shirt", data).accuracy > 0.35  # 0.71-0.83 over three seeds; chance 0.25
     also = hubmod.replace("me/vgg", "Shirt", "me/rn:Shirt")  # a split parent stands for all its modules
     assert also.class_names == new.class_names
     with pytest.raises(HubmodError, match="same class"):

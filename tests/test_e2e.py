@@ -48,7 +48,8 @@ def test_split_publish_load_compose_through_the_loopback_hub(loopback, tiny_pare
     assert (snap.path / "README.md").read_text().count("alice/vgg-fmnist-") >= len(classes)
 
 
-def test_disjoint_parents_compose_on_raw_images_and_fit(loopback, fmnist_train, fmnist_test, tmp_path):
+def test_disjoint_parents_compose_on_raw_images_and_fit(loopback, fmnist_train, fmnist_test, small_fmnist_dir,
+                                                        tmp_path):
     """Classes 0-4 from a 1-channel 28px VGG, 5-9 from a 3-channel 32px ResNet, through the loopback hub: raw
     images in, both work; then fitted on ten labelled images per class, published, reloaded, exported."""
     from conftest import _balanced, train_tiny
@@ -65,8 +66,8 @@ def test_disjoint_parents_compose_on_raw_images_and_fit(loopback, fmnist_train, 
     publish_parent(a, "me/vgg-first5", "hf")
     publish_parent(b, "me/resnet-last5", "hf")
     options = {**TINY_SPLIT, "distill_epochs": 0}
-    ra = hubmod.split("me/vgg-first5", "fashion-mnist", options=options, progress=False, hub="hf")
-    rb = hubmod.split("me/resnet-last5", "fashion-mnist", options=options, progress=False, hub="hf")
+    ra = hubmod.split("me/vgg-first5", str(small_fmnist_dir), options=options, progress=False, hub="hf")
+    rb = hubmod.split("me/resnet-last5", str(small_fmnist_dir), options=options, progress=False, hub="hf")
     assert rb.modules[0].data_config.input_size == (3, 32, 32)
     refs = [f"me/vgg-first5:{c}" for c in first] + [f"me/resnet-last5:{c}" for c in second]
     composed = hubmod.compose(refs, hub="hf")
@@ -90,13 +91,14 @@ def test_disjoint_parents_compose_on_raw_images_and_fit(loopback, fmnist_train, 
     with pytest.raises(InvalidRepoError, match="combiner"):
         ComposedClassifier.from_pretrained(tmp_path / "tampered")
     assert info["max_abs_diff"] < 1e-4 and info["same_argmax"]
-    test = fmnist_test  # the fit images come from the train split: none of these was fitted on
+    test = _balanced(fmnist_test, 200, seed=7)  # fit images come from the train split, none from these
     plain = float((composed(test.images).argmax(1) == test.labels).float().mean())
     better = float((reloaded(test.images).argmax(1) == test.labels).float().mean())
-    # quality across parents is BENCHMARKS.md's to measure; over three seeds of these tiny parents the ten
-    # composed at 44.8-55.1 % unfitted (chance 10 %) and 66.8-71.3 % fitted (affine) on ten images per class
-    # (+14.6 to +22.0 points)
-    assert plain > 0.3 and better > 0.55 and better > plain + 0.07, (plain, better)
+    # quality across parents is BENCHMARKS.md's to measure; over three seeds of these tiny parents
+    # (HUBMOD_TEST_PARENT_SEED=0,1,2) the ten composed at 48.6-52.8 % unfitted (chance 10 %) and 62.4-69.3 %
+    # fitted (affine) on ten images per class (+13.7 to +17.9 points); the splits composed their five
+    # classes at 68.7-76.0 % (vgg) and 85.7-87.7 % (resnet) on the folder's test images
+    assert plain > 0.3 and better > 0.45 and better > plain + 0.04, (plain, better)
     assert ra.composed_accuracy > 0.5 and rb.composed_accuracy > 0.5
 
 

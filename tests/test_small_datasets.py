@@ -19,7 +19,7 @@ BIG_BUDGETS = {
 @pytest.mark.parametrize("method", list(BIG_BUDGETS))
 def test_budgets_adapt_to_a_small_folder_dataset(method, tiny_parent_dirs, fmnist_train, fmnist_test, caplog):
     data = save_fmnist_folder("tiny-fmnist-20", fmnist_train, fmnist_test, 20, 5)
-    LocalHub().pushsave_fmnist_folder("me/vgg", tiny_parent_dirs["vgg"], "parent")
+    LocalHub().push_folder("me/vgg", tiny_parent_dirs["vgg"], "parent")
     with caplog.at_level("WARNING"):
         report = hubmod.split("me/vgg", str(data), method=method, options=BIG_BUDGETS[method],
                               classes=["Trouser", "Bag"], progress=False, publish=False)
@@ -32,7 +32,7 @@ def test_budgets_adapt_to_a_small_folder_dataset(method, tiny_parent_dirs, fmnis
 
 def test_a_dataset_too_small_to_split_is_one_line(tiny_parent_dirs, fmnist_train, fmnist_test):
     data = save_fmnist_folder("tiny-fmnist-6", fmnist_train, fmnist_test, 6, 2)
-    LocalHub().pushsave_fmnist_folder("me/vgg", tiny_parent_dirs["vgg"], "parent")
+    LocalHub().push_folder("me/vgg", tiny_parent_dirs["vgg"], "parent")
     with pytest.raises(HubmodError, match=r"has 6 images of class .* a split needs at least 10 per class") as err:
         hubmod.split("me/vgg", str(data), options=BIG_BUDGETS["gradsplitter"], progress=False, publish=False)
     assert "\n" not in str(err.value)
