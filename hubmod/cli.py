@@ -627,7 +627,7 @@ def methods(as_json: JsonOpt = False) -> None:
     if as_json:
         typer.echo(json.dumps({name: {"name": cls.pretty_name, "paper": cls.paper, "paper_url": cls.paper_url,
                                       "options": {f.name: f.default for f in dataclasses.fields(cls.config_class)},
-                                      "option_docs": getattr(cls.config_class, "option_docs", {}),
+                                      "option_docs": cls.config_class.option_help(),
                                       "presets": cls.config_class.presets}
                                for name, cls in METHODS.items()}, indent=1))
         return

@@ -29,7 +29,19 @@ import torch
 import torch.nn as nn
 
 from ..channels import ChannelGroup, GroupMasks, group_activations, unit_channels
-from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, in_chunks, progress_bar
+from .base import (
+    ClassSlice,
+    MethodConfig,
+    Rule,
+    SplitContext,
+    SplitOutcome,
+    Splitter,
+    at_least,
+    between,
+    in_chunks,
+    method_option,
+    progress_bar,
+)
 from .cnnsplitter import masked_logits
 
 THRESHOLDS = (1.5, 1.25, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.25, 0.0)
@@ -37,36 +49,25 @@ THRESHOLDS = (1.5, 1.25, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.25, 0.0)
 
 @dataclass
 class ActivationConfig(MethodConfig):
-    train_per_class: int = 200
-    val_per_class: int = 200
-    threshold: float = -1.0
-    support: float = 0.5
-    negative_share: float = 0.1
-    tolerance: float = 1.0
-    detector_tolerance: float = 2.0
-
-    option_docs: ClassVar[dict[str, str]] = {
-        "train_per_class": "images per class whose activations identify concerns",
-        "val_per_class": "held-out images per class for choosing the threshold, the final check and calibration",
-        "threshold": "a channel is active on an image above this multiple of its mean response "
-                     "(-1: per class, the strictest of 1.5 .. 0.0 that keeps voting accuracy within tolerance)",
-        "support": "share of a class's images a channel must be active on to belong to its concern",
-        "negative_share": "share of other-class images (those most confused with the class) whose active "
-                          "channels are added back (tangling); 0 disables it",
-        "tolerance": "accuracy points below the parent the automatic threshold may cost",
-        "detector_tolerance": "F1 points a module, as a stand-alone 'mine' detector (margin > 0), may lose against "
-                              "the most lenient threshold, so modules stay reusable beside other parents' modules",
-    }
-
-    def validate(self) -> None:
-        super().validate()
-        self.check_rules("activation", {
-            "threshold": (self.threshold == -1.0 or self.threshold >= 0, "-1 (automatic) or at least 0"),
-            "support": (0 < self.support <= 1, "above 0 and at most 1"),
-            "negative_share": (0 <= self.negative_share <= 1, "between 0 and 1"),
-            "tolerance": (self.tolerance >= 0, "at least 0"),
-            "detector_tolerance": (self.detector_tolerance >= 0, "at least 0"),
-        })
+    method_name: ClassVar[str] = "activation"
+    train_per_class: int = method_option(200, "images per class whose activations identify concerns", at_least(1))
+    val_per_class: int = method_option(
+        200, "held-out images per class for choosing the threshold, the final check and calibration", at_least(1))
+    threshold: float = method_option(
+        -1.0, "a channel is active on an image above this multiple of its mean response (-1: per class, the "
+        "strictest of 1.5 .. 0.0 that keeps voting accuracy within tolerance)",
+        Rule(lambda v: v == -1.0 or v >= 0, "-1 (automatic) or at least 0"))
+    support: float = method_option(
+        0.5, "share of a class's images a channel must be active on to belong to its concern",
+        Rule(lambda v: 0 < v <= 1, "above 0 and at most 1"))
+    negative_share: float = method_option(
+        0.1, "share of other-class images (those most confused with the class) whose active channels are added back "
+        "(tangling); 0 disables it", between(0, 1))
+    tolerance: float = method_option(
+        1.0, "accuracy points below the parent the automatic threshold may cost", at_least(0))
+    detector_tolerance: float = method_option(
+        2.0, "F1 points a module, as a stand-alone 'mine' detector (margin > 0), may lose against the most lenient "
+        "threshold, so modules stay reusable beside other parents' modules", at_least(0))
 
 
 def channel_responses(model: nn.Module, groups: list[ChannelGroup], x: torch.Tensor,

@@ -63,12 +63,45 @@ class SplitOutcome:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Rule:
+    """The values an option allows: a test, and the words that say it (``"at least 1"``)."""
+
+    holds: Callable[[Any], bool]
+    allowed: str
+
+
+def at_least(bound: float) -> Rule:
+    return Rule(lambda v: v >= bound, f"at least {bound}")
+
+
+def greater_than(bound: float) -> Rule:
+    return Rule(lambda v: v > bound, f"greater than {bound}")
+
+
+def between(low: float, high: float) -> Rule:
+    return Rule(lambda v: low <= v <= high, f"between {low} and {high}")
+
+
+def one_of(*values: str) -> Rule:
+    return Rule(lambda v: v in values, f"one of: {', '.join(values)}")
+
+
+def method_option(default: Any, help: str, rule: Rule | None = None) -> Any:
+    """A method option, declared once: its default, one line of help (``hubmod methods``, the docs)
+    and the values it allows, which ``MethodConfig.validate`` checks (as PEFT's configs keep help in
+    field metadata)."""
+    return field(default=default, metadata={"help": help, "rule": rule})
+
+
 @dataclass
 class MethodConfig:
-    """Base for method configs: every field is a documented, validated, JSON-able option."""
+    """Base for method configs: every field is a documented, validated, JSON-able option
+    (``method_option``); a subclass names its method in ``method_name`` for error messages."""
 
-    train_per_class: int = 400
-    val_per_class: int = 200
+    method_name: ClassVar[str] = "this method"
+    train_per_class: int = method_option(400, "training images per class", at_least(1))
+    val_per_class: int = method_option(200, "held-out images per class", at_least(1))
     # Named sets of options (``-p preset=NAME``): what a benchmark showed to work together, with
     # the reason; options given beside a preset override its values.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
@@ -106,8 +139,10 @@ class MethodConfig:
         return 0
 
     def validate(self) -> None:
-        self.check_rules("this method", {"train_per_class": (self.train_per_class >= 1, "at least 1"),
-                                         "val_per_class": (self.val_per_class >= 1, "at least 1")})
+        """Check every option against its declared rule; a subclass adds rules that tie options together."""
+        self.check_rules(self.method_name, {
+            f.name: (rule.holds(getattr(self, f.name)), rule.allowed)
+            for f in dataclasses.fields(self) if (rule := f.metadata.get("rule")) is not None})
 
     def check_rules(self, method: str, rules: dict[str, tuple[bool, str]]) -> None:
         """Raise one line per broken rule ``{option: (holds, what is allowed)}``: the option, its value,
@@ -122,10 +157,14 @@ class MethodConfig:
         return dataclasses.asdict(self)
 
     @classmethod
+    def option_help(cls) -> dict[str, str]:
+        """``{option: its line of help}``, in declaration order."""
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+    @classmethod
     def option_lines(cls) -> list[str]:
         """``name=default (what it does)`` for every option, in declaration order."""
-        docs = getattr(cls, "option_docs", {})
-        return [f"{f.name}={f.default!r}" + (f" ({docs[f.name]})" if f.name in docs else "")
+        return [f"{f.name}={f.default!r}" + (f" ({f.metadata['help']})" if f.metadata.get("help") else "")
                 for f in dataclasses.fields(cls)]
 
     @classmethod

@@ -26,55 +26,47 @@ import torch
 import torch.nn as nn
 
 from ..channels import ChannelGroup, GroupMasks, group_activations, unit_channels
-from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, in_chunks, progress_bar
+from .base import (
+    ClassSlice,
+    MethodConfig,
+    Rule,
+    SplitContext,
+    SplitOutcome,
+    Splitter,
+    at_least,
+    between,
+    in_chunks,
+    method_option,
+    progress_bar,
+)
 
 
 @dataclass
 class CNNSplitterConfig(MethodConfig):
-    train_per_class: int = 200
-    val_per_class: int = 200
-    fitness_per_class: int = 50
-    confidence: float = 0.9
-    population: int = 20
-    generations: int = 40
-    offspring: int = 6
-    mutation: float = 0.01
-    accuracy_weight: float = 0.5
-    sensitivity_drop: float = 0.5
-    sensitivity_steps: int = 9
-    tolerance: float = 1.0
-    patience: int = 10
-
-    option_docs: ClassVar[dict[str, str]] = {
-        "train_per_class": "images per class for kernel importance",
-        "val_per_class": "held-out images per class for sensitivity, the final check and calibration",
-        "fitness_per_class": "validation images per class that every candidate is scored on",
-        "confidence": "only images the parent predicts with at least this probability rank kernels",
-        "population": "individuals kept by the steady-state search",
-        "generations": "most generations",
-        "offspring": "children made (and scored) per generation",
-        "mutation": "probability that a child's gene flips",
-        "accuracy_weight": "weight of composed accuracy in the fitness of feasible candidates (the rest is "
-                           "module diversity, which favours small class-specific modules)",
-        "sensitivity_drop": "accuracy points a channel group may cost when pruned alone (sets initial keep ratios)",
-        "sensitivity_steps": "keep ratios tried per channel group in the sensitivity analysis (9: 0.9, 0.8, ... 0.1); "
-                             "fewer costs less on parents with many groups",
-        "tolerance": "accuracy points below the parent that a candidate may lose and still count as feasible",
-        "patience": "stop after this many generations without a better best fitness",
-    }
-
-    def validate(self) -> None:
-        super().validate()
-        self.check_rules("cnnsplitter", {
-            "fitness_per_class": (self.fitness_per_class >= 1, "at least 1"),
-            "confidence": (0 <= self.confidence < 1, "at least 0 and below 1"),
-            "population": (self.population >= 2, "at least 2"), "generations": (self.generations >= 0, "at least 0"),
-            "offspring": (self.offspring >= 1, "at least 1"), "mutation": (0 <= self.mutation <= 1, "between 0 and 1"),
-            "accuracy_weight": (0 <= self.accuracy_weight <= 1, "between 0 and 1"),
-            "sensitivity_drop": (self.sensitivity_drop >= 0, "at least 0"),
-            "tolerance": (self.tolerance >= 0, "at least 0"), "patience": (self.patience >= 1, "at least 1"),
-            "sensitivity_steps": (self.sensitivity_steps >= 1, "at least 1"),
-        })
+    method_name: ClassVar[str] = "cnnsplitter"
+    train_per_class: int = method_option(200, "images per class for kernel importance", at_least(1))
+    val_per_class: int = method_option(
+        200, "held-out images per class for sensitivity, the final check and calibration", at_least(1))
+    fitness_per_class: int = method_option(
+        50, "validation images per class that every candidate is scored on", at_least(1))
+    confidence: float = method_option(
+        0.9, "only images the parent predicts with at least this probability rank kernels",
+        Rule(lambda v: 0 <= v < 1, "at least 0 and below 1"))
+    population: int = method_option(20, "individuals kept by the steady-state search", at_least(2))
+    generations: int = method_option(40, "most generations", at_least(0))
+    offspring: int = method_option(6, "children made (and scored) per generation", at_least(1))
+    mutation: float = method_option(0.01, "probability that a child's gene flips", between(0, 1))
+    accuracy_weight: float = method_option(
+        0.5, "weight of composed accuracy in the fitness of feasible candidates (the rest is module diversity, which "
+        "favours small class-specific modules)", between(0, 1))
+    sensitivity_drop: float = method_option(
+        0.5, "accuracy points a channel group may cost when pruned alone (sets initial keep ratios)", at_least(0))
+    sensitivity_steps: int = method_option(
+        9, "keep ratios tried per channel group in the sensitivity analysis (9: 0.9, 0.8, ... 0.1); fewer costs less "
+        "on parents with many groups", at_least(1))
+    tolerance: float = method_option(
+        1.0, "accuracy points below the parent that a candidate may lose and still count as feasible", at_least(0))
+    patience: int = method_option(10, "stop after this many generations without a better best fitness", at_least(1))
 
 
 def rank_groups(size: int) -> int:

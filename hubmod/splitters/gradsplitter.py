@@ -60,7 +60,20 @@ from ..channels import (
 from ..errors import HubmodError
 from ..heads import build_head
 from ..parents import substate
-from .base import ClassSlice, MethodConfig, SplitContext, SplitOutcome, Splitter, in_chunks, progress_bar
+from .base import (
+    ClassSlice,
+    MethodConfig,
+    SplitContext,
+    SplitOutcome,
+    Splitter,
+    at_least,
+    between,
+    greater_than,
+    in_chunks,
+    method_option,
+    one_of,
+    progress_bar,
+)
 from .distill import DistillSettings, Student, composite, distill
 
 
@@ -68,80 +81,65 @@ from .distill import DistillSettings, Student, composite, distill
 class GradSplitterConfig(MethodConfig):
     # The defaults are the best setting measured (BENCHMARKS.md, split-cost-labels `labels-b256-ho`):
     # a short mask search on 100 images per class, won back by distillation that also learns from labels.
-    train_per_class: int = 100
-    alpha: float = 1.0
-    mask_init: float = 0.5
-    mask_lr: float = 0.05
-    head_lr: float = 0.003
-    joint_head_lr: float = 0.003
-    hidden: int = 10
-    batch_size: int = 64
-    warmup_epochs: int = 5
-    refit_epochs: int = 20
-    max_cycles: int = 3
-    patience: int = 3
-    tolerance: float = 1.0
-    recalibrate_bn: bool = True
-    adapt_alpha: bool = True
-    sigmoid_scores: bool = True
-    head_input: str = "features"
-    distill_epochs: int = 3
-    distill_per_class: int = 1000
-    distill_lr: float = 1e-3
-    distill_temperature: float = 2.0
-    distill_slack: float = 4.0
-    distill_tries: int = 1
-    distill_batch_size: int = 256
-    distill_label_weight: float = 0.5
-    distill_augment_epochs: int = 0
-    penalty: str = "kernels"
-    size_budget: float = 0.0
-    share_stem: bool = True
-
-    option_docs: ClassVar[dict[str, str]] = {
-        "train_per_class": "training images per class (the data budget)",
-        "val_per_class": "held-out images per class for choosing masks and calibrating",
-        "alpha": "weight of the kept-kernel term; higher gives smaller modules",
-        "mask_init": "initial mask value (>0 = kept); 0.5 lets pruning start in the first epoch",
-        "mask_lr": "Adam learning rate of the masks",
-        "head_lr": "learning rate of the head-only warm-up",
-        "joint_head_lr": "learning rate of the heads while masks train, and of the refits",
-        "hidden": "hidden width of each module's head",
-        "batch_size": "images per step (each is run once per module)",
-        "warmup_epochs": "head-only epochs before masks train",
-        "refit_epochs": "head-only epochs on cached logits after each mask epoch",
-        "max_cycles": "most mask epochs",
-        "patience": "stop after this many mask epochs without a better choice",
-        "tolerance": "accuracy points below the parent (validation) a choice may lose",
-        "recalibrate_bn": "re-estimate BatchNorm statistics of each extracted module on the training images",
-        "adapt_alpha": "halve alpha after a mask epoch below tolerance, raise it by a quarter after one within",
-        "sigmoid_scores": "cross-entropy over the modules' sigmoid scores (the paper) rather than raw head outputs",
-        "head_input": "what each head reads: 'features' (pooled features; the classifier is dropped) or "
-                      "'logits' (the parent's N logits, as in the paper)",
-        "distill_epochs": "epochs of distilling the parent into the chosen modules (backbones and heads); "
-                          "0 keeps the parent's weights, as in the paper",
-        "distill_per_class": "images per class to distil on (the training images, topped up)",
-        "distill_lr": "Adam learning rate of the distillation (cosine schedule)",
-        "distill_temperature": "softmax temperature of the distillation",
-        "distill_slack": "accuracy points the masks may lose beyond tolerance before distillation, which "
-                         "distillation must win back on validation",
-        "distill_tries": "most mask choices distilled (cheapest first; a failed try skips the masks it shows "
-                         "distillation cannot bring back) before keeping undistilled masks",
-        "distill_batch_size": "images per distillation step; larger runs faster per image on a CPU",
-        "distill_label_weight": "share of the distillation loss that is cross-entropy against the true labels "
-                                "(the rest: matching the parent's outputs); 0 uses no labels",
-        "distill_augment_epochs": "first distillation epochs on randomly flipped and shifted images (the rest "
-                                  "on the images as they are, as the composition sees them); 0, the default, "
-                                  "was measured more accurate at a few epochs",
-        "penalty": "what alpha penalises and the choice minimises: 'kernels' (kept conv kernels, the paper) or "
-                   "'macs' (the modules' multiply-accumulates, i.e. their inference cost)",
-        "size_budget": "mean share of kernels (or MACs, with penalty=macs) the modules may keep at no extra "
-                       "cost: if the search ends below it, its last masks are topped up to it with the channels "
-                       "nearest to being kept, and among choices within tolerance at or below it the most "
-                       "accurate wins; 0 = the cheapest wins, as in the paper",
-        "share_stem": "keep the first convolution and its BatchNorm as in the parent (not distilled or "
-                      "recalibrated), so a composed classifier runs them once for all modules of the parent",
-    }
+    method_name: ClassVar[str] = "gradsplitter"
+    train_per_class: int = method_option(100, "training images per class (the data budget)", at_least(1))
+    val_per_class: int = method_option(200, "held-out images per class for choosing masks and calibrating", at_least(1))
+    alpha: float = method_option(1.0, "weight of the kept-kernel term; higher gives smaller modules", at_least(0))
+    mask_init: float = method_option(0.5, "initial mask value (>0 = kept); 0.5 lets pruning start in the first epoch")
+    mask_lr: float = method_option(0.05, "Adam learning rate of the masks", greater_than(0))
+    head_lr: float = method_option(0.003, "learning rate of the head-only warm-up", greater_than(0))
+    joint_head_lr: float = method_option(
+        0.003, "learning rate of the heads while masks train, and of the refits", greater_than(0))
+    hidden: int = method_option(10, "hidden width of each module's head", at_least(1))
+    batch_size: int = method_option(64, "images per step (each is run once per module)", at_least(2))
+    warmup_epochs: int = method_option(5, "head-only epochs before masks train", at_least(0))
+    refit_epochs: int = method_option(20, "head-only epochs on cached logits after each mask epoch", at_least(0))
+    max_cycles: int = method_option(3, "most mask epochs", at_least(1))
+    patience: int = method_option(3, "stop after this many mask epochs without a better choice", at_least(1))
+    tolerance: float = method_option(
+        1.0, "accuracy points below the parent (validation) a choice may lose", at_least(0))
+    recalibrate_bn: bool = method_option(
+        True, "re-estimate BatchNorm statistics of each extracted module on the training images")
+    adapt_alpha: bool = method_option(
+        True, "halve alpha after a mask epoch below tolerance, raise it by a quarter after one within")
+    sigmoid_scores: bool = method_option(
+        True, "cross-entropy over the modules' sigmoid scores (the paper) rather than raw head outputs")
+    head_input: str = method_option(
+        "features", "what each head reads: 'features' (pooled features; the classifier is dropped) or 'logits' (the "
+        "parent's N logits, as in the paper)", one_of("features", "logits"))
+    distill_epochs: int = method_option(
+        3, "epochs of distilling the parent into the chosen modules (backbones and heads); 0 keeps the parent's "
+        "weights, as in the paper", at_least(0))
+    distill_per_class: int = method_option(
+        1000, "images per class to distil on (the training images, topped up)", at_least(1))
+    distill_lr: float = method_option(
+        0.001, "Adam learning rate of the distillation (cosine schedule)", greater_than(0))
+    distill_temperature: float = method_option(2.0, "softmax temperature of the distillation", greater_than(0))
+    distill_slack: float = method_option(
+        4.0, "accuracy points the masks may lose beyond tolerance before distillation, which distillation must win "
+        "back on validation", at_least(0))
+    distill_tries: int = method_option(
+        1, "most mask choices distilled (cheapest first; a failed try skips the masks it shows distillation cannot "
+        "bring back) before keeping undistilled masks", at_least(1))
+    distill_batch_size: int = method_option(
+        256, "images per distillation step; larger runs faster per image on a CPU", at_least(2))
+    distill_label_weight: float = method_option(
+        0.5, "share of the distillation loss that is cross-entropy against the true labels (the rest: matching the "
+        "parent's outputs); 0 uses no labels", between(0, 1))
+    distill_augment_epochs: int = method_option(
+        0, "first distillation epochs on randomly flipped and shifted images (the rest on the images as they are, as "
+        "the composition sees them); 0, the default, was measured more accurate at a few epochs", at_least(0))
+    penalty: str = method_option(
+        "kernels", "what alpha penalises and the choice minimises: 'kernels' (kept conv kernels, the paper) or "
+        "'macs' (the modules' multiply-accumulates, i.e. their inference cost)", one_of("kernels", "macs"))
+    size_budget: float = method_option(
+        0.0, "mean share of kernels (or MACs, with penalty=macs) the modules may keep at no extra cost: if the "
+        "search ends below it, its last masks are topped up to it with the channels nearest to being kept, and "
+        "among choices within tolerance at or below it the most accurate wins; 0 = the cheapest wins, as in the "
+        "paper", between(0, 1))
+    share_stem: bool = method_option(
+        True, "keep the first convolution and its BatchNorm as in the parent (not distilled or recalibrated), so a "
+        "composed classifier runs them once for all modules of the parent")
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "fast": {"train_per_class": 100, "val_per_class": 200, "mask_lr": 0.05, "max_cycles": 3,
@@ -167,27 +165,6 @@ class GradSplitterConfig(MethodConfig):
     def distill_per_class_needed(self) -> int:
         return self.distill_per_class if self.distill_epochs > 0 else 0
 
-    def validate(self) -> None:
-        super().validate()
-        pos, non_neg = "greater than 0", "at least 0"
-        self.check_rules("gradsplitter", {
-            "alpha": (self.alpha >= 0, non_neg), "mask_lr": (self.mask_lr > 0, pos), "head_lr": (self.head_lr > 0, pos),
-            "joint_head_lr": (self.joint_head_lr > 0, pos), "hidden": (self.hidden >= 1, "at least 1"),
-            "batch_size": (self.batch_size >= 2, "at least 2"), "warmup_epochs": (self.warmup_epochs >= 0, non_neg),
-            "refit_epochs": (self.refit_epochs >= 0, non_neg), "max_cycles": (self.max_cycles >= 1, "at least 1"),
-            "patience": (self.patience >= 1, "at least 1"), "tolerance": (self.tolerance >= 0, non_neg),
-            "head_input": (self.head_input in ("features", "logits"), "one of: features, logits"),
-            "distill_epochs": (self.distill_epochs >= 0, non_neg),
-            "distill_per_class": (self.distill_per_class >= 1, "at least 1"),
-            "distill_lr": (self.distill_lr > 0, pos), "distill_temperature": (self.distill_temperature > 0, pos),
-            "distill_slack": (self.distill_slack >= 0, non_neg),
-            "distill_tries": (self.distill_tries >= 1, "at least 1"),
-            "distill_batch_size": (self.distill_batch_size >= 2, "at least 2"),
-            "distill_label_weight": (0 <= self.distill_label_weight <= 1, "between 0 and 1"),
-            "distill_augment_epochs": (self.distill_augment_epochs >= 0, non_neg),
-            "penalty": (self.penalty in ("kernels", "macs"), "one of: kernels, macs"),
-            "size_budget": (0 <= self.size_budget <= 1, "between 0 and 1"),
-        })
 
 
 @dataclass
