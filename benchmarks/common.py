@@ -65,16 +65,16 @@ def ensure_parent(repo: str, args: list[str]) -> dict:
     return info
 
 
-def write_section(name: str, body: str) -> None:
-    """Replace (or append) the section between <!-- name --> markers in BENCHMARKS.md."""
+def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
+    """Replace (or append) the section between <!-- name --> markers in BENCHMARKS.md (or ``path``)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# hubmod benchmarks\n"
+    text = path.read_text() if path.exists() else "# hubmod benchmarks\n"
     block = f"{start}\n{body.rstrip()}\n{end}"
     if start in text and end in text:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    BENCHMARKS_MD.write_text(text)
+    path.write_text(text)
 
 
 def section_header(name: str) -> str | None:

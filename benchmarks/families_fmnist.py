@@ -20,7 +20,7 @@ import argparse
 import json
 import time
 
-from common import RESULTS, command, ensure_parent, machine, pct, section_header, setup_home, write_section
+from common import RESULTS, ROOT, command, ensure_parent, machine, pct, section_header, setup_home, write_section
 
 FAMILIES = {
     "resnet18": ("bench/resnet18-fmnist-ho", ["--arch", "resnet18", "--epochs", "1", "--holdout-per-class", "200"],
@@ -92,6 +92,24 @@ def render(results: dict, header: str) -> str:
     return "\n".join(lines)
 
 
+METHODS_TESTED = ("GradSplitter (default suite); CNNSplitter, activation (`-m slow`)")
+
+
+def support_table(results: dict) -> str:
+    """The docs' support table: each measured family, what couples it, the methods the matrix test runs on
+    it, and its measured split (generated: edit benchmarks/families_fmnist.py, not the page)."""
+    lines = ["| family (parent measured) | what couples its channels | methods tested on it | parent → all ten "
+             "composed | kept kernels | split time |", "|---|---|---|---:|---:|---:|"]
+    for key, d in results.items():
+        lines.append(f"| {key} (`{d['parent_args'][1]}`) | {d['couplings']} | {METHODS_TESTED} | "
+                     f"{pct(d['parent_accuracy'])} → {pct(d['composed_accuracy'])} | {pct(d['mean_kept_kernels'])} | "
+                     f"{d['wall_seconds']:.0f} s |")
+    lines += ["", "Measured by `python benchmarks/families_fmnist.py` on Fashion-MNIST with the default split "
+              "setting; the full table, with MACs, channel groups and the machine, is in "
+              "[BENCHMARKS.md](benchmarks.md)."]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=list(FAMILIES), action="append", help="run these families only")
@@ -105,6 +123,7 @@ def main() -> None:
         header = f"Command: `{command()}`\nMachine: {machine()}\n"
         results = run(args.only or list(FAMILIES))
     write_section(SECTION, "## Timm CNN families\n\n" + render(results, header))
+    write_section(SECTION, support_table(results), ROOT / "docs" / "architectures.md")
 
 
 if __name__ == "__main__":
