@@ -28,7 +28,7 @@ from .parents import WEIGHTS
 from .preprocess import batches_by_config
 from .refs import is_commit_sha, match_class, parse_ref, validate_repo_id
 from .split_index import SPLIT_INDEX, SplitIndex, has_index
-from .untrusted import printable
+from .untrusted import check_format_version, printable
 from .weights import load_parts
 
 COMPOSED_KIND = "composed_classifier"
@@ -143,9 +143,7 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
         if data.get("hubmod_kind") != COMPOSED_KIND:
             raise HubmodError(f"{name} is not a composed classifier (config.json hubmod_kind is "
                               f"{printable(data.get('hubmod_kind'))!r})")
-        if data.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
-            raise InvalidRepoError(f"{name} uses composed format {printable(data.get('format_version'))!r}; this "
-                                   f"hubmod reads format {FORMAT_VERSION}: upgrade hubmod")
+        check_format_version(data, FORMAT_VERSION, "composed classifier", name, required=False)
         entries = data.get("modules")
         if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
             raise InvalidRepoError(f"{name}: config.json lists no modules")

@@ -26,7 +26,7 @@ from .heads import build_head, reads_features
 from .hub import Hub, Snapshot
 from .parents import WEIGHTS, ParentSpec
 from .preprocess import MAX_SIDE, DataConfig, prepare_input
-from .untrusted import Fields, printable
+from .untrusted import Fields, check_format_version, printable
 from .weights import load_parts
 
 MODULE_KIND = "class_module"
@@ -60,11 +60,7 @@ class ModuleConfig:
         if data.get("hubmod_kind") != MODULE_KIND:
             raise InvalidRepoError(f"{where} is not a hubmod class module (config.json hubmod_kind is "
                                    f"{printable(data.get('hubmod_kind'))[:60]!r})")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise InvalidRepoError(
-                f"{where} uses module format {printable(data.get('format_version'))[:60]!r}; this hubmod reads format "
-                f"{FORMAT_VERSION}: upgrade hubmod"
-            )
+        check_format_version(data, FORMAT_VERSION, "module", where)
         try:
             cfg = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         except TypeError as e:

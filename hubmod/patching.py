@@ -26,7 +26,7 @@ from .module import ClassModule
 from .parents import WEIGHTS, ParentSpec, load_parent
 from .preprocess import batches_by_config
 from .refs import match_class
-from .untrusted import Fields, printable
+from .untrusted import Fields, check_format_version, printable
 from .weights import load_parts
 
 PATCHED_KIND = "patched_classifier"
@@ -111,9 +111,7 @@ class PatchedClassifier(PredictsClassNames, HubArtifact, nn.Module):
         if data.get("hubmod_kind") != PATCHED_KIND:
             raise HubmodError(f"{name} is not a patched classifier (config.json hubmod_kind is "
                               f"{printable(data.get('hubmod_kind'))[:60]!r})")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise InvalidRepoError(f"{name} uses patched format {printable(data.get('format_version'))[:60]!r}; "
-                                   "upgrade hubmod")
+        check_format_version(data, FORMAT_VERSION, "patched classifier", name)
         fields = Fields(data, f"{name}: config.json")
         weak_entry, module_entry = fields.obj("weak"), fields.obj("module")
         strategy = fields.str("strategy", max_len=20)

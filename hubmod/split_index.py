@@ -11,10 +11,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import InvalidRepoError
 from .hub import Snapshot
 from .refs import validate_repo_id
-from .untrusted import Fields, printable
+from .untrusted import Fields, check_format_version, printable
 
 SPLIT_INDEX = "hubmod_split.json"
 SPLIT_INDEX_KIND = "split_index"
@@ -60,9 +59,7 @@ class SplitIndex:
         f = Fields(data, f"{where} {SPLIT_INDEX}", "split the parent again")
         if data.get("hubmod_kind") != SPLIT_INDEX_KIND:
             raise f.error(f"hubmod_kind is {printable(data.get('hubmod_kind'))!r}, not {SPLIT_INDEX_KIND!r}")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise InvalidRepoError(f"{where} {SPLIT_INDEX} has format {printable(data.get('format_version'))!r}; "
-                                   f"this hubmod reads format {FORMAT_VERSION}: upgrade hubmod")
+        check_format_version(data, FORMAT_VERSION, "split index", f"{where} {SPLIT_INDEX}")
         entries = f.list("modules", max_len=MAX_ENTRIES)
         if not entries:
             raise f.error("lists no modules")

@@ -152,3 +152,13 @@ def printable(text: object) -> str:
     """
     out = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
     return "".join(c if unicodedata.category(c) != "Cc" else repr(c)[1:-1] for c in out)
+
+
+def check_format_version(data: dict, expected: int, what: str, where: str, required: bool = True) -> None:
+    """One line unless ``data`` (a repo's JSON) is in the ``what`` format version this hubmod reads: a repo
+    written by a newer hubmod is refused with what to do, never half-read. ``required=False`` reads a
+    missing version as ``expected`` (files written before the version was recorded)."""
+    found = data.get("format_version", expected if not required else None)
+    if found != expected:
+        raise InvalidRepoError(f"{where} uses {what} format {printable(found)[:60]!r}; this hubmod reads format "
+                               f"{expected}: upgrade hubmod")

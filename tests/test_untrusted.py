@@ -217,3 +217,20 @@ def test_absurd_architecture_is_refused_before_allocating(saved_module):
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(InvalidRepoError, match="over hubmod's limit"):
         ClassModule.from_pretrained(d)
+
+
+@pytest.mark.parametrize("version", [2, "1", None, [1], "\x1b[31m9"])
+def test_a_repo_in_another_format_version_is_one_line_saying_upgrade(version, saved_module, tmp_path):
+    from hubmod.split_index import SPLIT_INDEX, SplitIndex
+
+    d = tmp_path / "module"
+    shutil.copytree(saved_module, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["format_version"] = version
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InvalidRepoError, match=r"uses module format .*; this hubmod reads format 1: upgrade hubmod"):
+        ClassModule.from_pretrained(d)
+    index = {"hubmod_kind": "split_index", "format_version": version, "modules": []}
+    with pytest.raises(InvalidRepoError, match=rf"{SPLIT_INDEX} uses split index format .*: upgrade hubmod") as err:
+        SplitIndex.from_dict(index, "me/parent")
+    assert "\n" not in str(err.value) and "\x1b" not in str(err.value)
