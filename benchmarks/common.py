@@ -84,7 +84,7 @@ def section_header(name: str) -> str | None:
     if start not in text:
         return None
     body = text[text.index(start) + len(start):]
-    lines = body.splitlines()
+    lines = [line for line in body.splitlines()[:6] if line.strip() and not line.startswith("#")]  # past a heading
     if len(lines) < 2 or not lines[0].startswith("Command:"):
         return None
     return "\n".join(lines[:2]) + "\n\n"
