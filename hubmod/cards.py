@@ -40,7 +40,6 @@ def _usage(hub_name: str | None) -> tuple[str, str]:
     return "", ""
 
 
-
 def _method_info(name: str):
     from .splitters import METHODS
 

@@ -153,7 +153,6 @@ def _console():
     return Console() if sys.stdout.isatty() else Console(width=160)
 
 
-
 PrivateOpt = Annotated[bool, typer.Option("--private", help="Create new repos as private (on hubs that have "
                                                              "visibility, such as the Hugging Face Hub).")]
 

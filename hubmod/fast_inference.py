@@ -4,9 +4,8 @@ A module is a narrow slice of its parent, and narrow convolutions in the default
 below the speed their multiply-accumulates suggest, much of the time going to BatchNorm and
 max-pooling. Folding each BatchNorm into the convolution before it (torch.fx's ``fuse``) and running
 in channels-last memory speeds narrow modules up far more than their full-width parent
-(BENCHMARKS.md, inference). The copy
-is rebuilt whenever the module's weights change, so training or loading new weights never meets a
-stale copy.
+(BENCHMARKS.md, inference). The copy is rebuilt whenever the module's weights change, so training or
+loading new weights never meets a stale copy.
 
 Modules cut from one parent share their stem: a split keeps the first convolution and its
 BatchNorm as they are in the parent (``stem_layers`` in hubmod.channels), so each module's first

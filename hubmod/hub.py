@@ -556,7 +556,7 @@ def _transport_error(err: BaseException, repo_id: str, endpoint: str) -> HubAcce
         error = HubAccessError(_stall_message(endpoint, repo_id, 1), transient=True)
         error.stalled = (endpoint, repo_id)  # retry_transient restates the time over all tries
         return error
-    return HubAccessError(f"cannot reach {endpoint} for {repo_id}: {first_line(err) or type(err).__name__}",
+    return HubAccessError(f"cannot reach {endpoint} for {repo_id}: {first_line(err)}",
                           transient=True)
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from .composed import ComposedClassifier
-from .errors import HubmodError
+from .errors import HubmodError, first_line
 from .preprocess import preprocess
 from .refs import class_slugs
 
@@ -68,7 +68,7 @@ def export_onnx(composed: ComposedClassifier, output: str | Path, input_size: tu
             except torch.onnx.errors.UnsupportedOperatorError as e:
                 hint = (" (antialiased resizing, used to shrink images, has no ONNX export: give --input-size "
                         "no larger than the modules' input sizes)" if "_aa" in str(e) else "")
-                raise HubmodError(f"cannot export to ONNX: {str(e).splitlines()[0]}{hint}") from None
+                raise HubmodError(f"cannot export to ONNX: {first_line(e)}{hint}") from None
         images = check_images if check_images is not None else torch.randint(0, 256, (8, *size), dtype=torch.uint8)
         if tuple(images.shape[1:]) != size or images.dtype != torch.uint8:
             raise HubmodError(f"check images must be uint8 [B, {', '.join(map(str, size))}]")
