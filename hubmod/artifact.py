@@ -14,10 +14,14 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 
+from . import __version__
 from .errors import HubmodError
 from .hub import Hub, Snapshot, get_hub, open_ref
 from .parents import WEIGHTS
 from .refs import RepoRef, parse_source
+from .untrusted import check_format_version, printable
+
+CONFIG = "config.json"
 
 T = TypeVar("T", bound="HubArtifact")
 
@@ -34,8 +38,26 @@ class PredictsClassNames:
 
 
 class HubArtifact:
-    kind: ClassVar[str]  # the config.json ``hubmod_kind``
+    """A kind of hubmod repo. Each concrete subclass declares what it is, and is registered by it:
+
+    ``kind`` (config.json's ``hubmod_kind``), ``format_version`` (the layout of its config.json this
+    hubmod writes and reads), ``title`` (what messages call it) and ``card_template`` (its README
+    template in cards/). Loading any repo goes through one template, `from_snapshot`, which reads
+    config.json once and checks kind and version before the subclass's `_from_config` sees it.
+    """
+
+    kind: ClassVar[str]
+    format_version: ClassVar[int] = 1
+    title: ClassVar[str]
+    card_template: ClassVar[str]
+    version_required: ClassVar[bool] = True  # False: a config.json without format_version reads as version 1
+    registry: ClassVar[dict[str, type[HubArtifact]]] = {}  # hubmod_kind -> class
     pushed_revision: str | None = None  # the commit the last push_to_hub made
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:  # concrete kinds declare theirs; shared bases do not
+            HubArtifact.registry[cls.kind] = cls
 
     # ---------------------------------------------------------------- what a subclass provides
 
@@ -43,7 +65,13 @@ class HubArtifact:
         raise NotImplementedError
 
     def config_dict(self) -> dict:
+        """config.json: `config_header` first, then what the kind records."""
         raise NotImplementedError
+
+    @classmethod
+    def config_header(cls) -> dict:
+        """The fields every hubmod config.json starts with: what it is, in which format, written by which hubmod."""
+        return {"hubmod_kind": cls.kind, "format_version": cls.format_version, "hubmod_version": __version__}
 
     def write_card(self, directory: Path, repo_id: str | None, hub_name: str | None) -> None:
         raise NotImplementedError
@@ -52,10 +80,22 @@ class HubArtifact:
         raise NotImplementedError
 
     @classmethod
-    def from_snapshot(cls: type[T], snap: Snapshot, hub: str | Hub | None = None) -> T:
+    def _from_config(cls: type[T], config: dict, snap: Snapshot, hub: str | Hub | None) -> T:
+        """The artifact from its checked config.json (kind and format version match) and the repo's files."""
         raise NotImplementedError
 
     # ---------------------------------------------------------------- shared behaviour
+
+    @classmethod
+    def from_snapshot(cls: type[T], snap: Snapshot, hub: str | Hub | None = None) -> T:
+        """Load from an opened repo: config.json is read once, its kind and format version checked here."""
+        config = snap.read_json(CONFIG)
+        where = printable(snap.name)
+        found = config.get("hubmod_kind")
+        if found != cls.kind:
+            raise HubmodError(f"{where} is {describe_kind(found)}, not a {cls.title}")
+        check_format_version(config, cls.format_version, cls.title, where, required=cls.version_required)
+        return cls._from_config(config, snap, hub)
 
     def save_pretrained(self, directory: str | Path, card: bool = True, repo_id: str | None = None,
                         hub_name: str | None = None) -> Path:
@@ -66,7 +106,7 @@ class HubArtifact:
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.weights().items()}  # from any device
         save_file(state, str(directory / WEIGHTS), metadata={"format": "pt", "hubmod_kind": self.kind})
-        (directory / "config.json").write_text(json.dumps(self.config_dict(), indent=1))
+        (directory / CONFIG).write_text(json.dumps(self.config_dict(), indent=1))
         if card:
             self.write_card(directory, repo_id, hub_name)
         return directory
@@ -97,3 +137,18 @@ class HubArtifact:
         obj = cls.from_snapshot(snap, hub)
         obj.source = snap
         return obj
+
+
+def artifact_class(config: dict) -> type[HubArtifact] | None:
+    """The registered kind a config.json declares, or None (a plain timm model, or a kind this hubmod lacks)."""
+    kind = config.get("hubmod_kind")
+    return HubArtifact.registry.get(kind) if isinstance(kind, str) else None
+
+
+def describe_kind(kind: object) -> str:
+    """What a config.json's ``hubmod_kind`` value makes a repo, in words, for messages."""
+    if kind is None:
+        return "a plain timm model"
+    if isinstance(kind, str) and kind in HubArtifact.registry:
+        return f"a {HubArtifact.registry[kind].title}"
+    return f"of a kind this hubmod does not know ({printable(kind)[:60]!r})"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .artifact import HubArtifact  # cards know artifacts only by their base class: no import circle
 from .formatting import percent
+from .heads import describe_head
 from .hub import LOCAL
 
 CHART = "kept_channels.png"
@@ -40,11 +41,10 @@ def _usage(hub_name: str | None) -> tuple[str, str]:
     return "", ""
 
 
-def _method_info(name: str):
-    from .splitters import METHODS
-
-    cls = METHODS.get(name)
-    return (cls.pretty_name, cls.paper_url) if cls else (name, "")
+def _method_info(method: dict) -> tuple[str, str]:
+    """The method's title and paper URL as the module config records them (checked where it was read)."""
+    name = method.get("name") or "?"
+    return method.get("title") or name, method.get("paper_url") or ""
 
 
 def write_module_card(module: HubArtifact, directory: Path, repo_id: str | None = None,
@@ -55,7 +55,7 @@ def write_module_card(module: HubArtifact, directory: Path, repo_id: str | None 
 
     cfg = module.config
     parent, metrics, method = cfg.parent, cfg.metrics, cfg.method
-    pretty, paper_url = _method_info(method.get("name", ""))
+    pretty, paper_url = _method_info(method)
     dataset_id = cfg.dataset.get("hub_id")
     results = []
     for key, metric in (("test_precision", "precision"), ("test_recall", "recall"), ("test_f1", "f1")):
@@ -76,14 +76,6 @@ def write_module_card(module: HubArtifact, directory: Path, repo_id: str | None 
         model_name=name,
         eval_results=results or None,
     )
-    head = cfg.head
-    head_desc = {"mlp": f"GradSplitter's head (ReLU, Linear({head.get('in_features')}, {head.get('hidden')}), ReLU, "
-                        "Linear(…, 1)) on the pruned network's logits",
-                 "features_mlp": f"a small head (Linear({head.get('in_features')}, {head.get('hidden')}), ReLU, "
-                                 "Linear(…, 1)) on the pruned network's pooled features (the parent's classifier "
-                                 "is not part of the module)",
-                 "logit": "the parent's own logit for the class",
-                 "margin": "the class's logit margin over the other classes"}.get(head.get("type"), head.get("type"))
     rows = []
     for key, label, fmt in (
         ("test_precision", "precision (test, in the composed split)", percent),
@@ -101,14 +93,14 @@ def write_module_card(module: HubArtifact, directory: Path, repo_id: str | None 
     hub_arg, hub_flag = _usage(hub_name)
     data_cfg = cfg.data_config
     _render(
-        "module.md.j2", card_data, directory / "README.md",
+        module.card_template, card_data, directory / "README.md",
         class_name=cfg.class_name, class_index=cfg.class_index, num_classes=len(parent["label_names"]),
         parent_name=parent.get("repo_id") or "a local parent", parent_sha=parent.get("revision", "?"),
         parent_url=_repo_url(parent), architecture=parent["architecture"], method_pretty=pretty,
         method_name=method.get("name"), paper_url=paper_url, method_params=json.dumps(method.get("params", {})),
         weights_desc=("distilled from the parent: the kept channels and the head were retrained to reproduce the "
                       "parent's predictions" if method.get("distilled") else "the parent's own, for the kept channels"),
-        kept_pct=100 * metrics.get("kept_kernels", 0.0), head_desc=head_desc,
+        kept_pct=100 * metrics.get("kept_kernels", 0.0), head_desc=describe_head(cfg.head),
         kernels=metrics.get("kernels", 0), parent_kernels=max(1, metrics.get("parent_kernels", 1)),
         params=metrics.get("params", 0), parent_params=max(1, metrics.get("parent_params", 1)),
         macs=metrics.get("macs", 0), parent_macs=max(1, metrics.get("parent_macs", 1)),
@@ -165,7 +157,7 @@ def write_composed_card(model: HubArtifact, directory: Path, repo_id: str | None
     if fit and fit.get("dataset_hub_id") and fit["dataset_hub_id"] not in datasets:
         card_data.datasets = [*(card_data.datasets or []), fit["dataset_hub_id"]]
     _render(
-        "composed.md.j2", card_data, directory / "README.md",
+        model.card_template, card_data, directory / "README.md",
         title=f"{name}: {', '.join(model.class_names)}", num_classes=len(model.class_names),
         num_modules=len(rows), num_parents=len(parents), calibration=model.calibration, rows=rows,
         metric_rows=metric_rows, repo_id=name, hub_arg=hub_arg, hub_flag=hub_flag, fit=fit,
@@ -196,11 +188,11 @@ def write_patched_card(model: HubArtifact, directory: Path, repo_id: str | None 
     module_repo = prov.get("module_repo_id") or "local module"
     hub_arg, hub_flag = _usage(hub_name)
     _render(
-        "patched.md.j2", card_data, directory / "README.md",
+        model.card_template, card_data, directory / "README.md",
         title=f"{name}: {weak_repo} with {target} patched", weak_repo=weak_repo,
         weak_revision=(prov.get("weak_revision") or "")[:12], weak_arch=model.weak_spec.architecture,
         num_others=len(model.class_names) - 1, target=target, module_repo=module_repo,
-        module_revision=(prov.get("module_revision") or "")[:12], method=_method_info(cfg.method.get("name", ""))[0],
+        module_revision=(prov.get("module_revision") or "")[:12], method=_method_info(cfg.method)[0],
         module_parent=cfg.parent.get("repo_id") or "a local parent", strategy=model.strategy, repo_id=name,
         hub_arg=hub_arg, hub_flag=hub_flag, hubmod_version=__version__,
         command=(f"hubmod patch {weak_repo} --module {module_repo} --strategy {model.strategy} "
@@ -211,7 +203,7 @@ def write_patched_card(model: HubArtifact, directory: Path, repo_id: str | None 
 def write_index_card(index: dict, directory: Path) -> None:
     from huggingface_hub import ModelCardData
 
-    pretty, paper_url = _method_info(index["method"]["name"])
+    pretty, paper_url = _method_info(index["method"])
     parent = index["parent"]
     card_data = ModelCardData(library_name="hubmod", tags=["hubmod", "split-index", index["method"]["name"]],
                               base_model=parent.get("repo_id") if parent.get("hub") not in (None, "dir") else None)

@@ -16,23 +16,21 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import __version__, calibration
-from .artifact import HubArtifact, PredictsClassNames
+from . import calibration
+from .artifact import CONFIG, HubArtifact, PredictsClassNames, artifact_class
 from .combiners import Combiner
 from .devices import device_of
 from .errors import HubmodError, InvalidRepoError
 from .fast_inference import SharedStems, use_fast_path
 from .hub import Hub, Snapshot, get_hub, open_ref
-from .module import MODULE_KIND, ClassModule
+from .module import ClassModule
 from .parents import WEIGHTS
 from .preprocess import batches_by_config
 from .refs import is_commit_sha, match_class, parse_ref, validate_repo_id
 from .split_index import SPLIT_INDEX, SplitIndex, has_index
-from .untrusted import check_format_version, printable
+from .untrusted import printable
 from .weights import load_parts
 
-COMPOSED_KIND = "composed_classifier"
-FORMAT_VERSION = 1
 MAX_MODULES = 1000  # each module costs a parent build: a composed config listing more is refused
 DEFAULT_COMBINER = "affine"  # the most accurate on average at 1-10 images per class (BENCHMARKS.md, reuse)
 
@@ -40,7 +38,11 @@ DEFAULT_COMBINER = "affine"  # the most accurate on average at 1-10 images per c
 class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
     """argmax over calibrated module scores; one output per module, in the order given."""
 
-    kind = COMPOSED_KIND
+    kind = "composed_classifier"
+    format_version = 1
+    version_required = False  # composed repos written before the version was recorded read as version 1
+    title = "composed classifier"
+    card_template = "composed.md.j2"
 
     def __init__(self, modules: Sequence[ClassModule], calibration_method: str = "none",
                  provenance: Sequence[dict] | None = None, combiner: Combiner | None = None,
@@ -109,9 +111,7 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
 
     def config_dict(self) -> dict:
         return {
-            "hubmod_kind": COMPOSED_KIND,
-            "format_version": FORMAT_VERSION,
-            "hubmod_version": __version__,
+            **self.config_header(),
             "class_names": self.class_names,
             "calibration": self.calibration,
             "modules": [{**prov, "class_name": m.class_name, "config": m.config.to_dict()}
@@ -137,13 +137,8 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def from_snapshot(cls, snap: Snapshot, hub: str | Hub | None = None) -> ComposedClassifier:
-        data = snap.read_json("config.json")
+    def _from_config(cls, data: dict, snap: Snapshot, hub: str | Hub | None) -> ComposedClassifier:
         name = printable(snap.name)
-        if data.get("hubmod_kind") != COMPOSED_KIND:
-            raise HubmodError(f"{name} is not a composed classifier (config.json hubmod_kind is "
-                              f"{printable(data.get('hubmod_kind'))!r})")
-        check_format_version(data, FORMAT_VERSION, "composed classifier", name, required=False)
         entries = data.get("modules")
         if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
             raise InvalidRepoError(f"{name}: config.json lists no modules")
@@ -246,8 +241,8 @@ def resolve_ref(text: str, hub: str | Hub | None = None) -> list[tuple[ClassModu
             raise HubmodError(f"{name} is a split parent: name a class, e.g. {name}:{printable(index.class_names[0])} "
                               f"(classes: {printable(', '.join(index.class_names))})")
         return [_from_index(snap, index, class_name, hub)]
-    kind = snap.read_json("config.json").get("hubmod_kind")
-    if kind == MODULE_KIND:
+    kind = artifact_class(snap.read_json(CONFIG))
+    if kind is ClassModule:
         module = ClassModule.from_snapshot(snap)
         if class_name is not None:
             try:
@@ -256,7 +251,7 @@ def resolve_ref(text: str, hub: str | Hub | None = None) -> list[tuple[ClassModu
                 raise HubmodError(f"REF {printable(text)} names two different things: {name} is the module of class "
                                   f"{printable(module.class_name)!r}, not {printable(class_name)!r}") from None
         return [(module, _provenance(snap))]
-    if kind == COMPOSED_KIND:
+    if kind is ComposedClassifier:
         composed = ComposedClassifier.from_snapshot(snap, hub)
         pairs = list(zip(composed.class_modules, composed.provenance, strict=True))
         if class_name is None:
@@ -294,7 +289,7 @@ def modules_of(source: str, hub: str | Hub | None = None) -> list[tuple[ClassMod
     if has_index(snap):
         index = SplitIndex.from_snapshot(snap)
         return [_from_index(snap, index, name, hub) for name in index.class_names]
-    if snap.read_json("config.json").get("hubmod_kind") == COMPOSED_KIND:
+    if artifact_class(snap.read_json(CONFIG)) is ComposedClassifier:
         return resolve_ref(source, hub)
     raise HubmodError(f"{printable(snap.name)} is neither a composed classifier nor a split parent: compose or split "
                       f"it first (a plain classifier is patched with `hubmod patch`)")

@@ -12,21 +12,24 @@ from typing import Any
 
 import torch
 
-from .composed import COMPOSED_KIND, ComposedClassifier
+from .artifact import CONFIG, artifact_class
+from .composed import ComposedClassifier
 from .data import LabeledImages, load_images
 from .devices import AUTO, resolve_device
 from .errors import HubmodError
 from .hub import Hub, Snapshot, open_ref
 from .metrics import EvalReport, model_logits, report
-from .module import MODULE_KIND, ClassModule
+from .module import ClassModule
 from .parents import Parent, parent_from_snapshot
-from .patching import PATCHED_KIND, PatchedClassifier
+from .patching import PatchedClassifier
 from .preprocess import DataConfig
 from .refs import RepoRef, parse_source
-from .split_index import SPLIT_INDEX, SplitIndex, has_index
+from .split_index import SPLIT_INDEX, SPLIT_INDEX_KIND, SplitIndex, has_index
 from .untrusted import printable
 
-PARENT, MODULE, COMPOSED, INDEX, PATCHED = "parent", "class_module", "composed_classifier", "split_index", PATCHED_KIND
+# What `Loaded.kind` holds: a registered artifact's own kind, or one of the two kinds that are not artifacts.
+PARENT, INDEX = "parent", SPLIT_INDEX_KIND
+MODULE, COMPOSED, PATCHED = ClassModule.kind, ComposedClassifier.kind, PatchedClassifier.kind
 
 
 @dataclass
@@ -46,14 +49,10 @@ def open_source(source: str, hub: str | Hub | None = None, revision: str | None 
 def load(source: str, hub: str | Hub | None = None, revision: str | None = None) -> Loaded:
     """Load whatever ``source`` is. A parent whose repo also holds a split index loads as the parent."""
     snap = open_source(source, hub, revision)
-    config = snap.read_json("config.json") if snap.file("config.json", required=False) else None
-    kind = (config or {}).get("hubmod_kind")
-    if kind == MODULE_KIND:
-        return Loaded(MODULE, ClassModule.from_snapshot(snap), snap)
-    if kind == COMPOSED_KIND:
-        return Loaded(COMPOSED, ComposedClassifier.from_snapshot(snap, hub), snap)
-    if kind == PATCHED_KIND:
-        return Loaded(PATCHED, PatchedClassifier.from_snapshot(snap, hub), snap)
+    config = snap.read_json(CONFIG) if snap.file(CONFIG, required=False) else None
+    artifact = artifact_class(config) if config is not None else None
+    if artifact is not None:
+        return Loaded(artifact.kind, artifact.from_snapshot(snap, hub), snap)
     if config is not None:
         return Loaded(PARENT, parent_from_snapshot(snap), snap)
     if has_index(snap):
@@ -63,10 +62,7 @@ def load(source: str, hub: str | Hub | None = None, revision: str | None = None)
 
 
 def class_names_of(loaded: Loaded) -> list[str]:
-    if loaded.kind in (PARENT, COMPOSED, PATCHED):
-        return loaded.obj.class_names
-    if loaded.kind == MODULE:
-        return [loaded.obj.class_name]
+    """The classes a loaded repo covers (a module's one class, a classifier's or a split's all)."""
     return loaded.obj.class_names
 
 
@@ -80,39 +76,48 @@ def evaluate(source: str | Loaded, dataset: str, split: str = "test", hub: str |
     """
     target = resolve_device(device)
     loaded = source if isinstance(source, Loaded) else load(source, hub)
-    if isinstance(loaded.obj, torch.nn.Module):
-        loaded.obj.to(target)
-    elif loaded.kind == PARENT:
-        loaded.obj.model.to(target)
     name = loaded.snapshot.name
     if loaded.kind == INDEX:
         raise HubmodError(f"{name} is a split index: evaluate a module or compose a classifier from it")
-    if loaded.kind == PARENT:
-        parent: Parent = loaded.obj
-        data = load_images(dataset, split, tuple(parent.data_config.input_size[1:]))
-        data = data.for_classes(parent.class_names, name)
-        pred = model_logits(parent.model, data.images, parent.data_config).argmax(1)
-        return report(pred, data.labels, data.class_names, model=name, dataset=dataset, split=split)
-    if loaded.kind == COMPOSED:
-        model: ComposedClassifier = loaded.obj
-        data = load_images(dataset, split, _largest_size(m.data_config for m in model.class_modules))
-        data = data.for_classes(model.class_names, name)
-        pred = model(data.images).argmax(1)
-        return report(pred, data.labels, data.class_names, model=name, dataset=dataset, split=split,
-                      extra={"calibration": model.calibration})
-    if loaded.kind == PATCHED:
-        patched: PatchedClassifier = loaded.obj
-        data = load_images(dataset, split, _largest_size([patched.weak_spec.data_config, patched.module.data_config]))
-        data = data.for_classes(patched.class_names, name)
-        pred = patched(data.images).argmax(1)
-        return report(pred, data.labels, data.class_names, model=name, dataset=dataset, split=split,
-                      extra={"patched_class": patched.class_names[patched.target], "strategy": patched.strategy})
-    module: ClassModule = loaded.obj
+    if isinstance(loaded.obj, torch.nn.Module):
+        loaded.obj.to(target)
+    else:
+        loaded.obj.model.to(target)
+    return _EVALUATE[loaded.kind](loaded.obj, name, dataset, split)
+
+
+def _parent(parent: Parent, name: str, dataset: str, split: str) -> EvalReport:
+    data = load_images(dataset, split, tuple(parent.data_config.input_size[1:]))
+    data = data.for_classes(parent.class_names, name)
+    pred = model_logits(parent.model, data.images, parent.data_config).argmax(1)
+    return report(pred, data.labels, data.class_names, model=name, dataset=dataset, split=split)
+
+
+def _composed(model: ComposedClassifier, name: str, dataset: str, split: str) -> EvalReport:
+    data = load_images(dataset, split, _largest_size(m.data_config for m in model.class_modules))
+    data = data.for_classes(model.class_names, name)
+    pred = model(data.images).argmax(1)
+    return report(pred, data.labels, data.class_names, model=name, dataset=dataset, split=split,
+                  extra={"calibration": model.calibration})
+
+
+def _patched(patched: PatchedClassifier, name: str, dataset: str, split: str) -> EvalReport:
+    data = load_images(dataset, split, _largest_size([patched.weak_spec.data_config, patched.module.data_config]))
+    data = data.for_classes(patched.class_names, name)
+    pred = patched(data.images).argmax(1)
+    return report(pred, data.labels, data.class_names, model=name, dataset=dataset, split=split,
+                  extra={"patched_class": patched.class_names[patched.target], "strategy": patched.strategy})
+
+
+def _module(module: ClassModule, name: str, dataset: str, split: str) -> EvalReport:
     data = load_images(dataset, split, tuple(module.data_config.input_size[1:]))
     own = _own_class_labels(data, module.class_name, name)
     pred = (module.probability(data.images) >= 0.5).long()
     return report(pred, own, ["rest", module.class_name], model=name, dataset=dataset, split=split,
                   extra={"mode": "one-vs-rest, Platt probability >= 0.5"})
+
+
+_EVALUATE = {PARENT: _parent, MODULE: _module, COMPOSED: _composed, PATCHED: _patched}
 
 
 def _largest_size(configs: Iterable[DataConfig]) -> tuple[int, int]:

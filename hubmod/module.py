@@ -16,11 +16,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import __version__, calibration
+from . import calibration
 from .artifact import HubArtifact
 from .channels import drop_classifier, rebuild
 from .devices import device_of
-from .errors import HubmodError, InvalidRepoError, first_line
+from .errors import InvalidRepoError, first_line
 from .fast_inference import FastBackbone, use_fast_path
 from .heads import build_head, reads_features
 from .hub import Hub, Snapshot
@@ -28,10 +28,6 @@ from .parents import WEIGHTS, ParentSpec
 from .preprocess import MAX_SIDE, DataConfig, prepare_input
 from .untrusted import Fields, check_format_version, printable
 from .weights import load_parts
-
-MODULE_KIND = "class_module"
-FORMAT_VERSION = 1
-CONFIG = "config.json"
 
 
 @dataclass
@@ -52,15 +48,15 @@ class ModuleConfig:
     command: str | None = None
 
     def to_dict(self) -> dict:
-        return {"hubmod_kind": MODULE_KIND, "format_version": FORMAT_VERSION, "hubmod_version": __version__,
-                **asdict(self)}
+        return {**ClassModule.config_header(), **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict, where: str) -> ModuleConfig:
-        if data.get("hubmod_kind") != MODULE_KIND:
+        """Checked field by field; also for the module configs a composed or patched config.json embeds."""
+        if data.get("hubmod_kind") != ClassModule.kind:
             raise InvalidRepoError(f"{where} is not a hubmod class module (config.json hubmod_kind is "
                                    f"{printable(data.get('hubmod_kind'))[:60]!r})")
-        check_format_version(data, FORMAT_VERSION, "module", where)
+        check_format_version(data, ClassModule.format_version, ClassModule.title, where)
         try:
             cfg = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         except TypeError as e:
@@ -112,8 +108,13 @@ class ModuleConfig:
             for key in ("mean", "std", "q05", "q50", "q95"):
                 stats.number(key, optional=True)
         name = Fields(self.method, f"{where}: config.json method").str("name", optional=True, max_len=100)
-        if name is not None and name not in _known_methods():
-            raise bad(f"method name {printable(name)!r} is not a method this hubmod knows")
+        if name is not None:
+            known = _known_methods()
+            if name not in known:
+                raise bad(f"method name {printable(name)!r} is not a method this hubmod knows")
+            for key, value in known[name].items():  # the card links these: only the method's own are kept
+                if self.method.setdefault(key, value) != value:
+                    raise bad(f"method {key} is not {name}'s")
 
     @property
     def parent_spec(self) -> ParentSpec:
@@ -124,16 +125,26 @@ class ModuleConfig:
         return {g["name"]: g["kept"] for g in self.channels["groups"]}
 
 
-def _known_methods() -> set[str]:
+def _known_methods() -> dict[str, dict[str, str]]:
+    """Each method's name -> the title and paper URL a module config records (configs written before
+    they were recorded get them on load)."""
     from .splitters import METHODS  # the methods' code is only needed for their names, when a config is read
 
-    return set(METHODS)
+    return {name: method_record(cls) for name, cls in METHODS.items()}
+
+
+def method_record(cls: Any) -> dict[str, str]:
+    """What a module's config.json says about the method that split it, beside its name and options."""
+    return {"title": cls.pretty_name, "paper_url": cls.paper_url}
 
 
 class ClassModule(HubArtifact, nn.Module):
     """A standalone model that scores how much an image looks like one class."""
 
-    kind = MODULE_KIND
+    kind = "class_module"
+    format_version = 1
+    title = "class module"
+    card_template = "module.md.j2"
 
     def __init__(self, backbone: nn.Module, head: nn.Module, config: ModuleConfig):
         super().__init__()
@@ -149,6 +160,11 @@ class ClassModule(HubArtifact, nn.Module):
     @property
     def class_name(self) -> str:
         return self.config.class_name
+
+    @property
+    def class_names(self) -> list[str]:
+        """The one class the module scores (every loadable kind says which classes it covers)."""
+        return [self.config.class_name]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw scores [B] for preprocessed input [B, C, H, W] (moved to the module's device)."""
@@ -200,16 +216,11 @@ class ClassModule(HubArtifact, nn.Module):
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def from_snapshot(cls, snap: Snapshot, hub: str | Hub | None = None) -> ClassModule:
-        data = snap.read_json(CONFIG)
+    def _from_config(cls, config: dict, snap: Snapshot, hub: str | Hub | None) -> ClassModule:
         name = printable(snap.name)
-        if data.get("hubmod_kind") != MODULE_KIND:
-            raise HubmodError(f"{name} is not a class module (it is a "
-                              f"{printable(data.get('hubmod_kind') or 'timm model')}); use it as a parent or "
-                              "compose from it")
         if snap.file(WEIGHTS, required=False) is None:
             raise InvalidRepoError(f"{name} has no {WEIGHTS}; hubmod only loads safetensors weights")
-        module = cls.from_config(data, name)
+        module = cls.from_config(config, name)
         load_parts(snap.file(WEIGHTS), {"": module}, name)
         return module
 

@@ -16,7 +16,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import __version__
 from .artifact import HubArtifact, PredictsClassNames
 from .composed import resolve_ref
 from .devices import device_of
@@ -26,18 +25,19 @@ from .module import ClassModule
 from .parents import WEIGHTS, ParentSpec, load_parent
 from .preprocess import batches_by_config
 from .refs import match_class
-from .untrusted import Fields, check_format_version, printable
+from .untrusted import Fields, printable
 from .weights import load_parts
 
-PATCHED_KIND = "patched_classifier"
-FORMAT_VERSION = 1
 STRATEGIES = ("minmax", "platt")
 
 
 class PatchedClassifier(PredictsClassNames, HubArtifact, nn.Module):
     """The weak model's classes, with ``target`` scored by ``module`` instead of the weak model."""
 
-    kind = PATCHED_KIND
+    kind = "patched_classifier"
+    format_version = 1
+    title = "patched classifier"
+    card_template = "patched.md.j2"
 
     def __init__(self, weak: nn.Module, weak_spec: ParentSpec, module: ClassModule, target: int,
                  strategy: str = "minmax", provenance: dict | None = None):
@@ -78,9 +78,7 @@ class PatchedClassifier(PredictsClassNames, HubArtifact, nn.Module):
 
     def config_dict(self) -> dict:
         return {
-            "hubmod_kind": PATCHED_KIND,
-            "format_version": FORMAT_VERSION,
-            "hubmod_version": __version__,
+            **self.config_header(),
             "class_names": self.class_names,
             "target_class": self.class_names[self.target],
             "target_index": self.target,
@@ -105,13 +103,8 @@ class PatchedClassifier(PredictsClassNames, HubArtifact, nn.Module):
         return f"hubmod: patch class {self.class_names[self.target]}"
 
     @classmethod
-    def from_snapshot(cls, snap: Snapshot, hub: str | Hub | None = None) -> PatchedClassifier:
-        data = snap.read_json("config.json")
+    def _from_config(cls, data: dict, snap: Snapshot, hub: str | Hub | None) -> PatchedClassifier:
         name = printable(snap.name)
-        if data.get("hubmod_kind") != PATCHED_KIND:
-            raise HubmodError(f"{name} is not a patched classifier (config.json hubmod_kind is "
-                              f"{printable(data.get('hubmod_kind'))[:60]!r})")
-        check_format_version(data, FORMAT_VERSION, "patched classifier", name)
         fields = Fields(data, f"{name}: config.json")
         weak_entry, module_entry = fields.obj("weak"), fields.obj("module")
         strategy = fields.str("strategy", max_len=20)

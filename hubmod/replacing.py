@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from . import calibration
+from .artifact import CONFIG, artifact_class
 from .composed import DEFAULT_COMBINER, ComposedClassifier, compose_modules, modules_of, resolve_ref
 from .errors import HubmodError
 from .fitting import HELD_OUT
@@ -54,10 +55,10 @@ def _fit_record(model_source: str, hub: str | Hub | None) -> dict | None:
 
     ref, _ = parse_ref(model_source)
     snap = open_ref(ref, hub)
-    if snap.file("config.json", required=False) is None:
+    if snap.file(CONFIG, required=False) is None:
         return None
-    config = snap.read_json("config.json")
-    if config.get("hubmod_kind") != "composed_classifier" or "combiner" not in config:
+    config = snap.read_json(CONFIG)
+    if artifact_class(config) is not ComposedClassifier or "combiner" not in config:
         return None
     fit = config.get("fit")
     return fit if isinstance(fit, dict) else {}

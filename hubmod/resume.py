@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .errors import HubmodError, option
 from .hub import Hub, hubmod_home
-from .module import MODULE_KIND, ClassModule
+from .module import ClassModule
 from .untrusted import parse_json
 
 OUTCOME = "outcome.json"
@@ -136,6 +136,6 @@ def published_revision(hub: Hub, repo_id: str, split_id: str) -> str | None:
         cfg = snap.read_json("config.json")
     except HubmodError:
         return None
-    if cfg.get("hubmod_kind") == MODULE_KIND and cfg.get("split_id") == split_id:
+    if cfg.get("hubmod_kind") == ClassModule.kind and cfg.get("split_id") == split_id:
         return snap.sha
     return None

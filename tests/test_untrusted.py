@@ -228,7 +228,7 @@ def test_a_repo_in_another_format_version_is_one_line_saying_upgrade(version, sa
     cfg = json.loads((d / "config.json").read_text())
     cfg["format_version"] = version
     (d / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(InvalidRepoError, match=r"uses module format .*; this hubmod reads format 1: upgrade hubmod"):
+    with pytest.raises(InvalidRepoError, match=r"uses class module format .*; this hubmod reads format 1: upgrade"):
         ClassModule.from_pretrained(d)
     index = {"hubmod_kind": "split_index", "format_version": version, "modules": []}
     with pytest.raises(InvalidRepoError, match=rf"{SPLIT_INDEX} uses split index format .*: upgrade hubmod") as err:
