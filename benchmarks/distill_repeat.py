@@ -68,7 +68,7 @@ class _Handed(Exception):
 def capture(options: dict) -> dict:
     """Run the search; keep the arguments GradSplitter passes to distill() instead of distilling."""
     import hubmod
-    import hubmod.splitters.gradsplitter as gradsplitter
+    import hubmod.splitters.gradsplitter.search as search
 
     got: dict = {}
 
@@ -76,15 +76,15 @@ def capture(options: dict) -> dict:
         got.update(parent=parent, students=students, targets=targets, x=x, labels=labels, settings=settings)
         raise _Handed
 
-    real = gradsplitter.distill
-    gradsplitter.distill = stand_in
+    real = search.distill
+    search.distill = stand_in
     try:
         hubmod.split(HELD_OUT_REPO, "fashion-mnist", hub="local", seed=0, options=options, publish=False,
                      progress=False)
     except _Handed:
         pass
     finally:
-        gradsplitter.distill = real
+        search.distill = real
     if not got:
         raise SystemExit("the search did not reach distillation; nothing to measure")
     return got
@@ -105,8 +105,8 @@ def test_images(parent_repo: str):
 def composed_accuracy(got: dict, students, x, y) -> float:
     import torch
 
-    from hubmod.splitters.base import in_chunks
-    from hubmod.splitters.distill import composite
+    from hubmod.batching import in_chunks
+    from hubmod.distillation import composite
 
     with torch.no_grad():
         raw = torch.stack([in_chunks(s, x) for s in students])
@@ -119,8 +119,8 @@ def time_steps(got: dict, channels_last: bool = True) -> float:
 
     import torch
 
+    from hubmod.distillation import _channels_last, _loss, _students_step, _training
     from hubmod.parallel import DataParallel
-    from hubmod.splitters.distill import _channels_last, _loss, _students_step, _training
 
     students = copy.deepcopy(got["students"])
     settings = dataclasses.replace(got["settings"], label_weight=0.5)
@@ -143,8 +143,8 @@ def run(setting: str, smoke: bool = False, label_weights: tuple[float, ...] = LA
         refit_heads: bool = True, augment_epochs: int = 0) -> dict:
     import torch
 
+    from hubmod.distillation import distill
     from hubmod.parallel import DataParallel
-    from hubmod.splitters.distill import distill
 
     setup_home()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

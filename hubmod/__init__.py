@@ -24,12 +24,12 @@ _EXPORTS = {
     "ClassModule": "hubmod.module",
     "ComposedClassifier": "hubmod.composed",
     "compose": "hubmod.composed",
-    "split": "hubmod.splitting",
+    "split": "hubmod.split_pipeline",
     "PatchedClassifier": "hubmod.patching",
     "patch": "hubmod.patching",
     "replace": "hubmod.replacing",
-    "SplitReport": "hubmod.splitting",
-    "evaluate": "hubmod.loading",
+    "SplitReport": "hubmod.split_pipeline",
+    "evaluate": "hubmod.evaluation",
     "export": "hubmod.onnx_export",
     "load": "hubmod.loading",
     "load_parent": "hubmod.parents",
@@ -48,14 +48,15 @@ __all__ = [
 if TYPE_CHECKING:
     from .composed import ComposedClassifier, compose
     from .errors import HubmodError
+    from .evaluation import evaluate
     from .hub import HfHub, LocalHub, get_hub
-    from .loading import evaluate, load
+    from .loading import load
     from .module import ClassModule
     from .onnx_export import export
     from .parents import load_parent
     from .patching import PatchedClassifier, patch
     from .replacing import replace
-    from .splitting import SplitReport, split
+    from .split_pipeline import SplitReport, split
 
 
 def __getattr__(name: str):

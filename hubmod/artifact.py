@@ -17,9 +17,9 @@ import torch
 from . import __version__
 from .errors import HubmodError
 from .hub import Hub, Snapshot, get_hub, open_ref
-from .parents import WEIGHTS
 from .refs import RepoRef, parse_source
 from .untrusted import check_format_version, printable
+from .weights import WEIGHTS
 
 CONFIG = "config.json"
 

@@ -219,13 +219,13 @@ def split(
     def body():
         _before_torch(source, method, param)
         from .parallel import close
-        from .splitting import split as run_split
+        from .split_pipeline import split as run_split
 
         chosen = dataset
         if chosen is None:
             from .hub import open_ref
             from .refs import parse_source
-            from .splitting import dataset_of
+            from .split_pipeline import dataset_of
 
             chosen = dataset_of(open_ref(parse_source(source), hub), source)
             typer.echo(f"splitting on {_s(chosen)}, the dataset {_s(source)} names (choose with --dataset)", err=True)
@@ -325,7 +325,8 @@ def compose(
             typer.echo(f"warning: the fit images come from {_s(fit)}'s test split, which --eval-dataset scores: "
                        "the accuracy counts them", err=True)
         if dataset:
-            from .loading import COMPOSED, Loaded, evaluate
+            from .evaluation import evaluate
+            from .loading import COMPOSED, Loaded
 
             snap = getattr(model, "source", None)
             rep = evaluate(Loaded(COMPOSED, model, snap or _fake_snapshot(output)), dataset, device=device)
@@ -389,7 +390,7 @@ def patch(
         info = {"output": output, "revision": model.pushed_revision, "patched_class": target,
                 "strategy": strategy, **model.provenance}
         if dataset:
-            from .loading import evaluate
+            from .evaluation import evaluate
 
             before = evaluate(weak_model, dataset, hub=hub, device=device)
             after = evaluate(output, dataset, hub=hub, device=device)
@@ -452,7 +453,8 @@ def replace(
         info = {"output": output, "revision": new.pushed_revision, "classes": new.class_names,
                 "calibration": new.calibration, "modules": new.provenance}
         if dataset:
-            from .loading import COMPOSED, Loaded, evaluate, load
+            from .evaluation import evaluate
+            from .loading import COMPOSED, Loaded, load
 
             old = load(model, hub)
             if old.kind != COMPOSED:  # a split parent stands for all its modules: "before" is their composition
@@ -500,7 +502,7 @@ def eval_cmd(
 
     def body():
         _before_torch(source)
-        from .loading import evaluate
+        from .evaluation import evaluate
 
         rep = evaluate(source, dataset, split=split, hub=hub, device=device)
         if as_json:

@@ -24,12 +24,11 @@ from .errors import HubmodError, InvalidRepoError
 from .fast_inference import SharedStems, use_fast_path
 from .hub import Hub, Snapshot, get_hub, open_ref
 from .module import ClassModule
-from .parents import WEIGHTS
 from .preprocess import batches_by_config
 from .refs import is_commit_sha, match_class, parse_ref, validate_repo_id
 from .split_index import SPLIT_INDEX, SplitIndex, has_index
 from .untrusted import printable
-from .weights import load_parts
+from .weights import WEIGHTS, load_parts
 
 MAX_MODULES = 1000  # each module costs a parent build: a composed config listing more is refused
 DEFAULT_COMBINER = "affine"  # the most accurate on average at 1-10 images per class (BENCHMARKS.md, reuse)

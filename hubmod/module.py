@@ -24,10 +24,10 @@ from .errors import InvalidRepoError, first_line
 from .fast_inference import FastBackbone, use_fast_path
 from .heads import build_head, reads_features
 from .hub import Hub, Snapshot
-from .parents import WEIGHTS, ParentSpec
+from .parents import ParentSpec
 from .preprocess import MAX_SIDE, DataConfig, prepare_input
 from .untrusted import Fields, check_format_version, printable
-from .weights import load_parts
+from .weights import WEIGHTS, load_parts
 
 
 @dataclass

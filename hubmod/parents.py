@@ -20,9 +20,8 @@ from .hub import Hub, Snapshot, open_ref
 from .preprocess import DataConfig
 from .refs import parse_source
 from .untrusted import printable
-from .weights import load_parts
+from .weights import WEIGHTS, load_parts
 
-WEIGHTS = "model.safetensors"
 _MAX_CLASSES = 100_000
 MAX_PARAMETERS = 2_000_000_000  # above any timm classifier; a config asking for more is refused
 MAX_BUFFER_ELEMENTS = 500_000_000  # BatchNorm statistics and the like are a small share of a CNN
@@ -215,11 +214,6 @@ def _plain_arg(value: object, depth: int = 0) -> bool:
 def has_unsaved_buffers(model: nn.Module) -> bool:
     """Whether ``model`` keeps buffers that weights files do not hold (they must be computed by building it)."""
     return any(getattr(m, "_non_persistent_buffers_set", None) for m in model.modules())
-
-
-def substate(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The tensors under ``prefix`` (e.g. ``"modules.3."``) with the prefix removed: one part of a consolidated file."""
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def card_metadata(snapshot: Snapshot) -> dict:

@@ -22,11 +22,11 @@ from .devices import device_of
 from .errors import HubmodError, InvalidRepoError, option
 from .hub import Hub, Snapshot
 from .module import ClassModule
-from .parents import WEIGHTS, ParentSpec, load_parent
+from .parents import ParentSpec, load_parent
 from .preprocess import batches_by_config
 from .refs import match_class
 from .untrusted import Fields, printable
-from .weights import load_parts
+from .weights import WEIGHTS, load_parts
 
 STRATEGIES = ("minmax", "platt")
 

@@ -1,6 +1,6 @@
 """The split index (``hubmod_split.json``): which module repo, at which commit, holds each class of a split.
 
-One schema for the writer (hubmod.splitting) and every reader (compose, inspect, eval, load), so an
+One schema for the writer (hubmod.split_pipeline) and every reader (compose, inspect, eval, load), so an
 index from a stranger is checked field by field once, where it is read.
 """
 

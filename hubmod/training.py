@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .augment import augment
 from .data import LabeledImages
 from .hub import Hub, get_hub
 from .parents import VALIDATION_KEY
@@ -99,7 +100,7 @@ def train_parent(
                     break
                 if len(idx) < 2:  # BatchNorm needs two samples in train mode
                     continue
-                xb = _augment(x_all[idx], gen)
+                xb = augment(x_all[idx], gen)
                 loss = F.cross_entropy(model(xb), y_all[idx], label_smoothing=0.1)
                 opt.zero_grad()
                 loss.backward()
@@ -113,22 +114,6 @@ def train_parent(
     model.pretrained_cfg = {**model.pretrained_cfg, **_pretrained_cfg(data_cfg, data.class_names)}
     return TrainedParent(model, list(data.class_names), data_cfg, time.perf_counter() - start, epochs, len(y_all),
                          validation)
-
-
-def draw_augment(n: int, gen: torch.Generator) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Random horizontal flips for ``n`` images and one shift of up to 2 px for the batch."""
-    flip = torch.rand(n, generator=gen) < 0.5
-    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=gen))
-    return flip, (dy, dx)
-
-
-def apply_augment(x: torch.Tensor, flip: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
-    x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
-    return torch.roll(x, shifts=shift, dims=(-2, -1))
-
-
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    return apply_augment(x, *draw_augment(len(x), gen))
 
 
 def _pretrained_cfg(cfg: DataConfig, class_names: list[str]) -> dict:

@@ -20,6 +20,8 @@ import torch.nn as nn
 from .errors import InvalidRepoError
 from .untrusted import parse_json
 
+WEIGHTS = "model.safetensors"  # every repo kind's one weights file
+
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 _ITEM_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
@@ -115,3 +117,8 @@ def load_parts(path: Path, parts: Mapping[str, nn.Module], where: str) -> None:
         if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
             model.to_empty(device="cpu")
         model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+
+
+def substate(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors under ``prefix`` (e.g. ``"modules.3."``) with the prefix removed: one part of a consolidated file."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

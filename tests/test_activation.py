@@ -93,7 +93,7 @@ def test_activation_split_reuse_and_replace(tiny_parent_dirs, small_fmnist_dir):
     and replace one class of a modular classifier with the other parent's module."""
     from conftest import publish_dir
 
-    from hubmod.loading import evaluate
+    from hubmod.evaluation import evaluate
 
     publish_dir(tiny_parent_dirs["vgg"], "me/vgg")
     publish_dir(tiny_parent_dirs["resnet"], "me/rn")

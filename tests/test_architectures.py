@@ -74,9 +74,9 @@ def test_masked_forward_equals_extraction_for_every_family(key):
         hooks.set(masks)
         logits = model(x.repeat(n, 1, 1, 1)).view(n, 4, -1)
         features = model.forward_head(model.forward_features(x.repeat(n, 1, 1, 1)), pre_logits=True).view(n, 4, -1)
-    from hubmod.splitters.gradsplitter import _as_extracted, _mac_share
+    from hubmod.splitters.gradsplitter.cost import as_extracted, mac_share
 
-    share = _mac_share(model, groups, example)(_as_extracted(masks))  # as extraction counts a group wholly off
+    share = mac_share(model, groups, example)(as_extracted(masks))  # as extraction counts a group wholly off
     parent_macs = sum(conv_macs(model, example).values())
     for i in range(n):
         kept = unit_channels(groups, {name: m[i] for name, m in masks.items()})

@@ -116,7 +116,7 @@ def test_batchnorm_recalibration_matches_the_data():
 def test_mac_share_of_masks_is_the_extracted_modules_share(arch, args):
     """GradSplitter's differentiable MAC measure agrees with counting the extracted modules' convolutions."""
     from hubmod.channels import conv_macs
-    from hubmod.splitters.gradsplitter import _mac_share
+    from hubmod.splitters.gradsplitter.cost import mac_share
 
     model = _model(arch, args)
     example = torch.zeros(1, 1, 28, 28)
@@ -126,7 +126,7 @@ def test_mac_share_of_masks_is_the_extracted_modules_share(arch, args):
     for m in masks.values():
         m[:, 0] = 1  # no group wholly off: extraction would keep one zeroed channel there
     masks = {name: m if i else torch.ones_like(m) for i, (name, m) in enumerate(masks.items())}
-    share = _mac_share(model, groups, example)(masks)
+    share = mac_share(model, groups, example)(masks)
     parent_macs = sum(conv_macs(model, example).values())
     for i in range(3):
         kept = {g.name: torch.nonzero(masks[g.name][i]).flatten().tolist() for g in groups}
@@ -134,5 +134,5 @@ def test_mac_share_of_masks_is_the_extracted_modules_share(arch, args):
         expected = sum(conv_macs(pruned, example).values()) / parent_macs
         assert share[i].item() == pytest.approx(expected, rel=1e-6), (arch, i)
     assert 0 < share.max() < 1
-    assert _mac_share(model, groups, example)({n: torch.ones_like(m) for n, m in masks.items()}).tolist() == \
+    assert mac_share(model, groups, example)({n: torch.ones_like(m) for n, m in masks.items()}).tolist() == \
         pytest.approx([1.0] * 3)

@@ -120,8 +120,8 @@ def test_cnnsplitter_split_then_patch_a_weak_model(tiny_parent_dirs, fmnist_trai
     """A tiny split with CNNSplitter in the shared format, then a weak model patched with one module."""
     from conftest import _balanced, train_tiny
 
+    from hubmod.evaluation import evaluate
     from hubmod.hub import LocalHub
-    from hubmod.loading import evaluate
     from hubmod.patching import PatchedClassifier
     from hubmod.training import publish_parent
 

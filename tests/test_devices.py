@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 import hubmod
-import hubmod.splitting as splitting
+import hubmod.split_pipeline as splitting
 from hubmod.devices import device_of, resolve_device
 from hubmod.errors import HubmodError
 
@@ -68,8 +68,9 @@ def test_evaluating_on_an_explicit_cpu_matches_auto(vgg_split, small_fmnist_dir)
     model = hubmod.ComposedClassifier(vgg_split.modules, "none")
     from pathlib import Path
 
+    from hubmod.evaluation import evaluate
     from hubmod.hub import Snapshot
-    from hubmod.loading import COMPOSED, Loaded, evaluate
+    from hubmod.loading import COMPOSED, Loaded
 
     snap = Snapshot(path=Path("."), sha="", hub="memory", repo_id="tiny")
     a = evaluate(Loaded(COMPOSED, model, snap), str(small_fmnist_dir), device="cpu")

@@ -1,4 +1,4 @@
-"""Distilling the parent into extracted modules (hubmod.splitters.distill) and its use in GradSplitter."""
+"""Distilling the parent into extracted modules (hubmod.distillation) and its use in GradSplitter."""
 
 import pytest
 import torch
@@ -6,13 +6,7 @@ import torch.nn.functional as F
 from conftest import TINY_SPLIT
 
 from hubmod.channels import channel_groups, drop_classifier, extract, feature_channels, zeroed_tensors
-from hubmod.heads import FeatureMLPHead
-from hubmod.hub import get_hub, open_ref
-from hubmod.parallel import DataParallel
-from hubmod.parents import parent_from_snapshot
-from hubmod.preprocess import preprocess
-from hubmod.refs import parse_source
-from hubmod.splitters.distill import (
+from hubmod.distillation import (
     DistillSettings,
     Student,
     _batches,
@@ -20,6 +14,12 @@ from hubmod.splitters.distill import (
     composite,
     distill,
 )
+from hubmod.heads import FeatureMLPHead
+from hubmod.hub import get_hub, open_ref
+from hubmod.parallel import DataParallel
+from hubmod.parents import parent_from_snapshot
+from hubmod.preprocess import preprocess
+from hubmod.refs import parse_source
 
 
 def test_composite_puts_students_in_their_columns():
@@ -250,56 +250,6 @@ def test_a_distilled_choice_is_within_tolerance_on_validation(vgg_split):
         assert chosen["distilled_val_accuracy"] == m["val_accuracy"]
     else:
         assert all(h["distilled_val_accuracy"] < threshold for h in tried)
-
-
-def test_distill_tries_go_from_fewest_kernels_and_skip_what_a_failed_try_rules_out():
-    from hubmod.splitters.gradsplitter import _next_distill_try
-
-    history = [{"val_accuracy": a, "cost": c} for a, c in [(0.90, 1.0), (0.89, 0.5), (0.885, 0.35), (0.86, 0.25),
-                                                           (0.80, 0.2)]]
-    # below the search threshold (0.85) is never tried; the fewest kernels above it go first
-    assert _next_distill_try(history, 0.85, 0.89) == 3
-    # distillation won back 1 point at 25 %: 35 % (88.5 + 1 >= 89) is worth a try, and fewer kernels are ruled out
-    history[3]["distilled_val_accuracy"] = 0.87
-    assert _next_distill_try(history, 0.85, 0.89) == 2
-    # had it won back only 0.2 points, 35 % would miss too, so the next try is 50 %
-    history[3]["distilled_val_accuracy"] = 0.862
-    assert _next_distill_try(history, 0.85, 0.89) == 1
-    # when every snapshot is ruled out there is no try (the undistilled choice stands); cycle 0 is never distilled
-    history[1]["distilled_val_accuracy"] = 0.88
-    assert _next_distill_try(history, 0.85, 0.89) is None
-
-
-def test_a_size_budget_ranks_choices_at_or_below_it_by_accuracy():
-    from hubmod.splitters.gradsplitter import _choose, _next_distill_try
-
-    history = [{"val_accuracy": a, "cost": c} for a, c in [(0.90, 1.0), (0.89, 0.36), (0.87, 0.28), (0.88, 0.30)]]
-    assert _choose(history, 0.86) == 2  # without a budget the fewest kernels win
-    assert _choose(history, 0.86, budget=0.30) == 3  # at or below 30 % they cost the same: the more accurate wins
-    assert _choose(history, 0.86, budget=0.25) == 2
-    assert _next_distill_try(history, 0.85, 0.89) == 2
-    assert _next_distill_try(history, 0.85, 0.89, budget=0.30) == 3
-    # a failed try at 30 % rules out the cheaper 28 % too
-    history[3]["distilled_val_accuracy"] = 0.885
-    assert _next_distill_try(history, 0.85, 0.89, budget=0.30) == 1
-
-
-def test_topping_up_readmits_the_channels_nearest_to_being_kept_within_the_budget():
-    from hubmod.splitters.gradsplitter import _top_up
-
-    values = {"a": torch.tensor([[0.3, -0.01, -0.5, -0.2], [0.1, 0.2, -0.05, -0.9]]), "b": torch.tensor([[0.4, -0.3]])}
-
-    def share(masks):  # the mean kept share of all channels, as a stand-in for a kernel share
-        return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
-
-    assert share({k: (v > 0).float() for k, v in values.items()}) == 0.4
-    same = _top_up(values, share, 0.4)
-    assert all(torch.equal(same[k], (v > 0).float()) for k, v in values.items())
-    topped = _top_up(values, share, 0.65)  # room for two more of the ten: -0.01 and -0.05, the nearest to 0
-    assert share(topped) == 0.6
-    assert torch.equal(topped["a"], torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]]))
-    assert torch.equal(topped["b"], torch.tensor([[1.0, 0.0]]))
-    assert share(_top_up(values, share, 1.0)) == 1.0
 
 
 def test_a_split_below_its_size_budget_is_topped_up_to_it(tiny_parent_dirs):

@@ -64,7 +64,7 @@ def test_a_parent_that_names_no_usable_dataset_asks_for_one(named, tiny_parent_d
     import shutil
 
     from hubmod.hub import dir_snapshot
-    from hubmod.splitting import dataset_of
+    from hubmod.split_pipeline import dataset_of
     from hubmod.trained_on import trained_on
 
     parent = tmp_path / "parent"

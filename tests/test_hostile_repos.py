@@ -445,8 +445,8 @@ def test_an_identical_split_running_is_refused(tiny_parent_dirs):
 
     from hubmod.parents import load_parent
     from hubmod.resume import split_lock
+    from hubmod.split_pipeline import _split_id
     from hubmod.splitters import get_splitter
-    from hubmod.splitting import _split_id
 
     parent = load_parent(str(tiny_parent_dirs["vgg"]))
     config = get_splitter("gradsplitter", TINY_SPLIT).config

@@ -34,7 +34,7 @@ def _hundred_classes(data: LabeledImages) -> LabeledImages:
 def test_compose_and_evaluate_one_hundred_module_repos(fmnist_train, fmnist_test, tmp_path):
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
 
-    from hubmod.loading import evaluate
+    from hubmod.evaluation import evaluate
     from hubmod.training import publish_parent
 
     train = _hundred_classes(_balanced(fmnist_train, 60, seed=5))

@@ -22,7 +22,7 @@ REPOS = ["kill/vgg-trouser", "kill/vgg-bag", "kill/vgg-sneaker"]
 
 KILLER = """
 import os, sys
-import hubmod.hub as hub
+import hubmod.hub.local as hub
 
 where, after = os.environ["KILL_AT"], int(os.environ["KILL_AFTER"])
 calls = {"n": 0}

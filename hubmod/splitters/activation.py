@@ -28,6 +28,7 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
+from ..batching import in_chunks, progress_bar
 from ..channels import ChannelGroup, GroupMasks, group_activations, unit_channels
 from .base import (
     ClassSlice,
@@ -38,9 +39,7 @@ from .base import (
     Splitter,
     at_least,
     between,
-    in_chunks,
     method_option,
-    progress_bar,
 )
 from .cnnsplitter import masked_logits
 

@@ -25,6 +25,7 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
+from ..batching import in_chunks, progress_bar
 from ..channels import ChannelGroup, GroupMasks, group_activations, unit_channels
 from .base import (
     ClassSlice,
@@ -35,9 +36,7 @@ from .base import (
     Splitter,
     at_least,
     between,
-    in_chunks,
     method_option,
-    progress_bar,
 )
 
 

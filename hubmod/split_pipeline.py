@@ -22,16 +22,17 @@ from pathlib import Path
 import torch
 
 from . import calibration
+from .baselines import refit_classifier
 from .channels import analyse_channels, count_kernels, count_macs, count_params, extract
 from .composed import ComposedClassifier
 from .data import LabeledImages, dataset_splits, load_for_model, sample_stream
 from .devices import AUTO, resolve_device
 from .errors import HubmodError, option
 from .hub import Hub, Snapshot, get_hub, open_ref
-from .metrics import model_logits, per_class_metrics, pre_logits, refit_classifier
-from .module import ClassModule, ModuleConfig, attach_head
+from .metrics import model_logits, per_class_metrics, pre_logits
+from .module import ClassModule, ModuleConfig, attach_head, method_record
 from .parallel import data_parallel, launched_processes
-from .parents import Parent, parent_from_snapshot, substate
+from .parents import Parent, parent_from_snapshot
 from .preprocess import preprocess
 from .refs import class_slugs, match_class, parse_source, validate_repo_id
 from .resume import (
@@ -46,6 +47,7 @@ from .split_index import SPLIT_INDEX, IndexEntry, SplitIndex
 from .splitters import ClassSlice, SplitContext, get_splitter
 from .trained_on import trained_on
 from .untrusted import printable
+from .weights import substate
 
 HELD_OUT_FRACTION = 0.2
 
@@ -355,7 +357,7 @@ def split(
                 "parent": {**parent.spec.to_dict(), "repo_id": parent.snapshot.repo_id,
                            "revision": parent.snapshot.sha, "hub": parent.snapshot.hub, "license": parent.license},
                 "data_config": parent.data_config.to_dict(),
-                "method": {"name": method, "params": mcfg.to_dict(),
+                "method": {"name": method, **method_record(splitter), "params": mcfg.to_dict(),
                            "distilled": bool(outcome.metrics.get("distilled", False))},
                 "dataset": {"name": dataset, "hub_id": data.hub_id, "train_samples": len(data.train_y),
                             "val_samples": len(data.val_y), "val_source": data.val_source, "seed": seed,
@@ -467,7 +469,7 @@ def _publish(report: SplitReport, modules: list[ClassModule], repo_ids: dict[int
     index = SplitIndex(
         index_repo=prefix,
         parent={"repo_id": parent.snapshot.repo_id, "revision": parent.snapshot.sha, "hub": parent.snapshot.hub},
-        method={"name": report.method, "params": modules[0].config.method["params"]},
+        method={k: modules[0].config.method[k] for k in ("name", "title", "paper_url", "params")},
         split_id=modules[0].config.split_id,
         command=modules[0].config.command,
         metrics={"composed_accuracy": report.composed_accuracy, "parent_accuracy": report.parent_accuracy,

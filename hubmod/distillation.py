@@ -47,10 +47,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..channels import recalibrate_batchnorm
-from ..parallel import DataParallel
-from ..training import apply_augment, draw_augment
-from .base import in_chunks, progress_bar
+from .augment import apply_augment, draw_augment
+from .batching import in_chunks, progress_bar
+from .channels import recalibrate_batchnorm
+from .parallel import DataParallel
 
 T = TypeVar("T")
 
