@@ -333,39 +333,13 @@ def split(
             times["search"] = times["extract"] = 0.0
         else:
             t = time.perf_counter()
-            groups, fixed = analyse_channels(model, example)  # before freezing: torch-pruning traces through autograd
-            for p in model.parameters():
-                p.requires_grad_(False)
-            with torch.no_grad():
-                parent_val_acc = float((model(data.val_x).argmax(1) == data.val_y).float().mean())
-            ctx = SplitContext(model.to(compute), groups, len(names), data.train_x.to(compute),
-                               data.train_y.to(compute), data.val_x.to(compute), data.val_y.to(compute), targets,
-                               example.to(compute), seed, progress, parent_val_acc, par,
-                               *(t.to(compute) if t is not None else None for t in (data.distill_x, data.distill_y)))
-            try:
-                outcome = splitter.split(ctx)
-            finally:
-                model.cpu()
-            for s in outcome.slices:
-                if s.backbone is not None:
-                    s.backbone.cpu()
-                s.head_state = {k: v.cpu() for k, v in s.head_state.items()}
+            groups, fixed, outcome = _search(splitter, model, example, data, len(names), targets, seed, progress,
+                                             par, compute)
             times["search"] = time.perf_counter() - t
 
             t = time.perf_counter()
-            base = {
-                "parent": {**parent.spec.to_dict(), "repo_id": parent.snapshot.repo_id,
-                           "revision": parent.snapshot.sha, "hub": parent.snapshot.hub, "license": parent.license},
-                "data_config": parent.data_config.to_dict(),
-                "method": {"name": method, **method_record(splitter), "params": mcfg.to_dict(),
-                           "distilled": bool(outcome.metrics.get("distilled", False))},
-                "dataset": {"name": dataset, "hub_id": data.hub_id, "train_samples": len(data.train_y),
-                            "val_samples": len(data.val_y), "val_source": data.val_source, "seed": seed,
-                            # the images the parent did not train on, for fitting compositions (hubmod.fitting)
-                            **({"parent_held_out": parent.spec.validation} if parent.spec.validation else {})},
-                "split_id": split_id,
-                "command": _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options, stream),
-            }
+            base = _module_base(parent, method, splitter, outcome, dataset, data, seed, split_id,
+                                _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options, stream))
             modules = [_build_module(s, model, groups, fixed, example, base, parent_sizes, data)
                        for s in outcome.slices]
             method_metrics = outcome.metrics
@@ -377,20 +351,8 @@ def split(
         measured = _measure(modules, parent, targets, data, seed)
         times["evaluate"] = time.perf_counter() - t
 
-        rows = [
-            ModuleRow(m.class_name, repo_ids[m.config.class_index] if publish else None, None,
-                      m.config.metrics["kept_kernels"], m.config.metrics["kernels"], m.config.metrics["params"],
-                      m.config.metrics["macs"], m.config.metrics["test_precision"], m.config.metrics["test_recall"],
-                      m.config.metrics["test_f1"], m.config.metrics["val_f1"])
-            for m in modules
-        ]
-        report = SplitReport(
-            parent=parent.display_name, parent_revision=parent.snapshot.sha, method=method, dataset=dataset,
-            eval_split=data.test.split, rows=rows, parent_accuracy=measured["parent"],
-            parent_refit_accuracy=measured["refit"], composed_accuracy=measured["composed"], n_test=measured["n"],
-            parent_kernels=parent_sizes["kernels"], parent_params=parent_sizes["params"],
-            parent_macs=parent_sizes["macs"], seconds=times, method_metrics=method_metrics, modules=modules,
-        )
+        report = _report(modules, parent, method, dataset, data, measured, parent_sizes, times, method_metrics,
+                         repo_ids if publish else None)
         if publish_here:
             t = time.perf_counter()
             _publish(report, modules, repo_ids, parent, prefix, hub_obj, done, data.test, private)
@@ -399,6 +361,72 @@ def split(
         par.barrier()  # the other processes return once the modules are published
     times["total"] = time.perf_counter() - t0
     return report
+
+
+def _search(splitter, model: torch.nn.Module, example: torch.Tensor, data: _SplitData, num_classes: int,
+            targets: list[int], seed: int, progress: bool, par, compute: torch.device):
+    """The method's search on the frozen parent: its channel groups, the couplings kept whole, and the outcome."""
+    groups, fixed = analyse_channels(model, example)  # before freezing: torch-pruning traces through autograd
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        parent_val_acc = float((model(data.val_x).argmax(1) == data.val_y).float().mean())
+
+    def on_compute(t: torch.Tensor | None) -> torch.Tensor | None:
+        return t.to(compute) if t is not None else None
+
+    ctx = SplitContext(
+        model=model.to(compute), groups=groups, num_classes=num_classes, targets=targets,
+        train_x=on_compute(data.train_x), train_y=on_compute(data.train_y),
+        val_x=on_compute(data.val_x), val_y=on_compute(data.val_y), example_input=on_compute(example),
+        seed=seed, progress=progress, parent_val_accuracy=parent_val_acc, parallel=par,
+        distill_x=on_compute(data.distill_x), distill_y=on_compute(data.distill_y))
+    try:
+        outcome = splitter.split(ctx)
+    finally:
+        model.cpu()
+    for s in outcome.slices:
+        if s.backbone is not None:
+            s.backbone.cpu()
+        s.head_state = {k: v.cpu() for k, v in s.head_state.items()}
+    return groups, fixed, outcome
+
+
+def _module_base(parent: Parent, method: str, splitter, outcome, dataset: str, data: _SplitData, seed: int,
+                 split_id: str, command: str) -> dict:
+    """What every module config.json of this split shares: parent, input, method, dataset, split id, command."""
+    return {
+        "parent": {**parent.spec.to_dict(), "repo_id": parent.snapshot.repo_id,
+                   "revision": parent.snapshot.sha, "hub": parent.snapshot.hub, "license": parent.license},
+        "data_config": parent.data_config.to_dict(),
+        "method": {"name": method, **method_record(splitter), "params": splitter.config.to_dict(),
+                   "distilled": bool(outcome.metrics.get("distilled", False))},
+        "dataset": {"name": dataset, "hub_id": data.hub_id, "train_samples": len(data.train_y),
+                    "val_samples": len(data.val_y), "val_source": data.val_source, "seed": seed,
+                    # the images the parent did not train on, for fitting compositions (hubmod.fitting)
+                    **({"parent_held_out": parent.spec.validation} if parent.spec.validation else {})},
+        "split_id": split_id,
+        "command": command,
+    }
+
+
+def _report(modules: list[ClassModule], parent: Parent, method: str, dataset: str, data: _SplitData, measured: dict,
+            parent_sizes: dict, times: dict, method_metrics: dict, repo_ids: dict[int, str] | None) -> SplitReport:
+    """The split's report: a row per module and the composed accuracy against the parent's."""
+    rows = [
+        ModuleRow(m.class_name, repo_ids[m.config.class_index] if repo_ids is not None else None, None,
+                  m.config.metrics["kept_kernels"], m.config.metrics["kernels"], m.config.metrics["params"],
+                  m.config.metrics["macs"], m.config.metrics["test_precision"], m.config.metrics["test_recall"],
+                  m.config.metrics["test_f1"], m.config.metrics["val_f1"])
+        for m in modules
+    ]
+    return SplitReport(
+        parent=parent.display_name, parent_revision=parent.snapshot.sha, method=method, dataset=dataset,
+        eval_split=data.test.split, rows=rows, parent_accuracy=measured["parent"],
+        parent_refit_accuracy=measured["refit"], composed_accuracy=measured["composed"], n_test=measured["n"],
+        parent_kernels=parent_sizes["kernels"], parent_params=parent_sizes["params"],
+        parent_macs=parent_sizes["macs"], seconds=times, method_metrics=method_metrics, modules=modules,
+    )
 
 
 def _build_module(s: ClassSlice, model: torch.nn.Module, groups: list, fixed: list, example: torch.Tensor, base: dict,
