@@ -18,19 +18,15 @@ from .hub import LOCAL
 CHART = "kept_channels.png"
 
 
-def template_dir() -> Path:
-    """cards/ in a source checkout, hubmod/_cards in an installed wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_cards", here.parent / "cards"):
-        if (candidate / "module.md.j2").is_file():
-            return candidate
-    raise FileNotFoundError("hubmod's card templates are missing from this installation")
-
-
 def _render(template: str, card_data, path: Path, **values) -> None:
+    """Render one of the templates in the top-level cards/ folder, which the package reads as
+    ``hubmod/_cards`` (a link to it in a checkout, a copy in a wheel) through importlib.resources."""
+    from importlib.resources import as_file, files
+
     from huggingface_hub import ModelCard
 
-    card = ModelCard.from_template(card_data, template_path=str(template_dir() / template), **values)
+    with as_file(files("hubmod") / "_cards" / template) as template_path:
+        card = ModelCard.from_template(card_data, template_path=str(template_path), **values)
     card.save(path)
 
 

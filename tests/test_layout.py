@@ -43,3 +43,13 @@ def test_no_import_circles():
                     seen.add(nxt)
                     stack.append((nxt, [*path, nxt]))
     assert not circles, f"import circles: {sorted({' -> '.join(sorted(c)) for c in circles})}"
+
+
+def test_the_card_templates_the_package_reads_are_the_top_level_cards_folder():
+    from importlib.resources import files
+
+    top = sorted(p.name for p in (PACKAGE.parent / "cards").glob("*.md.j2"))
+    read = files("hubmod") / "_cards"
+    assert top and sorted(t.name for t in read.iterdir() if t.name.endswith(".md.j2")) == top
+    for name in top:
+        assert (read / name).read_text() == (PACKAGE.parent / "cards" / name).read_text()
