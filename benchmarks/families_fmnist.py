@@ -102,7 +102,8 @@ def support_table(results: dict) -> str:
     lines = ["| family (parent measured) | what couples its channels | methods tested on it | parent → all ten "
              "composed | kept kernels |", "|---|---|---|---:|---:|"]
     for key, d in results.items():
-        lines.append(f"| {key} (`{d['parent_args'][1]}`) | {d['couplings']} | {METHODS_TESTED} | "
+        narrowed = ", narrowed" if "--model-args" in d["parent_args"] else ""
+        lines.append(f"| {key} (`{d['parent_args'][1]}`{narrowed}) | {d['couplings']} | {METHODS_TESTED} | "
                      f"{pct(d['parent_accuracy'])} → {pct(d['composed_accuracy'])} | {pct(d['mean_kept_kernels'])} |")
     lines += ["", "Measured by `python benchmarks/families_fmnist.py` on Fashion-MNIST with the default split "
               "setting; the full table, with MACs, channel groups, split times and the machine, is in "

@@ -55,7 +55,9 @@ def rows() -> list[tuple[str, str, str, str]]:
     if families.exists():
         for r in json.loads(families.read_text()).values():
             if "composed_accuracy" in r:
-                out.append((f"Split a {r['parent_args'][1]} parent ({r['couplings']}) with the default setting, "
+                args = r["parent_args"]
+                narrowed = " (narrowed: --model-args)" if "--model-args" in args else ""
+                out.append((f"Split a {args[1]}{narrowed} parent ({r['couplings']}) with the default setting, "
                             "all ten modules composed",
                             f"{_pct(r['composed_accuracy'])}; modules keep {_pct(r['mean_kept_kernels'])} of the "
                             "kernels",
