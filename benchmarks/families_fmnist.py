@@ -77,8 +77,7 @@ def render(results: dict, header: str) -> str:
              "parent acc. | composed acc. | difference | kept kernels | module MACs | split time |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for key, d in results.items():
-        rows = d["rows"]
-        macs = sum(r["macs"] for r in rows) / len(rows) / d["parent_macs"]
+        macs = _macs_share(d)
         lines.append(
             f"| {key} | `{FAMILIES[key][0]}` | {d['couplings']} | {d['groups']} ({d['grouped_groups']} / "
             f"{d['concat_groups']} / {d['fixed_groups']}) | {pct(d['parent_accuracy'])} | "
@@ -96,18 +95,25 @@ def render(results: dict, header: str) -> str:
 METHODS_TESTED = ("GradSplitter (default suite); CNNSplitter, activation (`-m slow`)")
 
 
+def _macs_share(d: dict) -> float:
+    """The modules' mean MACs as a share of the parent's."""
+    return sum(r["macs"] for r in d["rows"]) / len(d["rows"]) / d["parent_macs"]
+
+
 def support_table(results: dict) -> str:
     """The docs' support table: each measured family, what couples it, the methods the matrix test runs on
     it, and its measured split (generated: edit benchmarks/families_fmnist.py, not the page)."""
     lines = ["| family (parent measured) | what couples its channels | methods tested on it | parent → all ten "
-             "composed | kept kernels |", "|---|---|---|---:|---:|"]
+             "composed | kept kernels | module MACs | split time |", "|---|---|---|---:|---:|---:|---:|"]
     for key, d in results.items():
         narrowed = ", narrowed" if "--model-args" in d["parent_args"] else ""
         lines.append(f"| {key} (`{d['parent_args'][1]}`{narrowed}) | {d['couplings']} | {METHODS_TESTED} | "
-                     f"{pct(d['parent_accuracy'])} → {pct(d['composed_accuracy'])} | {pct(d['mean_kept_kernels'])} |")
+                     f"{pct(d['parent_accuracy'])} → {pct(d['composed_accuracy'])} | {pct(d['mean_kept_kernels'])} | "
+                     f"{pct(_macs_share(d))} | {d['wall_seconds']:.0f} s |")
     lines += ["", "Measured by `python benchmarks/families_fmnist.py` on Fashion-MNIST with the default split "
-              "setting; the full table, with MACs, channel groups, split times and the machine, is in "
-              "[BENCHMARKS.md](benchmarks.md)."]
+              "setting on 2 CPU cores. Only the resnet18 split had the cores to itself; the other split times are "
+              "upper bounds (shared cores, paused runs). The full table, with channel groups, the machine and "
+              "those caveats, is in [BENCHMARKS.md](benchmarks.md)."]
     return "\n".join(lines)
 
 
