@@ -43,6 +43,11 @@ class Head(nn.Module):
 class _HiddenLayerHead(Head):
     """Linear(width, hidden) -> ReLU -> Linear(hidden, 1), with ``hidden`` from the spec."""
 
+    def __init__(self, in_features: int, hidden: int = 10):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.fc2 = nn.Linear(hidden, 1)
+
     @classmethod
     def from_spec(cls, spec: dict, width: int) -> Head:
         hidden = spec.get("hidden")
@@ -71,11 +76,6 @@ class MLPHead(_HiddenLayerHead):
 
     type = "mlp"
 
-    def __init__(self, in_features: int, hidden: int = 10):
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden)
-        self.fc2 = nn.Linear(hidden, 1)
-
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         return self.fc2(torch.relu(self.fc1(torch.relu(logits)))).squeeze(-1)
 
@@ -90,11 +90,6 @@ class FeatureMLPHead(_HiddenLayerHead):
 
     type = "features_mlp"
     reads_features = True
-
-    def __init__(self, in_features: int, hidden: int = 10):
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden)
-        self.fc2 = nn.Linear(hidden, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc2(torch.relu(self.fc1(features))).squeeze(-1)
@@ -132,10 +127,15 @@ class MarginHead(_OneClassHead):
         return "the class's logit margin over the other classes"
 
 
+def _head_class(spec: object) -> type[Head] | None:
+    """The registered head kind a config.json head spec names, or None."""
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    return Head.registry.get(kind) if isinstance(kind, str) else None
+
+
 def reads_features(spec: dict) -> bool:
     """Whether a head reads the pooled features (so the module carries no parent classifier)."""
-    kind = spec.get("type") if isinstance(spec, dict) else None
-    head = Head.registry.get(kind) if isinstance(kind, str) else None
+    head = _head_class(spec)
     return head is not None and head.reads_features
 
 
@@ -146,16 +146,16 @@ def _plain_int(value: object) -> bool:
 
 def build_head(spec: dict, width: int) -> nn.Module:
     """A head from its config.json spec, validated against the width of what the backbone outputs."""
-    kind = spec.get("type") if isinstance(spec, dict) else None
     if not isinstance(spec, dict) or spec.get("in_features") != width:
         raise InvalidRepoError(f"head spec {spec!r} does not fit a backbone with {width} outputs")
-    if not isinstance(kind, str) or kind not in Head.registry:
-        raise InvalidRepoError(f"unknown head type {kind!r} in config.json (known: {', '.join(Head.registry)})")
-    return Head.registry[kind].from_spec(spec, width)
+    head = _head_class(spec)
+    if head is None:
+        raise InvalidRepoError(f"unknown head type {spec.get('type')!r} in config.json "
+                               f"(known: {', '.join(Head.registry)})")
+    return head.from_spec(spec, width)
 
 
 def describe_head(spec: dict) -> str:
     """The card's phrase for a head spec (its type name when this hubmod does not know the type)."""
-    kind = spec.get("type") if isinstance(spec, dict) else None
-    head = Head.registry.get(kind) if isinstance(kind, str) else None
-    return head.describe(spec) if head is not None else str(kind)
+    head = _head_class(spec)
+    return head.describe(spec) if head is not None else str(spec.get("type") if isinstance(spec, dict) else None)
