@@ -1,0 +1,225 @@
+"""Benchmark: zero-shot rules for modules of different parents, beyond the calibration rules hubmod ships.
+
+    python benchmarks/zero_shot_fmnist.py            # measure (uses reuse_fmnist.py's parents and splits)
+    python benchmarks/zero_shot_fmnist.py --render   # rebuild the BENCHMARKS.md section from the saved JSON
+
+Issue 23 asks whether a module can say "not mine" to an image of another parent's world without
+labels of the new task. This script measures the candidates on the vgg+resnet18 pair of
+reuse_fmnist.py (parents trained on Fashion-MNIST classes 0-4 and 5-9), using only what a split
+could store: each module's head-input features and raw scores on held-out images of its *own*
+class, from the 200 per class that its parent did not train on (100 fit the statistics, the other
+100 turn a distance into a conformal p-value). Candidates:
+
+* typicality, Gaussian: Mahalanobis distance to the own-class mean under a shrunk covariance;
+* typicality, nearest neighbour: distance to the k-th nearest own-class feature (L2-normalised);
+* a parent gate: per split, the p-value of the split's energy (log-sum-exp of its modules' raw
+  scores) or of its best minmax score, against the split's own held-out images; it weighs that
+  split's minmax scores.
+
+Each typicality p-value is scored alone and multiplied with the minmax score (the shipped
+``auto`` rule for modules of different splits). Accuracy is on the problem's classes of the
+Fashion-MNIST test split. The script also counts how many of minmax's errors cross parents
+(an image given to a module of the parent that never saw its class). Results go to
+benchmarks/results/zero_shot.json and BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from common import RESULTS, command, ensure_parent, machine, pct, section_header, setup_home, write_section
+from reuse_fmnist import PAIRS, PROBLEMS, ensure_split
+
+OUT = RESULTS / "zero_shot.json"
+SECTION = "zero-shot"
+PAIR = "vgg+resnet18"
+STAT_IMAGES = 100  # of the 200 held-out images per class; the rest calibrate the p-value
+SHRINK = 0.1  # covariance shrinkage toward a scaled identity (features are 20-110 wide, 100 images)
+NEIGHBOURS = 1
+SEED = 0
+
+
+def _outputs(model, images):
+    import torch
+
+    parts = list(model.module_outputs(images))
+    return torch.cat([s for s, _ in parts]).double(), torch.cat([f for _, f in parts]).double()
+
+
+def _p_value(reference, values, larger_is_typical: bool):
+    """Conformal p-value of each value against reference values of the module's own class."""
+    import torch
+
+    ref = reference.sort().values.contiguous()
+    n = len(ref)
+    if larger_is_typical:
+        return (torch.searchsorted(ref, values.contiguous(), right=True) + 1) / (n + 1)
+    return (n - torch.searchsorted(ref, values.contiguous()) + 1) / (n + 1)
+
+
+def _gaussian(fit, cal, test):
+    import torch
+
+    mu = fit.mean(0)
+    cov = torch.cov(fit.T)
+    cov = (1 - SHRINK) * cov + SHRINK * cov.trace() / cov.shape[0] * torch.eye(cov.shape[0], dtype=cov.dtype)
+    precision = torch.linalg.inv(cov)
+
+    def dist(x):
+        z = x - mu
+        return ((z @ precision) * z).sum(1)
+
+    return _p_value(dist(cal), dist(test), larger_is_typical=False)
+
+
+def _nearest(fit, cal, test):
+    import torch
+
+    def unit(x):
+        return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def dist(x):
+        return torch.cdist(unit(x), unit(fit)).topk(NEIGHBOURS, largest=False).values[:, -1]
+
+    return _p_value(dist(cal), dist(test), larger_is_typical=False)
+
+
+def measure() -> dict:
+    import torch
+
+    import hubmod
+    from hubmod.calibration import apply
+    from hubmod.data import load_images
+    from hubmod.fitting import draw_fit_images
+
+    (a_repo, _), (b_repo, _) = PAIRS[PAIR]
+    a_index, b_index = ensure_split(a_repo), ensure_split(b_repo)
+    firsts, lasts = PROBLEMS["all ten"]
+    names = firsts + lasts
+    model = hubmod.compose([f"{a_index}:{c}" for c in firsts] + [f"{b_index}:{c}" for c in lasts], hub="local")
+    modules = list(model.class_modules)
+    model.calibration = "none"
+    t = time.perf_counter()
+    test = load_images("fashion-mnist", "test").for_classes(names, "all ten")
+    held, info = draw_fit_images(modules, "fashion-mnist", 200, SEED)  # every untouched image of each class
+    test_raw, test_feat = _outputs(model, test.images)
+    held_raw, held_feat = _outputs(model, held.images)
+    edges = [0]
+    for m in modules:
+        edges.append(edges[-1] + m.head_width)
+    parent_of = torch.tensor([0] * len(firsts) + [1] * len(lasts))
+    gen = torch.Generator().manual_seed(SEED)
+    minmax = torch.stack([apply("minmax", test_raw[:, i], m.config.calibration) for i, m in enumerate(modules)], 1)
+    held_minmax = torch.stack([apply("minmax", held_raw[:, i], m.config.calibration)
+                               for i, m in enumerate(modules)], 1)
+    typical = {"gaussian": torch.zeros_like(minmax), "nearest": torch.zeros_like(minmax)}
+    for i in range(len(modules)):
+        own = (held.labels == i).nonzero().flatten()
+        own = own[torch.randperm(len(own), generator=gen)]
+        fit_rows, cal_rows = own[:STAT_IMAGES], own[STAT_IMAGES:]
+        f = held_feat[:, edges[i]:edges[i + 1]]
+        tf = test_feat[:, edges[i]:edges[i + 1]]
+        typical["gaussian"][:, i] = _gaussian(f[fit_rows], f[cal_rows], tf)
+        typical["nearest"][:, i] = _nearest(f[fit_rows], f[cal_rows], tf)
+
+    def gated(kind: str, subset: list[int]):
+        out = minmax[:, subset].clone()
+        for p in (0, 1):
+            cols = [j for j, c in enumerate(subset) if parent_of[c] == p]
+            members = [subset[j] for j in cols]
+            if kind == "energy":
+                value, ref = torch.logsumexp(test_raw[:, members], 1), torch.logsumexp(held_raw[:, members], 1)
+            else:
+                value, ref = minmax[:, members].max(1).values, held_minmax[:, members].max(1).values
+            ref = ref[torch.isin(held.labels, torch.tensor(members))]
+            out[:, cols] *= _p_value(ref, value, larger_is_typical=True)[:, None]
+        return out
+
+    rules = {
+        "minmax": lambda s: minmax[:, s],
+        "typicality (gaussian)": lambda s: typical["gaussian"][:, s],
+        "minmax x typicality (gaussian)": lambda s: (minmax * typical["gaussian"])[:, s],
+        "typicality (nearest)": lambda s: typical["nearest"][:, s],
+        "minmax x typicality (nearest)": lambda s: (minmax * typical["nearest"])[:, s],
+        "minmax x parent gate (energy)": lambda s: gated("energy", s),
+        "minmax x parent gate (best minmax)": lambda s: gated("best", s),
+    }
+    out: dict = {"pair": PAIR, "splits": [a_index, b_index], "held_out_source": info["source"],
+                 "stat_images": STAT_IMAGES, "shrink": SHRINK, "neighbours": NEIGHBOURS, "seed": SEED,
+                 "problems": {}}
+    for problem, (a_classes, b_classes) in PROBLEMS.items():
+        subset = [names.index(c) for c in a_classes + b_classes]
+        mask = torch.isin(test.labels, torch.tensor(subset))
+        labels = torch.tensor([subset.index(int(v)) for v in test.labels[mask]])
+        row = {rule: float((score(subset)[mask].argmax(1) == labels).double().mean()) for rule, score in rules.items()}
+        pred = minmax[:, subset][mask].argmax(1)
+        wrong = pred != labels
+        crossing = parent_of[torch.tensor(subset)][pred] != parent_of[torch.tensor(subset)][labels]
+        out["problems"][problem] = {"accuracy": row, "test_images": int(mask.sum()),
+                                    "minmax_errors": int(wrong.sum()),
+                                    "minmax_errors_across_parents": int((wrong & crossing).sum())}
+        print(problem, ", ".join(f"{r} {pct(a)}" for r, a in row.items()), flush=True)
+    out["seconds"] = time.perf_counter() - t
+    return out
+
+
+def _verdict(result: dict) -> str:
+    """Which rules beat minmax on the look-alike problems (computed, so a re-run can change the text)."""
+    hard = [p for p in ("all ten", "upper body") if p in result["problems"]]
+    def beats(rule: str, p: str) -> bool:
+        acc = result["problems"][p]["accuracy"]
+        return acc[rule] > acc["minmax"]
+
+    rules = [r for r in result["problems"][hard[0]]["accuracy"] if r != "minmax"]
+    everywhere = [r for r in rules if all(beats(r, p) for p in hard)]
+    somewhere = [f"{r} (on {', '.join(p for p in hard if beats(r, p))} only)" for r in rules
+                 if r not in everywhere and any(beats(r, p) for p in hard)]
+    text = (f"Above minmax on both {' and '.join(hard)}: {', '.join(everywhere)}." if everywhere else
+            f"No rule beats minmax on both {' and '.join(hard)}, so `auto` stays minmax for modules of different "
+            "splits and none of these rules ships.")
+    return text + (f" Above it on one of them: {'; '.join(somewhere)}." if somewhere else "")
+
+
+def render(result: dict, header: str) -> str:
+    rules = list(next(iter(result["problems"].values()))["accuracy"])
+    lines = [header.rstrip(), "",
+             f"Modules of the {result['pair']} pair (splits `{'`, `'.join(result['splits'])}`); own-class "
+             f"statistics from {result['held_out_source']} ({result['stat_images']} per class fit them, the rest "
+             "calibrate the p-value). Accuracy on the problem's Fashion-MNIST test images:", "",
+             "| rule | " + " | ".join(result["problems"]) + " |", "|---|" + "---:|" * len(result["problems"])]
+    for rule in rules:
+        lines.append(f"| {rule} | " + " | ".join(pct(p["accuracy"][rule]) for p in result["problems"].values()) + " |")
+    lines += ["", "Where minmax goes wrong: " + "; ".join(
+        f"{name}: {p['minmax_errors_across_parents']} of its {p['minmax_errors']} errors give an image to a module "
+        "of the parent that never saw its class" for name, p in result["problems"].items()) + ".", "",
+        _verdict(result), "The modules' features were learnt to separate a class "
+        "from its own parent's other classes only (the resnet18 parent's Shirt module was trained against "
+        "footwear and bags), so to them a coat is as typical a shirt as a shirt is: the look-alike is inside the "
+        "own-class distribution, not outside it. Labelled images (`--fit`, the section above) are what moves "
+        "these problems."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--render", action="store_true")
+    args = ap.parse_args()
+    setup_home()
+    if args.render:
+        result = json.loads(OUT.read_text())
+        header = section_header(SECTION) or f"Command: `{command()}`\nMachine: (not recorded)\n"
+    else:
+        for spec in PAIRS[PAIR]:
+            ensure_parent(*spec)
+        header = f"Command: `{command()}`\nMachine: {machine()}\n"
+        result = measure()
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        OUT.write_text(json.dumps(result, indent=1))
+    write_section(SECTION, "## Zero-shot rules beyond calibration (modules of different parents)\n\n"
+                  + render(result, header))
+
+
+if __name__ == "__main__":
+    main()
