@@ -12,14 +12,17 @@ one of these rules:
 * ``vote``   — Pan & Rajan's composition: a module votes when it says "mine" (P(own) > 0.5); voters
   rank above non-voters, and ties among voters or no vote at all go to the highest P(own). P(own)
   is the module's own class-vs-rest probability for a ``margin`` head (the activation method's),
-  else its Platt probability. Returned as P(own) + 1 for voters, so argmax applies the rule.
+  else its Platt probability. Returned as P(own) + 1 for voters, so argmax applies the rule;
+* ``exposed`` — the ``minmax`` score times the probability of the module's outlier-exposure gate
+  (hubmod.exposure), for modules split with ``--negatives``.
 """
 
 from __future__ import annotations
 
 import torch
 
-METHODS = ("none", "minmax", "platt", "vote")
+METHODS = ("none", "minmax", "platt", "vote", "exposed")
+NEEDS_GATE = "exposed"  # the rule that needs every module to carry an outlier-exposure gate
 AUTO = "auto"
 
 
@@ -69,8 +72,10 @@ def _platt(own: torch.Tensor, other: torch.Tensor) -> dict:
     return {"a": float(a / sd), "b": float(b - a * mu / sd)}
 
 
-def apply(method: str, scores: torch.Tensor, calibration: dict, head_type: str | None = None) -> torch.Tensor:
-    """Calibrated scores [B] from raw scores [B] of a module whose head is ``head_type``."""
+def apply(method: str, scores: torch.Tensor, calibration: dict, head_type: str | None = None,
+          gate: torch.Tensor | None = None) -> torch.Tensor:
+    """Calibrated scores [B] from raw scores [B] of a module whose head is ``head_type``; ``gate`` [B] is
+    the module's exposure-gate probability, which the ``exposed`` rule needs."""
     if method == "none":
         return scores
     if method == "minmax":
@@ -82,4 +87,8 @@ def apply(method: str, scores: torch.Tensor, calibration: dict, head_type: str |
     if method == "vote":
         mine = torch.sigmoid(scores) if head_type == "margin" else apply("platt", scores, calibration)
         return mine + (mine > 0.5).to(mine.dtype)
+    if method == NEEDS_GATE:
+        if gate is None:
+            raise ValueError("the exposed rule needs the module's exposure gate")
+        return apply("minmax", scores, calibration) * gate
     raise ValueError(f"unknown calibration {method!r}; use one of {', '.join(METHODS)}")

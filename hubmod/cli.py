@@ -198,6 +198,11 @@ def split(
     stream: Annotated[bool, typer.Option(help="Read the dataset as a shuffled stream and decode only the sampled "
                                          "images (training and validation budgets, up to 500 test images per "
                                          "class): for datasets too big to hold in memory.")] = False,
+    negatives: Annotated[str | None, typer.Option(metavar="DATASET",
+                                                  help="A dataset with none of the parent's classes (e.g. digits "
+                                                  "for a clothing parent): each module learns to reject its images "
+                                                  "and then composes better with modules of other parents (the "
+                                                  "'exposed' rule; BENCHMARKS.md, zero-shot).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     device: DeviceOpt = AUTO,
     private: PrivateOpt = False,
@@ -234,7 +239,7 @@ def split(
                                classes=[c.strip() for c in classes.split(",")] if classes else None,
                                repo_prefix=repo_prefix, hub=hub, seed=seed, options=_parse_params(param),
                                publish=publish, progress=progress and not as_json, resume=resume, stream=stream,
-                               device=device, private=private)
+                               device=device, private=private, negatives=negatives)
         finally:
             close()
         if os.environ.get("RANK", "0") != "0":  # one launched process reports
@@ -279,8 +284,9 @@ def compose(
                                                help="Publish the classifier as this repo.")] = None,
     calibration: Annotated[str, typer.Option(metavar="RULE",
                                              help="How module scores are made comparable: auto (vote for "
-                                             "activation modules, none for modules of one split, else "
-                                             "minmax), none, minmax, platt, vote.")] = "auto",
+                                             "activation modules, none for modules of one split, exposed "
+                                             "when every module was split with --negatives, else minmax), "
+                                             "none, minmax, platt, vote, exposed.")] = "auto",
     hub: HubOpt = None,
     dataset: Annotated[str | None, typer.Option("--eval-dataset", "-d", metavar="DATASET",
                                                 help="Also evaluate on this dataset's "
@@ -421,7 +427,7 @@ def replace(
     output: Annotated[str, typer.Option("--output", "-o", metavar="NS/NAME",
                                         help="Publish the new classifier as this repo.")],
     calibration: Annotated[str, typer.Option(metavar="RULE",
-                                             help="As in compose: auto, none, minmax, platt, vote.")] = "auto",
+                                             help="As in compose: auto, none, minmax, platt, vote, exposed.")] = "auto",
     hub: HubOpt = None,
     dataset: Annotated[str | None, typer.Option("--eval-dataset", "-d", metavar="DATASET",
                                                 help="Also evaluate the model before and "

@@ -59,6 +59,11 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
         if calibration_method not in calibration.METHODS:
             raise HubmodError(f"unknown calibration {calibration_method!r}; use one of "
                               f"{', '.join((calibration.AUTO, *calibration.METHODS))}")
+        ungated = [m.class_name for m in modules if not m.exposed]
+        if calibration_method == calibration.NEEDS_GATE and ungated:
+            raise HubmodError(f"the {calibration_method} calibration needs modules split with --negatives; "
+                              f"{', '.join(map(repr, ungated[:5]))} {'has' if len(ungated) == 1 else 'have'} no "
+                              "outlier-exposure gate: use --calibration minmax")
         self.class_modules = nn.ModuleList(modules)
         self.calibration = calibration_method
         self.provenance = list(provenance or [{} for _ in modules])
@@ -95,7 +100,7 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
                                               [inputs[m.data_config].to(device_of(m)) for m in mods], configs)
             else:
                 features = [m.head_input(inputs[m.data_config]) for m in mods]
-            scores = [m.calibrated(m.head(f), self.calibration).cpu() for m, f in zip(mods, features, strict=True)]
+            scores = [m.calibrated(m.head(f), self.calibration, f).cpu() for m, f in zip(mods, features, strict=True)]
             yield torch.stack(scores, dim=1), torch.cat([f.cpu() for f in features], dim=1)
 
     def combine(self, scores: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -169,6 +174,9 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
             modules, provenance = [m for m, _ in pairs], [p for _, p in pairs]
         if combiner is not None:
             combiner.check_fits(len(modules), sum(m.head_width for m in modules), name)
+        if calibration_method == calibration.NEEDS_GATE and not all(m.exposed for m in modules):
+            raise InvalidRepoError(f"{name}: config.json names the {calibration_method} calibration but not every "
+                                   "module has an outlier-exposure gate; re-publish the composed model")
         model = cls(modules, calibration_method, provenance, combiner, fit_info)
         model.source = snap
         return model
@@ -345,8 +353,11 @@ def compose_modules(pairs: Sequence[tuple[ClassModule, dict]], output: str | Non
 def auto_calibration(modules: Sequence[ClassModule]) -> str:
     """Activation modules answer "mine or not": Pan & Rajan's vote. Modules of one split were trained
     to compete: raw scores. Otherwise min-max, the best of the calibrations for modules of two
-    parents on disjoint classes (BENCHMARKS.md, reuse)."""
+    parents on disjoint classes (BENCHMARKS.md, reuse), times the outlier-exposure gate when every
+    module has one (BENCHMARKS.md, zero-shot)."""
     if {m.config.method.get("name") for m in modules} == {"activation"}:
         return "vote"
     split_ids = {m.config.split_id for m in modules}
-    return "none" if len(split_ids) == 1 and "" not in split_ids else "minmax"
+    if len(split_ids) == 1 and "" not in split_ids:
+        return "none"
+    return calibration.NEEDS_GATE if all(m.exposed for m in modules) else "minmax"

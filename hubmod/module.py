@@ -16,11 +16,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import calibration
+from . import calibration, exposure
 from .artifact import HubArtifact
 from .channels import drop_classifier, rebuild
 from .devices import device_of
-from .errors import InvalidRepoError, first_line
+from .errors import HubmodError, InvalidRepoError, first_line
 from .fast_inference import FastBackbone, use_fast_path
 from .heads import build_head, reads_features
 from .hub import Hub, Snapshot
@@ -46,9 +46,13 @@ class ModuleConfig:
     dataset: dict = field(default_factory=dict)
     split_id: str = ""
     command: str | None = None
+    exposure: dict = field(default_factory=dict)  # what the outlier-exposure gate saw (hubmod.exposure); {} if none
 
     def to_dict(self) -> dict:
-        return {**ClassModule.config_header(), **asdict(self)}
+        data = {**ClassModule.config_header(), **asdict(self)}
+        if not data["exposure"]:  # modules split without negatives keep the config.json they always had
+            del data["exposure"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict, where: str) -> ModuleConfig:
@@ -70,7 +74,7 @@ class ModuleConfig:
 
         types = {"class_name": str, "class_index": int, "parent": dict, "data_config": dict, "channels": dict,
                  "head": dict, "calibration": dict, "method": dict, "metrics": dict, "dataset": dict,
-                 "split_id": str, "command": (str, type(None))}
+                 "split_id": str, "command": (str, type(None)), "exposure": dict}
         for name, typ in types.items():
             if not isinstance(getattr(self, name), typ) or isinstance(getattr(self, name), bool):
                 raise bad(f"field {name!r} must be {getattr(typ, '__name__', 'a string or null')}")
@@ -107,6 +111,7 @@ class ModuleConfig:
                 stats.number(key)
             for key in ("mean", "std", "q05", "q50", "q95"):
                 stats.number(key, optional=True)
+        self.exposure = exposure.checked_record(self.exposure, where)
         name = Fields(self.method, f"{where}: config.json method").str("name", optional=True, max_len=100)
         if name is not None:
             known = _known_methods()
@@ -153,6 +158,8 @@ class ClassModule(HubArtifact, nn.Module):
         self.config = config
         self.data_config = DataConfig.from_dict(config.data_config)
         self.fast_backbone = FastBackbone()
+        # the outlier-exposure gate (hubmod.exposure): P(own class) from the head's input, or None
+        self.exposure = nn.Linear(self.head_width, 1) if config.exposure else None
         self.eval()
 
     # ------------------------------------------------------------------ inference
@@ -194,8 +201,34 @@ class ClassModule(HubArtifact, nn.Module):
         """P(image is this module's class), Platt-calibrated on held-out data at split time."""
         return calibration.apply("platt", self.score(images), self.config.calibration)
 
-    def calibrated(self, raw: torch.Tensor, method: str) -> torch.Tensor:
-        return calibration.apply(method, raw, self.config.calibration, self.config.head.get("type"))
+    def calibrated(self, raw: torch.Tensor, method: str, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw scores [B] made comparable with other modules' by ``method`` (hubmod.calibration).
+
+        ``features`` [B, head_width] are what the head read; the ``exposed`` rule needs them for the gate.
+        """
+        gate = None
+        if method == calibration.NEEDS_GATE:
+            if self.exposure is None or features is None:
+                raise HubmodError(f"module {self.class_name!r} has no outlier-exposure gate (it was split without "
+                                  f"--negatives); compose it with another calibration")
+            gate = torch.sigmoid(self.exposure(features.to(self.exposure.weight.device)).squeeze(-1)).to(raw.device)
+        return calibration.apply(method, raw, self.config.calibration, self.config.head.get("type"), gate)
+
+    @property
+    def exposed(self) -> bool:
+        """Whether the module carries an outlier-exposure gate."""
+        return self.exposure is not None
+
+    def set_exposure(self, weight: torch.Tensor, bias: torch.Tensor, record: dict) -> None:
+        """Attach a fitted gate ([1, head_width] weight, [1] bias) and the record of what it saw."""
+        gate = nn.Linear(self.head_width, 1)
+        with torch.no_grad():
+            gate.weight.copy_(weight)
+            gate.bias.copy_(bias)
+        for p in gate.parameters():
+            p.requires_grad_(False)
+        self.exposure = gate
+        self.config.exposure = dict(record)
 
     # ------------------------------------------------------------------ repo files
 

@@ -33,7 +33,7 @@ class _Graph(nn.Module):
         modules = self.composed.class_modules
         inputs = {cfg: preprocess(images, cfg) for cfg in dict.fromkeys(m.data_config for m in modules)}
         features = [m.head_input(inputs[m.data_config]) for m in modules]
-        scores = torch.stack([m.calibrated(m.head(f), self.composed.calibration)
+        scores = torch.stack([m.calibrated(m.head(f), self.composed.calibration, f)
                               for m, f in zip(modules, features, strict=True)], dim=1)
         out = self.composed.combine(scores, torch.cat(features, dim=1))  # a fitted combiner is in the graph too
         return tuple(out[:, i] for i in range(len(modules)))

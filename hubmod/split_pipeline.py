@@ -28,6 +28,7 @@ from .composed import ComposedClassifier
 from .data import LabeledImages, dataset_splits, load_for_model, sample_stream
 from .devices import AUTO, resolve_device
 from .errors import HubmodError, option
+from .exposure import expose, load_negatives
 from .hub import Hub, Snapshot, get_hub, open_ref
 from .metrics import model_logits, per_class_metrics, pre_logits
 from .module import ClassModule, ModuleConfig, attach_head, method_record
@@ -270,6 +271,7 @@ def split(
     stream: bool = False,
     device: str | torch.device | None = AUTO,
     private: bool = False,
+    negatives: str | None = None,
 ) -> SplitReport:
     """Split ``source`` into class modules on ``dataset`` and (by default) publish them to the hub.
 
@@ -282,7 +284,9 @@ def split(
     split never holds a whole big dataset in memory.
     The search runs on ``device`` (``auto``: a GPU when there is one and the method can use it);
     modules are extracted, measured and published from the CPU. ``private`` makes the repos the
-    split creates private, on hubs that have visibility.
+    split creates private, on hubs that have visibility. ``negatives`` (a dataset with none of the
+    parent's classes) gives every module an outlier-exposure gate (hubmod.exposure), so it can
+    say "not mine" to other worlds' images when composed with modules of other parents.
     """
     times: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -311,12 +315,16 @@ def split(
     mcfg = splitter.config
     data = _load_data(dataset, parent, mcfg.train_per_class, mcfg.val_per_class, seed, stream,
                       mcfg.distill_per_class_needed())
+    negative_images = exposure_record = None
+    if negatives is not None:
+        negative_images, exposure_record = load_negatives(negatives, names, seed)
     times["load_data"] = time.perf_counter() - t
 
     model = parent.model.eval()
     example = torch.zeros(1, *parent.data_config.input_size)
     parent_sizes = {"kernels": count_kernels(model), "params": count_params(model), "macs": count_macs(model, example)}
-    split_id = _split_id(parent, method, mcfg.to_dict(), seed, f"{dataset} (streamed)" if stream else dataset)
+    params = {**mcfg.to_dict(), **({"negatives": exposure_record} if exposure_record else {})}
+    split_id = _split_id(parent, method, params, seed, f"{dataset} (streamed)" if stream else dataset)
     # only the publishing process keeps checkpoints; it holds the split's lock while it runs
     lock = split_lock(split_id) if publish_here else contextlib.nullcontext()
     with lock:
@@ -339,9 +347,12 @@ def split(
 
             t = time.perf_counter()
             base = _module_base(parent, method, splitter, outcome, dataset, data, seed, split_id,
-                                _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options, stream))
+                                _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options, stream,
+                                         negatives))
             modules = [_build_module(s, model, groups, fixed, example, base, parent_sizes, data)
                        for s in outcome.slices]
+            if negative_images is not None:
+                expose(modules, data.val_x, data.val_y, negative_images, exposure_record)
             method_metrics = outcome.metrics
             if publish_here:
                 save_checkpoint(split_id, modules, method_metrics, prefix)
@@ -537,10 +548,13 @@ def _split_id(parent: Parent, method: str, params: dict, seed: int, dataset: str
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
-def _command(source, dataset, method, classes, repo_prefix, hub: Hub, seed, options, stream: bool = False) -> str:
+def _command(source, dataset, method, classes, repo_prefix, hub: Hub, seed, options, stream: bool = False,
+             negatives: str | None = None) -> str:
     parts = ["hubmod", "split", source, "--dataset", dataset, "--method", method, "--seed", str(seed)]
     if stream:
         parts += ["--stream"]
+    if negatives:
+        parts += ["--negatives", negatives]
     if classes:
         parts += ["--classes", ",".join(classes)]
     if repo_prefix:

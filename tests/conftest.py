@@ -192,3 +192,23 @@ def save_fmnist_folder(name: str, train, test, per_class: int, test_per_class: i
 def small_fmnist_dir(fmnist_train, fmnist_test):
     """A small Fashion-MNIST copy: 120 training and 60 test images per class."""
     return save_fmnist_folder("small-fmnist", fmnist_train, fmnist_test, 120, 60, seeds=(2, 3))
+
+
+@pytest.fixture(scope="session")
+def digits_dir():
+    """scikit-learn's real 8x8 digits upscaled to 28 px, as a save_to_disk folder with classes 'digit 0'..'digit 9'."""
+    import numpy as np
+    import torch.nn.functional as F
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+    from sklearn.datasets import load_digits
+
+    path = _SESSION_TMP / "digits"
+    if not path.exists():
+        digits = load_digits()
+        x = torch.tensor(digits.images, dtype=torch.float32)[:, None] * (255.0 / 16.0)
+        x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).round().clamp(0, 255)
+        feats = Features({"image": Image(), "label": ClassLabel(names=[f"digit {d}" for d in range(10)])})
+        ds = Dataset.from_dict({"image": list(x[:, 0].to(torch.uint8).numpy()),
+                                "label": digits.target.astype(np.int64).tolist()}, features=feats)
+        DatasetDict({"train": ds}).save_to_disk(str(path))
+    return path

@@ -1,0 +1,106 @@
+"""Outlier exposure (``split --negatives``): the gate, its record, the ``exposed`` rule, and a real split."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import TINY_SPLIT
+
+import hubmod
+from hubmod import calibration
+from hubmod.composed import ComposedClassifier, auto_calibration
+from hubmod.errors import HubmodError, InvalidRepoError
+from hubmod.exposure import checked_record, fit_gate
+from hubmod.hub import LocalHub
+from hubmod.module import ClassModule
+
+
+def test_gate_separates_own_from_other_and_folds_standardisation():
+    g = torch.Generator().manual_seed(0)
+    own = torch.randn(60, 5, generator=g) * 3 + torch.tensor([20.0, 0, 0, 0, 0])
+    other = torch.randn(200, 5, generator=g) * 3
+    weight, bias = fit_gate(own, other)
+    assert weight.shape == (1, 5) and bias.shape == (1,)
+    p_own = torch.sigmoid(own @ weight.T + bias).squeeze(1)
+    p_other = torch.sigmoid(other @ weight.T + bias).squeeze(1)
+    assert p_own.min() > 0.5 > p_other.max()  # the first feature alone tells them apart
+    again = fit_gate(own, other)
+    assert torch.equal(again[0], weight) and torch.equal(again[1], bias)  # deterministic
+
+
+def test_exposed_rule_is_minmax_times_gate():
+    cal = calibration.fit(torch.tensor([2.0, 4.0, 6.0]), torch.tensor([-3.0, -1.0, 0.0]))
+    raw, gate = torch.tensor([2.0, 6.0, 4.0]), torch.tensor([1.0, 0.5, 0.0])
+    out = calibration.apply("exposed", raw, cal, gate=gate)
+    assert torch.allclose(out, calibration.apply("minmax", raw, cal) * gate)
+    with pytest.raises(ValueError, match="gate"):
+        calibration.apply("exposed", raw, cal)
+
+
+@pytest.mark.parametrize("bad", [{"dataset": 3}, {"dataset": "d", "split": "train", "images": -1},
+                                 {"dataset": "d", "split": "train", "images": 5, "images_sha256": "x",
+                                  "penalty": "high", "seed": 0}, ["not", "an", "object"]])
+def test_exposure_record_from_a_repo_is_checked(bad):
+    with pytest.raises(InvalidRepoError, match="exposure"):
+        checked_record(bad, "me/mod")
+
+
+def test_split_with_negatives_gates_modules_and_composes_exposed(tiny_parent_dirs, vgg_split, digits_dir, fmnist_test,
+                                                                 tmp_path):
+    """A real split of the tiny VGG parent exposed to real digits: every module gets a gate that says
+    "not mine" to digits far more often than to its own class, the record and the weights survive the
+    hub, and modules of two exposed splits compose with the exposed rule, in PyTorch and in ONNX."""
+    from hubmod.onnx_export import export_onnx
+
+    parent = str(tiny_parent_dirs["vgg"])
+    with pytest.raises(HubmodError, match="negatives must be images of none of the parent's classes"):
+        hubmod.split(parent, "fashion-mnist", options=TINY_SPLIT, negatives="fashion-mnist", progress=False,
+                     repo_prefix="me/nope")
+    assert not LocalHub().repo_exists("me/nope-bag")  # nothing written
+    opts = {**TINY_SPLIT, "distill_epochs": 0}
+    a = hubmod.split(parent, "fashion-mnist", options=opts, classes=["Trouser", "Bag"], negatives=str(digits_dir),
+                     repo_prefix="me/vgg-a", progress=False)
+    b = hubmod.split(parent, "fashion-mnist", options=opts, classes=["Sneaker"], negatives=str(digits_dir), seed=1,
+                     repo_prefix="me/vgg-b", progress=False)
+    assert "--negatives" in a.modules[0].config.command
+    bag = ClassModule.from_pretrained("me/vgg-a-bag")
+    split_bag = next(m for m in a.modules if m.class_name == "Bag")
+    record = bag.config.exposure
+    assert record["dataset"] == str(digits_dir) and record["images"] == 1797 and len(record["images_sha256"]) == 64
+    assert bag.exposed and torch.equal(bag.exposure.weight, split_bag.exposure.weight)
+
+    from hubmod.data import load_images
+
+    digits = load_images(str(digits_dir), "train").images[:300]
+    for module in (bag, b.modules[0]):
+        own = fmnist_test.images[fmnist_test.labels == module.config.class_index][:300]
+
+        def gate(images, m=module):
+            from hubmod.preprocess import prepare_input
+
+            f = m.head_input(prepare_input(images, m.data_config))
+            return torch.sigmoid(m.exposure(f)).squeeze(1)
+
+        # over three parent seeds (HUBMOD_TEST_PARENT_SEED=0,1,2) the gates' mean was 0.78-0.96 on their own
+        # class's test images and 0.02-0.09 on digits
+        assert gate(own).mean() > 0.6 and gate(digits).mean() < 0.25, (gate(own).mean(), gate(digits).mean())
+
+    composed = hubmod.compose(["me/vgg-a:Trouser", "me/vgg-a:Bag", "me/vgg-b:Sneaker"], output="me/exposed")
+    assert composed.calibration == "exposed"
+    assert auto_calibration([*a.modules, *vgg_split.modules[:1]]) == "minmax"  # one module without a gate
+    with pytest.raises(HubmodError, match="no outlier-exposure gate"):
+        ComposedClassifier([a.modules[0], vgg_split.modules[2]], "exposed")
+    few = fmnist_test.images[:16]
+    reloaded = ComposedClassifier.from_pretrained("me/exposed")
+    assert torch.equal(reloaded(few), composed(few))
+    info = export_onnx(reloaded, tmp_path / "exposed.onnx", check_images=few)
+    assert info["max_abs_diff"] < 1e-4 and info["same_argmax"]
+
+    reloaded.save_pretrained(tmp_path / "ungated")  # a repo naming the rule for modules that lost their gates
+    cfg = json.loads((tmp_path / "ungated" / "config.json").read_text())
+    del cfg["modules"][0]["config"]["exposure"]
+    (tmp_path / "ungated" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InvalidRepoError, match="exposure"):
+        ComposedClassifier.from_pretrained(tmp_path / "ungated")
