@@ -105,7 +105,7 @@ def write_module_card(module: HubArtifact, directory: Path, repo_id: str | None 
         input_size=data_cfg["input_size"], mean=data_cfg["mean"], std=data_cfg["std"],
         train_samples=cfg.dataset.get("train_samples", "?"), val_samples=cfg.dataset.get("val_samples", "?"),
         split_id=cfg.split_id, cal_own=cfg.calibration["own"], cal_other=cfg.calibration["other"],
-        platt=cfg.calibration["platt"], hubmod_version=module.config.to_dict()["hubmod_version"],
+        platt=cfg.calibration["platt"], exposure=cfg.exposure, hubmod_version=module.config.to_dict()["hubmod_version"],
     )
 
 

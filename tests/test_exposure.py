@@ -70,6 +70,8 @@ def test_split_with_negatives_gates_modules_and_composes_exposed(tiny_parent_dir
     record = bag.config.exposure
     assert record["dataset"] == str(digits_dir) and record["images"] == 1797 and len(record["images_sha256"]) == 64
     assert bag.exposed and torch.equal(bag.exposure.weight, split_bag.exposure.weight)
+    bag.save_pretrained(tmp_path / "bag")
+    assert "outlier exposure: a gate fitted against 1797 images" in (tmp_path / "bag" / "README.md").read_text()
 
     from hubmod.data import load_images
 
