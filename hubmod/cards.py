@@ -14,6 +14,7 @@ from .artifact import HubArtifact  # cards know artifacts only by their base cla
 from .formatting import percent
 from .heads import describe_head
 from .hub import LOCAL
+from .refs import slugify
 
 CHART = "kept_channels.png"
 
@@ -26,8 +27,30 @@ def _render(template: str, card_data, path: Path, **values) -> None:
     from huggingface_hub import ModelCard
 
     with as_file(files("hubmod") / "_cards" / template) as template_path:
-        card = ModelCard.from_template(card_data, template_path=str(template_path), **values)
+        card = ModelCard.from_template(card_data, template_path=str(template_path), project_url=project_url(),
+                                       **values)
     card.save(path)
+
+
+def project_url() -> str | None:
+    """The project's home page from the installed package's metadata (``[project.urls]`` Homepage,
+    Repository or Source), or None: cards link only a page that exists."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        urls = metadata("hubmod").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        return None
+    named = dict(u.split(", ", 1) for u in urls if ", " in u)
+    for key in ("Homepage", "Repository", "Source"):
+        if named.get(key, "").startswith("https://"):
+            return named[key]
+    return None
+
+
+def class_tag(class_name: str) -> str:
+    """The tag that makes a module findable by its class (``hubmod find``): ``hubmod-class-<slug>``."""
+    return f"hubmod-class-{slugify(class_name) or 'unnamed'}"
 
 
 def _usage(hub_name: str | None) -> tuple[str, str]:
@@ -41,6 +64,20 @@ def _method_info(method: dict) -> tuple[str, str]:
     """The method's title and paper URL as the module config records them (checked where it was read)."""
     name = method.get("name") or "?"
     return method.get("title") or name, method.get("paper_url") or ""
+
+
+def module_metadata(cfg) -> dict:
+    """What ``hubmod find`` reads from a module card's metadata (Hub listings carry it without a download)."""
+    metrics, parent = cfg.metrics, cfg.parent
+    out = {"class": cfg.class_name, "parent_classes": list(parent["label_names"]),
+           "parent": parent.get("repo_id"), "parent_revision": parent.get("revision"),
+           "parent_hub": parent.get("hub"), "architecture": parent.get("architecture"),
+           "method": cfg.method.get("name"), "input_size": list(cfg.data_config.get("input_size", [])),
+           "split_id": cfg.split_id, "exposed": bool(cfg.exposure)}
+    for key in ("test_f1", "val_f1", "kept_kernels", "macs"):
+        if isinstance(metrics.get(key), int | float):
+            out[key] = metrics[key]
+    return out
 
 
 def write_module_card(module: HubArtifact, directory: Path, repo_id: str | None = None,
@@ -62,11 +99,16 @@ def write_module_card(module: HubArtifact, directory: Path, repo_id: str | None 
                                       metric_value=round(float(metrics[key]), 4),
                                       metric_name=f"{metric} of {cfg.class_name} in the composed split"))
     name = repo_id or directory.name
+    base = parent.get("repo_id") if parent.get("hub") not in (None, "dir") else None
     card_data = ModelCardData(
         library_name="hubmod",
         license=parent.get("license") or None,
-        tags=["hubmod", "class-module", method.get("name", ""), "image-classification", parent["architecture"]],
-        base_model=parent.get("repo_id") if parent.get("hub") not in (None, "dir") else None,
+        tags=["hubmod", "class-module", class_tag(cfg.class_name), method.get("name", ""), "image-classification",
+              parent["architecture"]],
+        base_model=base,
+        # a pruned, possibly distilled part of the parent: of the Hub's relations, closest to a fine-tune
+        base_model_relation="finetune" if base else None,
+        hubmod=module_metadata(cfg),
         datasets=[dataset_id] if dataset_id else None,
         pipeline_tag="image-classification",
         model_name=name,
@@ -140,7 +182,8 @@ def write_composed_card(model: HubArtifact, directory: Path, repo_id: str | None
     name = repo_id or directory.name
     card_data = ModelCardData(
         library_name="hubmod", tags=["hubmod", "composed-classifier", "image-classification"],
-        base_model=bases or None, datasets=datasets or None, pipeline_tag="image-classification",
+        base_model=bases or None, base_model_relation="merge" if bases else None,
+        datasets=datasets or None, pipeline_tag="image-classification",
         license=licenses.pop() if len(licenses) == 1 else None, model_name=name,
     )
     metric_rows = [(k, percent(v) if isinstance(v, float) else str(v)) for k, v in (metrics or {}).items()]
@@ -176,7 +219,8 @@ def write_patched_card(model: HubArtifact, directory: Path, repo_id: str | None 
                             (prov.get("module_repo_id"), prov.get("module_hub"))) if r and h not in (None, "dir")]
     card_data = ModelCardData(
         library_name="hubmod", tags=["hubmod", "patched-classifier", "image-classification"],
-        base_model=bases or None, datasets=[cfg.dataset["hub_id"]] if cfg.dataset.get("hub_id") else None,
+        base_model=bases or None, base_model_relation="merge" if bases else None,
+        datasets=[cfg.dataset["hub_id"]] if cfg.dataset.get("hub_id") else None,
         pipeline_tag="image-classification", model_name=name,
     )
     target = model.class_names[model.target]

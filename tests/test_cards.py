@@ -60,3 +60,42 @@ def test_a_module_written_before_titles_were_recorded_gets_its_methods_on_load(s
     assert module.config.method["paper_url"] == METHODS["gradsplitter"].paper_url
     module.save_pretrained(tmp_path / "again")
     assert METHODS["gradsplitter"].paper_url in (tmp_path / "again" / "README.md").read_text()
+
+
+def _front_matter(directory) -> dict:
+    from huggingface_hub import ModelCard
+
+    return ModelCard.load(directory / "README.md").data.to_dict()
+
+
+def test_a_module_card_is_findable_by_its_class_and_names_its_parent_as_a_finetune(vgg_split, tmp_path):
+    import copy
+
+    from hubmod.data import FASHION_MNIST_CLASSES
+
+    module = copy.deepcopy(vgg_split.modules[0])  # T-shirt/top: a class name with a '/' in it
+    module.config.parent.update(repo_id="me/vgg-parent", hub="local")
+    module.save_pretrained(tmp_path / "m", repo_id="me/vgg-t-shirt-top")
+    data = _front_matter(tmp_path / "m")
+    assert "hubmod-class-t-shirt-top" in data["tags"] and "hubmod" in data["tags"]
+    meta = data["hubmod"]
+    assert meta["class"] == "T-shirt/top" and meta["parent_classes"] == FASHION_MNIST_CLASSES
+    assert meta["parent"] == "me/vgg-parent" and meta["method"] == "gradsplitter" and meta["input_size"] == [1, 28, 28]
+    assert meta["kept_kernels"] == module.config.metrics["kept_kernels"] and meta["macs"] > 0
+    assert data["base_model"] == "me/vgg-parent" and data["base_model_relation"] == "finetune"
+    assert "github.com/hubmod" not in (tmp_path / "m" / "README.md").read_text()  # only pages that exist
+
+
+def test_a_module_of_a_local_parent_names_no_base_model(saved):
+    data = _front_matter(saved)
+    assert "base_model" not in data and "base_model_relation" not in data
+    assert "hubmod-class-trouser" in data["tags"]
+
+
+def test_a_composed_card_lists_its_modules_as_merged_base_models(vgg_split, tmp_path):
+    from hubmod import ComposedClassifier
+
+    provenance = [{"repo_id": f"me/vgg-{i}", "revision": "0" * 40, "hub": "local"} for i in range(2)]
+    ComposedClassifier(vgg_split.modules[:2], "none", provenance).save_pretrained(tmp_path / "c", repo_id="me/two")
+    data = _front_matter(tmp_path / "c")
+    assert data["base_model"] == ["me/vgg-0", "me/vgg-1"] and data["base_model_relation"] == "merge"
