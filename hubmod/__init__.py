@@ -8,6 +8,7 @@ The API (each name is imported on first use, so ``import hubmod`` and ``hubmod -
   from modules named by ``REPO:CLASS``, optionally fitted on a few labelled images;
 * ``patch(weak_source, module_ref, output=...)`` -> ``PatchedClassifier``;
   ``replace(model_source, class_name, with_ref, output=...)`` -> ``ComposedClassifier``;
+* ``find(classes, hub=None, ...)`` -> ``{class: [FoundModule, ...]}``: module repos of each class on a hub;
 * ``evaluate(source, dataset)``, ``load(source)``, ``load_parent(source)``, ``export(source, path)`` (ONNX);
 * the artifacts ``ClassModule``, ``ComposedClassifier``, ``PatchedClassifier`` (each has
   ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub``);
@@ -30,6 +31,8 @@ _EXPORTS = {
     "replace": "hubmod.replacing",
     "SplitReport": "hubmod.split_pipeline",
     "evaluate": "hubmod.evaluation",
+    "find": "hubmod.discovery",
+    "FoundModule": "hubmod.discovery",
     "export": "hubmod.onnx_export",
     "load": "hubmod.loading",
     "load_parent": "hubmod.parents",
@@ -40,13 +43,14 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "ClassModule", "ComposedClassifier", "HfHub", "HubmodError", "LocalHub", "PatchedClassifier", "SplitReport",
-    "__version__", "compose", "evaluate", "export", "get_hub", "load", "load_parent", "patch", "replace",
-    "split",
+    "ClassModule", "ComposedClassifier", "FoundModule", "HfHub", "HubmodError", "LocalHub", "PatchedClassifier",
+    "SplitReport", "__version__", "compose", "evaluate", "export", "find", "get_hub", "load", "load_parent", "patch",
+    "replace", "split",
 ]
 
 if TYPE_CHECKING:
     from .composed import ComposedClassifier, compose
+    from .discovery import FoundModule, find
     from .errors import HubmodError
     from .evaluation import evaluate
     from .hub import HfHub, LocalHub, get_hub

@@ -568,6 +568,67 @@ def inspect(
     _run(body, hub)
 
 
+@app.command()
+def find(
+    classes: Annotated[list[str], typer.Argument(metavar="CLASS",
+                                                 help="Classes to find modules of (exact name, any case, or slug).")],
+    hub: HubOpt = None,
+    architecture: Annotated[str | None, typer.Option(metavar="ARCH", help="Only modules of this timm "
+                                                     "architecture, e.g. resnet18.")] = None,
+    method: Annotated[str | None, typer.Option(metavar="NAME", help="Only modules split with this method.")] = None,
+    parent: Annotated[str | None, typer.Option(metavar="REPO", help="Only modules of this parent repo.")] = None,
+    min_f1: Annotated[float | None, typer.Option(metavar="X", help="Only modules whose test F1 at split time is "
+                                                 "at least X (0..1).")] = None,
+    max_macs: Annotated[int | None, typer.Option(metavar="N", help="Only modules of at most N MACs per "
+                                                 "image.")] = None,
+    sort: Annotated[str, typer.Option(metavar="ORDER", help="f1 (best first), macs (smallest first), downloads "
+                                      "or recent.")] = "f1",
+    limit: Annotated[int, typer.Option(metavar="N", help="At most N modules per class.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """List module repos of each CLASS on the hub, from their cards' metadata (nothing is downloaded).
+
+    \b
+    Example:
+      hubmod find Sneaker Bag --sort macs --limit 5
+    """
+
+    def body():
+        from .discovery import find as run_find
+
+        found = run_find(classes, hub, architecture=architecture, method=method, parent=parent, min_f1=min_f1,
+                         max_macs=max_macs, sort=sort, limit=limit)
+        if as_json:
+            typer.echo(json.dumps({c: [r.to_dict() for r in rows] for c, rows in found.items()}, indent=1))
+            return
+        from rich.table import Table
+
+        con = _console()
+        for wanted, rows in found.items():
+            if not rows:
+                con.print(_s(f"no module of {wanted!r} on this hub; make one with: hubmod split PARENT --classes "
+                             f"{wanted!r}"))
+                continue
+            table = Table(title=_s(f"{wanted}: {len(rows)} module{'s' if len(rows) != 1 else ''}"))
+            for col in ("repo", "parent", "architecture", "method", "F1", "kept kernels", "MACs", "input", "license",
+                        "missing"):
+                table.add_column(col, overflow="fold", justify="right" if col in ("F1", "kept kernels", "MACs")
+                                 else "left")
+            for r in rows:
+                table.add_row(_s(f"{r.repo_id}@{r.sha[:8]}" if r.sha else r.repo_id),
+                              _s(f"{r.parent}@{r.parent_revision[:8]}" if r.parent and r.parent_revision
+                                 else r.parent or "-"),
+                              _s(r.architecture or "-"), _s(r.method or "-"),
+                              percent(r.f1) if r.f1 is not None else "-",
+                              percent(r.kept_kernels) if r.kept_kernels is not None else "-",
+                              f"{r.macs:,}" if r.macs is not None else "-",
+                              "x".join(map(str, r.input_size)) if r.input_size else "-", _s(r.license or "-"),
+                              _s(", ".join(r.missing) or "-"))
+            con.print(table)
+
+    _run(body, hub)
+
+
 def _fmt(value) -> str:
     """One value of ``inspect`` as rich text (escaped: it may come from a repo hubmod did not write)."""
     if isinstance(value, float):

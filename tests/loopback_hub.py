@@ -2,7 +2,8 @@
 
 It lets the tests drive the real ``huggingface_hub`` client (and timm's ``hf-hub:`` loader) end to
 end without a network: repo creation, YAML validation, preupload, the git-lfs batch API with a plain
-PUT, ndjson commits, repo info and tree listings, and ``resolve`` downloads by branch or commit sha.
+PUT, ndjson commits, repo info and tree listings, model listings filtered by tag (paginated), and
+``resolve`` downloads by branch or commit sha.
 It is strict on purpose: an endpoint it does not know, an LFS file committed before its content was
 uploaded, or a malformed payload is an error, and every unknown request is recorded in
 ``unexpected`` so a test can assert there were none. Fault injection (``fail``) lets tests check how
@@ -21,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import yaml
 
@@ -76,6 +77,7 @@ class LoopbackHub:
         # A hostile server: values it answers in place of the truth ("sha": the commit in repo info,
         # "commit": the X-Repo-Commit header of files, "etag": their ETag), to test that hubmod refuses them.
         self.hostile: dict[str, str] = {}
+        self.page_size = 2  # model listings come in pages this long, so clients must follow the Link header
         self.lock = threading.Lock()
         self._counter = itertools.count()
         self._server: ThreadingHTTPServer | None = None
@@ -290,6 +292,56 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "RepoNotFound", "Repository not found", head=head)
         return repo
 
+    LISTING_PARAMS = ("filter", "search", "sort", "direction", "limit", "expand", "cursor")
+    LISTING_EXPAND = ("cardData", "sha", "tags", "downloads", "lastModified")
+
+    def list_models(self, query) -> None:
+        """GET /api/models: repos carrying every ``filter`` tag (the card's tags and library), ``search`` in
+        the id, ``sort`` by downloads (all 0 here) or lastModified, newest first, at most ``limit``, in pages
+        of ``hub.page_size`` linked by a ``Link: rel="next"`` header as the Hub does; ``expand`` picks fields.
+        A parameter or value this stand-in does not implement is recorded in ``unexpected``."""
+        for key in query:
+            if key not in self.LISTING_PARAMS:
+                self.hub.unexpected.append(("GET", f"/api/models?{key}"))
+        expand = query.get("expand", [])
+        for value in expand:
+            if value not in self.LISTING_EXPAND:
+                self.hub.unexpected.append(("GET", f"/api/models?expand={value}"))
+        sort = query.get("sort", [None])[0]
+        if sort not in (None, "downloads", "lastModified"):
+            self.hub.unexpected.append(("GET", f"/api/models?sort={sort}"))
+        wanted, search = set(query.get("filter", [])), query.get("search", [""])[0].casefold()
+        limit = int(query.get("limit", ["1000"])[0])
+        offset = int(query.get("cursor", ["0"])[0])
+        rows = []
+        with self.hub.lock:
+            repos = [(r.repo_id, r.commits[r.refs["main"]]) for r in self.hub.repos.values()
+                     if "main" in r.refs and not r.private]
+        for repo_id, commit in sorted(repos):
+            match = re.match(r"^---\n(.*?)\n---", commit.files.get("README.md", b"").decode("utf-8", "replace"), re.S)
+            try:
+                card = (yaml.safe_load(match.group(1)) if match else None) or {}
+            except yaml.YAMLError:
+                card = {}
+            card = card if isinstance(card, dict) else {}
+            tags = [t for t in card.get("tags") or [] if isinstance(t, str)]
+            tags += [card["library_name"]] if isinstance(card.get("library_name"), str) else []
+            if not wanted <= set(tags) or search not in repo_id.casefold():
+                continue
+            fields = {"cardData": card, "sha": commit.sha, "tags": tags, "downloads": 0, "lastModified": commit.date}
+            rows.append({"id": repo_id, "modelId": repo_id,
+                         **{k: v for k, v in fields.items() if not expand or k in expand}})
+        if sort == "lastModified":
+            rows.sort(key=lambda r: r.get("lastModified", ""), reverse=True)
+        rows = rows[:limit]
+        page = rows[offset : offset + self.hub.page_size]
+        headers = {}
+        if offset + self.hub.page_size < len(rows):
+            rest = {k: v for k, v in query.items() if k != "cursor"}
+            pairs = "&".join(f"{k}={quote(v)}" for k, vs in rest.items() for v in vs)
+            headers["Link"] = f'<{self.hub.url}/api/models?{pairs}&cursor={offset + self.hub.page_size}>; rel="next"'
+        self._send(200, page, headers)
+
     def model_info(self, query, rid: str, rev: str | None = None) -> None:
         repo = self._repo(rid)
         if repo is None:
@@ -446,6 +498,7 @@ ROUTES = [
     ("POST", r"/api/repos/create", "create_repo"),
     ("DELETE", r"/api/repos/delete", "delete_repo"),
     ("POST", r"/api/validate-yaml", "validate_yaml"),
+    ("GET", r"/api/models", "list_models"),
     ("GET", rf"/api/models/{_REPO}/revision/(?P<rev>.+)", "model_info"),
     ("GET", rf"/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<subpath>.+))?", "tree"),
     ("POST", rf"/api/models/{_REPO}/preupload/(?P<rev>[^/]+)", "preupload"),

@@ -8,9 +8,9 @@ from typer.testing import CliRunner
 from hubmod import __version__
 from hubmod.cli import app
 
-COMMANDS = ("split", "compose", "patch", "replace", "eval", "inspect", "export", "methods")
+COMMANDS = ("split", "compose", "patch", "replace", "eval", "inspect", "export", "methods", "find")
 ARGUMENTS = {"split": "SOURCE", "compose": "REF...", "patch": "SOURCE", "replace": "MODEL", "eval": "SOURCE",
-             "inspect": "SOURCE", "export": "SOURCE"}
+             "inspect": "SOURCE", "export": "SOURCE", "find": "CLASS..."}
 TYPE_TAG = re.compile(r"<(str|int|float|bool|list\[[a-z]+\]|path|[a-z_]+ range)>")
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from .base import (
     HF,
+    LISTING_SORTS,
     LOCAL,
     MAX_CARD_BYTES,
     MAX_JSON_BYTES,
     MAX_WEIGHTS_BYTES,
     READ_FILES,
     Hub,
+    ListedRepo,
     Snapshot,
     dir_snapshot,
     existing_dir,
@@ -32,8 +34,8 @@ from .local import LocalHub
 from .selection import HUB_RULE, default_hub_reason, get_hub, hub_for, open_ref
 
 __all__ = [
-    "DEFAULT_ENDPOINT", "DEFAULT_TIMEOUT", "HF", "HUB_RULE", "LOCAL", "MAX_CARD_BYTES", "MAX_JSON_BYTES",
-    "MAX_WEIGHTS_BYTES", "READ_FILES", "TIMEOUT_ENV", "HfHub", "Hub", "LocalHub", "Snapshot", "default_hub_reason",
-    "dir_snapshot", "existing_dir", "get_hub", "hub_for", "hubmod_home", "open_ref", "request_timeout",
-    "retry_transient", "tree_digest",
+    "DEFAULT_ENDPOINT", "DEFAULT_TIMEOUT", "HF", "HUB_RULE", "LISTING_SORTS", "LOCAL", "MAX_CARD_BYTES",
+    "MAX_JSON_BYTES", "MAX_WEIGHTS_BYTES", "READ_FILES", "TIMEOUT_ENV", "HfHub", "Hub", "ListedRepo", "LocalHub",
+    "Snapshot", "default_hub_reason", "dir_snapshot", "existing_dir", "get_hub", "hub_for", "hubmod_home",
+    "open_ref", "request_timeout", "retry_transient", "tree_digest",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +102,46 @@ def dir_snapshot(path: Path) -> Snapshot:
     return Snapshot(path=root, sha=tree_digest(root, readable), hub="dir", confine=root)
 
 
+LISTING_SORTS = ("downloads", "recent")  # orders a hub listing itself can give (hubmod.discovery sorts the rest)
+MAX_FRONT_MATTER_BYTES = 256 * 2**10  # a card's YAML metadata beyond this is not read by listings
+
+
+@dataclass
+class ListedRepo:
+    """One model repo of a hub listing: its id, commit and card metadata (untrusted, unchecked)."""
+
+    repo_id: str
+    sha: str | None
+    card_data: dict
+    downloads: int | None = None
+    last_modified: str | None = None
+
+
+def front_matter(text: str) -> dict:
+    """The YAML metadata of a model card, or {} when it has none or it cannot be read safely.
+
+    Only YAML's safe subset is read, with the C parser where there is one, and documents that use
+    anchors or aliases (a way to make a small file expand enormously) are treated as having none.
+    """
+    import yaml
+
+    if not text.startswith("---"):
+        return {}
+    end = text.find("\n---", 3)
+    if end < 0 or end > MAX_FRONT_MATTER_BYTES:
+        return {}
+    block = text[3:end]
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        events = yaml.parse(block, Loader=loader)
+        if any(isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None) for ev in events):
+            return {}
+        data = yaml.load(block, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 class Hub(ABC):
     """A place repos can be read from and pushed to."""
 
@@ -120,3 +161,8 @@ class Hub(ABC):
 
     @abstractmethod
     def url(self, repo_id: str) -> str: ...
+
+    @abstractmethod
+    def list_models(self, tags: list[str], sort: str | None = None, limit: int = 100) -> Iterator[ListedRepo]:
+        """Model repos carrying every one of ``tags``, with their card metadata, at most ``limit`` of them,
+        in the order ``sort`` (one of LISTING_SORTS) asks for, or any order."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import HubAccessError, HubmodError, InvalidRepoError, NotFoundError, first_line
 from ..refs import is_commit_sha, validate_repo_id, validate_revision
 from ..untrusted import printable
-from .base import READ_FILES, Hub, Snapshot
+from .base import READ_FILES, Hub, ListedRepo, Snapshot
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 TIMEOUT_ENV = "HUBMOD_HUB_TIMEOUT"
@@ -172,6 +172,21 @@ class HfHub(Hub):
     def repo_exists(self, repo_id: str) -> bool:
         with hf_errors(repo_id, None, self.endpoint):
             return self._api().repo_exists(repo_id)
+
+    def list_models(self, tags: list[str], sort: str | None = None, limit: int = 100) -> Iterator[ListedRepo]:
+        """``HfApi.list_models`` filtered by the tags, paginated by huggingface_hub and cut at ``limit``;
+        the card metadata comes with the listing (``expand``), so no card is downloaded."""
+        order = {"downloads": "downloads", "recent": "last_modified", None: None}[sort]
+        with hf_errors("(model listing)", None, self.endpoint):
+            infos = list(self._api().list_models(filter=list(tags), sort=order, limit=limit,
+                                                 expand=["cardData", "sha", "tags", "downloads", "lastModified"]))
+        for info in infos:
+            card = info.card_data.to_dict() if info.card_data is not None else {}
+            if not isinstance(info.id, str):
+                continue
+            modified = info.last_modified.strftime("%Y-%m-%dT%H:%M:%SZ") if info.last_modified else None
+            yield ListedRepo(info.id, info.sha if isinstance(info.sha, str) else None, card,
+                             info.downloads if isinstance(info.downloads, int) else None, modified)
 
     def push_folder(self, repo_id: str, folder: Path, message: str, private: bool = False) -> str:
         """One commit of the folder's files. A repo this push created stays if the upload fails (empty):

@@ -16,7 +16,17 @@ from pathlib import Path
 from ..errors import HubmodError, InvalidRepoError, NotFoundError, option
 from ..refs import is_commit_sha, validate_repo_id, validate_revision
 from ..untrusted import parse_json
-from .base import LOCAL, Hub, Snapshot, hubmod_home, tree_digest
+from .base import (
+    LOCAL,
+    MAX_CARD_BYTES,
+    MAX_FRONT_MATTER_BYTES,
+    Hub,
+    ListedRepo,
+    Snapshot,
+    front_matter,
+    hubmod_home,
+    tree_digest,
+)
 
 
 class LocalHub(Hub):
@@ -92,6 +102,39 @@ class LocalHub(Hub):
         path = commits / sha
         self._verify(repo_id, path)
         return Snapshot(path=path, sha=sha, hub=LOCAL, repo_id=repo_id, origin=self, confine=path)
+
+    def list_models(self, tags: list[str], sort: str | None = None, limit: int = 100) -> Iterator[ListedRepo]:
+        """Repos whose main commit's card carries every tag; only the cards' metadata is read.
+
+        The embedded hub counts no downloads, so ``downloads`` order is any order; ``recent`` is the
+        main commit's time.
+        """
+        models = self.root / "models"
+        found: list[tuple[float, ListedRepo]] = []
+        wanted = set(tags)
+        for ns_dir in sorted(models.iterdir()) if models.is_dir() else []:
+            for repo_dir in sorted(ns_dir.iterdir()) if ns_dir.is_dir() else []:
+                repo_id = f"{ns_dir.name}/{repo_dir.name}"
+                try:
+                    sha = self._refs(repo_id).get("main")
+                    card = self._inside(self._meta(repo_id) / "commits" / sha / "README.md") if sha else None
+                except (HubmodError, ValueError):
+                    continue  # a damaged or foreign folder is not a repo to list
+                if card is None or not card.is_file() or card.stat().st_size > MAX_CARD_BYTES:
+                    continue
+                with card.open("r", encoding="utf-8", errors="replace") as f:
+                    data = front_matter(f.read(MAX_FRONT_MATTER_BYTES + 8))
+                card_tags = data.get("tags")
+                if not isinstance(card_tags, list) or not wanted <= {t for t in card_tags if isinstance(t, str)}:
+                    continue
+                stamp = card.stat().st_mtime
+                found.append((stamp, ListedRepo(repo_id, sha, data, None,
+                                                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp)))))
+                if sort is None and len(found) >= limit:
+                    return iter([r for _, r in found])
+        if sort == "recent":
+            found.sort(key=lambda pair: -pair[0])
+        return iter([r for _, r in found[:limit]])
 
     def _verify(self, repo_id: str, commit_dir: Path) -> None:
         """A commit's sha is a hash of its content and history: check the folder still holds what was committed."""
