@@ -51,6 +51,16 @@ def rows() -> list[tuple[str, str, str, str]]:
                         f"CNN from scratch on the same images "
                         f"{_pct(statistics.mean(r['baselines']['scratch_cnn']['10']))}; trained on all images "
                         f"{_pct(r['reference'])}", "reuse"))
+    zero = RESULTS / "zero_shot.json"
+    if zero.exists():
+        z = json.loads(zero.read_text())
+        acc = z["problems"].get("all ten", {}).get("accuracy", {})
+        exposed = next((v for k, v in acc.items() if k.startswith("`auto`")), None)
+        if exposed is not None:
+            out.append((f"Modules of two parents ({z['pair']}), all ten, no labels: both split with `--negatives` "
+                        "(scikit-learn's digits)",
+                        f"{_pct(exposed)} with the `{z['exposed_auto_rule']}` rule `auto` picks",
+                        f"split without negatives: {_pct(acc['minmax'])} (minmax)", "zero-shot"))
     families = RESULTS / "families.json"
     if families.exists():
         for r in json.loads(families.read_text()).values():
