@@ -1,6 +1,7 @@
 """Benchmark: how long `hubmod find` takes on an embedded hub holding 1,000 module repos.
 
     python benchmarks/find_scale.py            # measure
+    python benchmarks/find_scale.py --reuse    # time find again on the hub an earlier run published
     python benchmarks/find_scale.py --render   # rebuild the BENCHMARKS.md section from the saved JSON
 
 One real module (the Trouser module of the VGG parent of reuse_fmnist.py, split with the fast
@@ -30,16 +31,7 @@ CLASSES = 10
 REPEATS = 5
 
 
-def measure() -> dict:
-    import hubmod
-    from hubmod.hub import LocalHub
-
-    source_index = ensure_split(PAIRS["vgg+resnet18"][0][0])
-    module = hubmod.compose([f"{source_index}:Trouser"], hub="local").class_modules[0]
-    home = ROOT / "benchmarks" / ".work" / "find-home"
-    shutil.rmtree(home, ignore_errors=True)
-    os.environ["HUBMOD_HOME"] = str(home)
-    hub = LocalHub()
+def _publish(module, hub) -> float:
     t = time.perf_counter()
     for i in range(REPOS):
         m = copy.deepcopy(module)
@@ -51,7 +43,24 @@ def measure() -> dict:
         m.config.class_name = name
         m.config.parent = {**m.config.parent, "label_names": labels}
         m.push_to_hub(f"many/module-{i:04d}", hub=hub)
-    publish_seconds = time.perf_counter() - t
+    return time.perf_counter() - t
+
+
+def measure(reuse: bool) -> dict:
+    import hubmod
+    from hubmod.hub import LocalHub
+
+    source_index = ensure_split(PAIRS["vgg+resnet18"][0][0])
+    module = hubmod.compose([f"{source_index}:Trouser"], hub="local").class_modules[0]
+    home = ROOT / "benchmarks" / ".work" / "find-home"
+    previous = json.loads(OUT.read_text()) if OUT.exists() else {}
+    os.environ["HUBMOD_HOME"] = str(home)
+    hub = LocalHub()
+    if reuse and previous.get("publish_seconds") and hub.repo_exists(f"many/module-{REPOS - 1:04d}"):
+        publish_seconds = previous["publish_seconds"]  # the same hub, published by an earlier run
+    else:
+        shutil.rmtree(home, ignore_errors=True)
+        publish_seconds = _publish(module, hub)
 
     def timed(classes: list[str], limit: int) -> tuple[float, int]:
         times, count = [], 0
@@ -86,6 +95,7 @@ def render(r: dict, header: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--render", action="store_true")
+    ap.add_argument("--reuse", action="store_true", help="time find on the hub an earlier run published")
     args = ap.parse_args()
     setup_home()
     if args.render:
@@ -93,7 +103,7 @@ def main() -> None:
         header = section_header(SECTION) or f"Command: `{command()}`\nMachine: (not recorded)\n"
     else:
         header = f"Command: `{command()}`\nMachine: {machine()}\n"
-        result = measure()
+        result = measure(args.reuse)
         RESULTS.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(result, indent=1))
     write_section(SECTION, "## Finding modules on a hub of 1,000 module repos\n\n" + render(result, header))

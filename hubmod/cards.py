@@ -14,7 +14,7 @@ from .artifact import HubArtifact  # cards know artifacts only by their base cla
 from .formatting import percent
 from .heads import describe_head
 from .hub import LOCAL
-from .refs import slugify
+from .refs import class_tag
 
 CHART = "kept_channels.png"
 
@@ -46,11 +46,6 @@ def project_url() -> str | None:
         if named.get(key, "").startswith("https://"):
             return named[key]
     return None
-
-
-def class_tag(class_name: str) -> str:
-    """The tag that makes a module findable by its class (``hubmod find``): ``hubmod-class-<slug>``."""
-    return f"hubmod-class-{slugify(class_name) or 'unnamed'}"
 
 
 def _usage(hub_name: str | None) -> tuple[str, str]:

@@ -16,10 +16,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from .cards import class_tag
 from .errors import HubmodError, InvalidRepoError, option
 from .hub import LISTING_SORTS, Hub, ListedRepo, get_hub
-from .refs import is_commit_sha, slugify
+from .refs import class_tag, is_commit_sha, slugify
 from .untrusted import Fields, printable
 
 logger = logging.getLogger(__name__)

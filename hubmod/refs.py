@@ -121,6 +121,11 @@ def slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:60].strip("-")
 
 
+def class_tag(class_name: str) -> str:
+    """The tag that makes a module findable by its class (``hubmod find``): ``hubmod-class-<slug>``."""
+    return f"hubmod-class-{slugify(class_name) or 'unnamed'}"
+
+
 def class_slugs(class_names: list[str]) -> list[str]:
     """Slugs for every class of a model, stable and collision-free.
 

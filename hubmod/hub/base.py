@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -117,8 +118,12 @@ class ListedRepo:
     last_modified: str | None = None
 
 
-def front_matter(text: str) -> dict:
-    """The YAML metadata of a model card, or {} when it has none or it cannot be read safely.
+_ANCHOR_OR_ALIAS = re.compile(r"(?:^|[\s\[{,:-])[&*][^\s]")  # where YAML may hold an anchor or an alias
+
+
+def front_matter(text: str, must_contain: tuple[str, ...] = ()) -> dict:
+    """The YAML metadata of a model card, or {} when it has none, it cannot be read safely, or its
+    text lacks one of ``must_contain`` (a cheap test that spares parsing cards a listing will drop).
 
     Only YAML's safe subset is read, with the C parser where there is one, and documents that use
     anchors or aliases (a way to make a small file expand enormously) are treated as having none.
@@ -131,11 +136,14 @@ def front_matter(text: str) -> dict:
     if end < 0 or end > MAX_FRONT_MATTER_BYTES:
         return {}
     block = text[3:end]
+    if not all(re.search(re.escape(needle) + r"(?![\w-])", block) for needle in must_contain):
+        return {}
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        events = yaml.parse(block, Loader=loader)
-        if any(isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None) for ev in events):
-            return {}
+        if _ANCHOR_OR_ALIAS.search(block):  # the text test is loose; the parser's events decide
+            events = yaml.parse(block, Loader=loader)
+            if any(isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None) for ev in events):
+                return {}
         data = yaml.load(block, Loader=loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError:
         return {}

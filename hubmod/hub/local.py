@@ -115,15 +115,20 @@ class LocalHub(Hub):
         for ns_dir in sorted(models.iterdir()) if models.is_dir() else []:
             for repo_dir in sorted(ns_dir.iterdir()) if ns_dir.is_dir() else []:
                 repo_id = f"{ns_dir.name}/{repo_dir.name}"
-                try:
-                    sha = self._refs(repo_id).get("main")
-                    card = self._inside(self._meta(repo_id) / "commits" / sha / "README.md") if sha else None
-                except (HubmodError, ValueError):
+                meta = self.root / ".hubmod" / "repos" / ns_dir.name / repo_dir.name
+                try:  # a light read of the branch pointer: snapshot() checks a commit fully when it is used
+                    refs = parse_json((meta / "refs.json").read_bytes(), "refs.json")
+                    sha = refs.get("main") if isinstance(refs, dict) else None
+                    if not is_commit_sha(sha):
+                        continue
+                    card = Path(os.path.realpath(meta / "commits" / sha / "README.md"))
+                    if not card.is_relative_to(self.root) or card.stat().st_size > MAX_CARD_BYTES:
+                        continue
+                    with card.open("r", encoding="utf-8", errors="replace") as f:
+                        text = f.read(MAX_FRONT_MATTER_BYTES + 8)
+                except (OSError, HubmodError):
                     continue  # a damaged or foreign folder is not a repo to list
-                if card is None or not card.is_file() or card.stat().st_size > MAX_CARD_BYTES:
-                    continue
-                with card.open("r", encoding="utf-8", errors="replace") as f:
-                    data = front_matter(f.read(MAX_FRONT_MATTER_BYTES + 8))
+                data = front_matter(text, must_contain=tuple(tags))
                 card_tags = data.get("tags")
                 if not isinstance(card_tags, list) or not wanted <= {t for t in card_tags if isinstance(t, str)}:
                     continue
