@@ -22,8 +22,7 @@ def _publish_variants(vgg_split, hub: str) -> dict[str, dict]:
     Sneaker module, a card with the class tag but none of the metadata, and a card whose YAML uses aliases."""
     bag = vgg_split.modules[8]
     made = {}
-    for i, (f1, macs, parent) in enumerate([(0.91, 30_000, "alice/vgg"), (0.97, 90_000, "bob/vgg"),
-                                            (0.85, 10_000, "carol/vgg")]):
+    for f1, macs, parent in [(0.91, 30_000, "alice/vgg"), (0.97, 90_000, "bob/vgg"), (0.85, 10_000, "carol/vgg")]:
         m = copy.deepcopy(bag)
         m.config.metrics.update(test_f1=f1, macs=macs)
         m.config.parent.update(repo_id=parent, hub="local", revision="1" * 40)
