@@ -309,15 +309,15 @@ def split(
                else list(range(len(names))))
     slugs = class_slugs(names)
     repo_ids = {c: validate_repo_id(f"{prefix}-{slugs[c]}") for c in targets}
+    negative_images = exposure_record = None
+    if negatives is not None:  # before the data: a negatives dataset sharing a class fails fast
+        negative_images, exposure_record = load_negatives(negatives, names, seed)
     times["load_parent"] = time.perf_counter() - t0
 
     t = time.perf_counter()
     mcfg = splitter.config
     data = _load_data(dataset, parent, mcfg.train_per_class, mcfg.val_per_class, seed, stream,
                       mcfg.distill_per_class_needed())
-    negative_images = exposure_record = None
-    if negatives is not None:
-        negative_images, exposure_record = load_negatives(negatives, names, seed)
     times["load_data"] = time.perf_counter() - t
 
     model = parent.model.eval()

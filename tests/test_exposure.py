@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -51,7 +52,7 @@ def test_split_with_negatives_gates_modules_and_composes_exposed(tiny_parent_dir
                                                                  tmp_path):
     """A real split of the tiny VGG parent exposed to real digits: every module gets a gate that says
     "not mine" to digits far more often than to its own class, the record and the weights survive the
-    hub, and modules of two exposed splits compose with the exposed rule, in PyTorch and in ONNX."""
+    hub, and exposed modules of different splits compose with the exposed rule, in PyTorch and in ONNX."""
     from hubmod.onnx_export import export_onnx
 
     parent = str(tiny_parent_dirs["vgg"])
@@ -62,8 +63,9 @@ def test_split_with_negatives_gates_modules_and_composes_exposed(tiny_parent_dir
     opts = {**TINY_SPLIT, "distill_epochs": 0}
     a = hubmod.split(parent, "fashion-mnist", options=opts, classes=["Trouser", "Bag"], negatives=str(digits_dir),
                      repo_prefix="me/vgg-a", progress=False)
-    b = hubmod.split(parent, "fashion-mnist", options=opts, classes=["Sneaker"], negatives=str(digits_dir), seed=1,
-                     repo_prefix="me/vgg-b", progress=False)
+    other = copy.deepcopy(next(m for m in a.modules if m.class_name == "Bag"))
+    other.config.split_id = "another-split"  # as if split apart from Trouser (without what a second split costs)
+    other.push_to_hub("me/vgg-b-bag")
     assert "--negatives" in a.modules[0].config.command
     bag = ClassModule.from_pretrained("me/vgg-a-bag")
     split_bag = next(m for m in a.modules if m.class_name == "Bag")
@@ -76,20 +78,19 @@ def test_split_with_negatives_gates_modules_and_composes_exposed(tiny_parent_dir
     from hubmod.data import load_images
 
     digits = load_images(str(digits_dir), "train").images[:300]
-    for module in (bag, b.modules[0]):
-        own = fmnist_test.images[fmnist_test.labels == module.config.class_index][:300]
+    own = fmnist_test.images[fmnist_test.labels == bag.config.class_index][:300]
 
-        def gate(images, m=module):
-            from hubmod.preprocess import prepare_input
+    def gate(images):
+        from hubmod.preprocess import prepare_input
 
-            f = m.head_input(prepare_input(images, m.data_config))
-            return torch.sigmoid(m.exposure(f)).squeeze(1)
+        return torch.sigmoid(bag.exposure(bag.head_input(prepare_input(images, bag.data_config)))).squeeze(1)
 
-        # over three parent seeds (HUBMOD_TEST_PARENT_SEED=0,1,2) the gates' mean was 0.78-0.96 on their own
-        # class's test images and 0.02-0.09 on digits
-        assert gate(own).mean() > 0.6 and gate(digits).mean() < 0.25, (gate(own).mean(), gate(digits).mean())
+    # over three parent seeds (HUBMOD_TEST_PARENT_SEED=0,1,2) the Bag gate's mean was 0.78-0.89 on Bag test
+    # images and 0.03-0.09 on digits
+    assert gate(own).mean() > 0.6 and gate(digits).mean() < 0.25, (gate(own).mean(), gate(digits).mean())
 
-    composed = hubmod.compose(["me/vgg-a:Trouser", "me/vgg-a:Bag", "me/vgg-b:Sneaker"], output="me/exposed")
+    assert hubmod.compose(["me/vgg-a:Trouser", "me/vgg-a:Bag"]).calibration == "none"  # one split: raw scores
+    composed = hubmod.compose(["me/vgg-a:Trouser", "me/vgg-b-bag"], output="me/exposed")
     assert composed.calibration == "exposed"
     assert auto_calibration([*a.modules, *vgg_split.modules[:1]]) == "minmax"  # one module without a gate
     with pytest.raises(HubmodError, match="no outlier-exposure gate"):

@@ -74,7 +74,9 @@ def _complete_or_absent(hub: LocalHub) -> dict[str, str]:
     return present
 
 
-@pytest.mark.parametrize("kill", [("push", 1), ("pointer", 2)])
+# a kill between a push and its branch pointer exercises the same resume; it runs with -m slow to keep the
+# default suite within its time budget
+@pytest.mark.parametrize("kill", [("push", 1), pytest.param(("pointer", 2), marks=pytest.mark.slow)])
 def test_killed_split_leaves_whole_repos_and_resume_finishes(tiny_parent_dirs, small_fmnist_dir, kill):
     hub = LocalHub()
     hub.push_folder("kill/vgg", tiny_parent_dirs["vgg"], "parent")
