@@ -1,9 +1,12 @@
 """``split``: parent + dataset -> one published module repo per class, plus the split's index.
 
-The steps are the same for every method: load the parent and data, sample disjoint training and
-validation subsets, let the method decide kept channels and heads, extract each module
-physically, calibrate it on the validation images, measure everything on held-out test data,
-and only then publish — each repo in one atomic commit, the index last.
+The stages are the same for every method, each a function here: ``_load_parent`` (the parent at
+its commit, the classes and their repos, any negatives), ``_load_data`` (disjoint training,
+validation and held-out test images), ``_resume`` (what an interrupted split already finished),
+``_search`` (the method decides kept channels and heads), ``_module_base`` + ``_build_module``
+(extract each module physically and calibrate it on the validation images; ``expose`` fits the
+outlier-exposure gates), ``_measure`` (everything on held-out test data), ``_report``, and only
+then ``_publish`` — each repo in one atomic commit, the index last.
 """
 
 from __future__ import annotations
@@ -299,8 +302,85 @@ def split(
     compute = _search_device(device, splitter, method, par)
     publish_here = publish and par.is_main  # every process searches; only the first one writes
     progress = progress and par.is_main
+
+    job = _load_parent(source, dataset, classes, repo_prefix, hub_obj, negatives, seed)
+    times["load_parent"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    mcfg = splitter.config
+    data = _load_data(job.dataset, job.parent, mcfg.train_per_class, mcfg.val_per_class, seed, stream,
+                      mcfg.distill_per_class_needed())
+    times["load_data"] = time.perf_counter() - t
+
+    parent = job.parent
+    model = parent.model.eval()
+    example = torch.zeros(1, *parent.data_config.input_size)
+    parent_sizes = {"kernels": count_kernels(model), "params": count_params(model), "macs": count_macs(model, example)}
+    params = {**mcfg.to_dict(), **({"negatives": job.exposure_record} if job.exposure_record else {})}
+    split_id = _split_id(parent, method, params, seed, f"{job.dataset} (streamed)" if stream else job.dataset)
+    # only the publishing process keeps checkpoints; it holds the split's lock while it runs
+    lock = split_lock(split_id) if publish_here else contextlib.nullcontext()
+    with lock:
+        if publish_here:
+            drop_stale_checkpoints(job.prefix, split_id)
+        done, restored = _resume(job, split_id, hub_obj, resume, publish)
+        if restored is not None:
+            modules, method_metrics = restored
+            times["search"] = times["extract"] = 0.0
+        else:
+            t = time.perf_counter()
+            groups, fixed, outcome = _search(splitter, model, example, data, len(parent.class_names), job.targets,
+                                             seed, progress, par, compute)
+            times["search"] = time.perf_counter() - t
+
+            t = time.perf_counter()
+            base = _module_base(parent, method, splitter, outcome, job.dataset, data, seed, split_id,
+                                _command(source, job.dataset, method, classes, repo_prefix, hub_obj, seed, options,
+                                         stream, negatives))
+            modules = [_build_module(s, model, groups, fixed, example, base, parent_sizes, data)
+                       for s in outcome.slices]
+            if job.negative_images is not None:
+                expose(modules, data.val_x, data.val_y, job.negative_images, job.exposure_record)
+            method_metrics = outcome.metrics
+            if publish_here:
+                save_checkpoint(split_id, modules, method_metrics, job.prefix)
+            times["extract"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        measured = _measure(modules, parent, job.targets, data, seed)
+        times["evaluate"] = time.perf_counter() - t
+
+        report = _report(modules, parent, method, job.dataset, data, measured, parent_sizes, times, method_metrics,
+                         job.repo_ids if publish else None)
+        if publish_here:
+            t = time.perf_counter()
+            _publish(report, modules, job.repo_ids, parent, job.prefix, hub_obj, done, data.test, private)
+            clear_checkpoint(split_id)
+            times["publish"] = time.perf_counter() - t
+        par.barrier()  # the other processes return once the modules are published
+    times["total"] = time.perf_counter() - t0
+    return report
+
+
+@dataclass
+class _SplitJob:
+    """What a split is of and where its modules go: the stage that loads the parent decides it all."""
+
+    parent: Parent
+    dataset: str
+    targets: list[int]  # class indices to make modules of
+    prefix: str
+    repo_ids: dict[int, str]
+    negative_images: LabeledImages | None = None
+    exposure_record: dict | None = None
+
+
+def _load_parent(source: str, dataset: str | None, classes: list[str] | None, repo_prefix: str | None, hub: Hub,
+                 negatives: str | None, seed: int) -> _SplitJob:
+    """Stage 1: the parent at its commit, the dataset (the one it names, when none is given), the classes
+    and their repos, and the negatives for outlier exposure (checked before any data is loaded)."""
     prefix = validate_repo_id(repo_prefix or default_prefix(source))
-    snapshot = open_ref(parse_source(source), hub_obj)
+    snapshot = open_ref(parse_source(source), hub)
     if dataset is None:
         dataset = dataset_of(snapshot, source)
     parent = parent_from_snapshot(snapshot)
@@ -308,70 +388,26 @@ def split(
     targets = (sorted({match_class(c, names, parent.display_name) for c in classes}) if classes
                else list(range(len(names))))
     slugs = class_slugs(names)
-    repo_ids = {c: validate_repo_id(f"{prefix}-{slugs[c]}") for c in targets}
-    negative_images = exposure_record = None
-    if negatives is not None:  # before the data: a negatives dataset sharing a class fails fast
-        negative_images, exposure_record = load_negatives(negatives, names, seed)
-    times["load_parent"] = time.perf_counter() - t0
+    job = _SplitJob(parent=parent, dataset=dataset, targets=targets, prefix=prefix,
+                    repo_ids={c: validate_repo_id(f"{prefix}-{slugs[c]}") for c in targets})
+    if negatives is not None:
+        job.negative_images, job.exposure_record = load_negatives(negatives, names, seed)
+    return job
 
-    t = time.perf_counter()
-    mcfg = splitter.config
-    data = _load_data(dataset, parent, mcfg.train_per_class, mcfg.val_per_class, seed, stream,
-                      mcfg.distill_per_class_needed())
-    times["load_data"] = time.perf_counter() - t
 
-    model = parent.model.eval()
-    example = torch.zeros(1, *parent.data_config.input_size)
-    parent_sizes = {"kernels": count_kernels(model), "params": count_params(model), "macs": count_macs(model, example)}
-    params = {**mcfg.to_dict(), **({"negatives": exposure_record} if exposure_record else {})}
-    split_id = _split_id(parent, method, params, seed, f"{dataset} (streamed)" if stream else dataset)
-    # only the publishing process keeps checkpoints; it holds the split's lock while it runs
-    lock = split_lock(split_id) if publish_here else contextlib.nullcontext()
-    with lock:
-        if publish_here:
-            drop_stale_checkpoints(prefix, split_id)
-        done = ({c: sha for c in targets if (sha := published_revision(hub_obj, repo_ids[c], split_id))}
-                if resume and publish else {})
-        restored = load_checkpoint(split_id, targets) if resume else None
-        if restored is None and done and len(done) == len(targets):  # all published, checkpoint gone
-            restored = ([ClassModule.from_pretrained(repo_ids[c], revision=done[c], hub=hub_obj) for c in targets],
-                        {"resumed_from": "published modules"})
-        if restored is not None:
-            modules, method_metrics = restored
-            times["search"] = times["extract"] = 0.0
-        else:
-            t = time.perf_counter()
-            groups, fixed, outcome = _search(splitter, model, example, data, len(names), targets, seed, progress,
-                                             par, compute)
-            times["search"] = time.perf_counter() - t
-
-            t = time.perf_counter()
-            base = _module_base(parent, method, splitter, outcome, dataset, data, seed, split_id,
-                                _command(source, dataset, method, classes, repo_prefix, hub_obj, seed, options, stream,
-                                         negatives))
-            modules = [_build_module(s, model, groups, fixed, example, base, parent_sizes, data)
-                       for s in outcome.slices]
-            if negative_images is not None:
-                expose(modules, data.val_x, data.val_y, negative_images, exposure_record)
-            method_metrics = outcome.metrics
-            if publish_here:
-                save_checkpoint(split_id, modules, method_metrics, prefix)
-            times["extract"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        measured = _measure(modules, parent, targets, data, seed)
-        times["evaluate"] = time.perf_counter() - t
-
-        report = _report(modules, parent, method, dataset, data, measured, parent_sizes, times, method_metrics,
-                         repo_ids if publish else None)
-        if publish_here:
-            t = time.perf_counter()
-            _publish(report, modules, repo_ids, parent, prefix, hub_obj, done, data.test, private)
-            clear_checkpoint(split_id)
-            times["publish"] = time.perf_counter() - t
-        par.barrier()  # the other processes return once the modules are published
-    times["total"] = time.perf_counter() - t0
-    return report
+def _resume(job: _SplitJob, split_id: str, hub: Hub, resume: bool,
+            publish: bool) -> tuple[dict[int, str], tuple[list[ClassModule], dict] | None]:
+    """Stage 3 (after the data): with ``resume``, the classes whose repo already holds this split's module
+    (class -> commit), and the modules and method metrics of a finished search, if one was kept."""
+    if not resume:
+        return {}, None
+    done = ({c: sha for c in job.targets if (sha := published_revision(hub, job.repo_ids[c], split_id))}
+            if publish else {})
+    restored = load_checkpoint(split_id, job.targets)
+    if restored is None and done and len(done) == len(job.targets):  # all published, checkpoint gone
+        restored = ([ClassModule.from_pretrained(job.repo_ids[c], revision=done[c], hub=hub) for c in job.targets],
+                    {"resumed_from": "published modules"})
+    return done, restored
 
 
 def _search(splitter, model: torch.nn.Module, example: torch.Tensor, data: _SplitData, num_classes: int,
