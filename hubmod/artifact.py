@@ -73,8 +73,18 @@ class HubArtifact:
         """The fields every hubmod config.json starts with: what it is, in which format, written by which hubmod."""
         return {"hubmod_kind": cls.kind, "format_version": cls.format_version, "hubmod_version": __version__}
 
-    def write_card(self, directory: Path, repo_id: str | None, hub_name: str | None) -> None:
+    def card_values(self, name: str, hub_name: str | None, directory: Path) -> tuple[Any, dict]:
+        """What the card of repo ``name`` holds: its metadata (a ``ModelCardData``) and the values its
+        template (``card_template``) fills in. ``directory`` is where the repo is being written, for any
+        file the card shows (a chart)."""
         raise NotImplementedError
+
+    def write_card(self, directory: Path, repo_id: str | None, hub_name: str | None) -> None:
+        """README.md: this kind's template filled with its card values (hubmod.cards.render)."""
+        from .cards import render
+
+        card_data, values = self.card_values(repo_id or directory.name, hub_name, directory)
+        render(self.card_template, card_data, directory / "README.md", **values)
 
     def commit_message(self) -> str:
         raise NotImplementedError

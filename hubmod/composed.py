@@ -16,12 +16,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import calibration
+from . import calibration, cards
 from .artifact import CONFIG, HubArtifact, PredictsClassNames, artifact_class
 from .combiners import Combiner
 from .devices import device_of
 from .errors import HubmodError, InvalidRepoError
 from .fast_inference import SharedStems, use_fast_path
+from .formatting import percent
 from .hub import Hub, Snapshot, get_hub, open_ref
 from .module import ClassModule
 from .preprocess import batches_by_config
@@ -130,10 +131,49 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
             state.update({f"combiner.{k}": v for k, v in self.combiner.state_dict().items()})
         return state
 
-    def write_card(self, directory: Path, repo_id: str | None, hub_name: str | None) -> None:
-        from .cards import write_composed_card
+    def card_values(self, name: str, hub_name: str | None, directory: Path) -> tuple[Any, dict]:
+        """The composed card: its modules pinned to their commits, its rule, any fit."""
+        from huggingface_hub import ModelCardData
 
-        write_composed_card(self, directory, repo_id=repo_id, hub_name=hub_name)
+        from . import __version__
+
+        rows, parents, bases, datasets, licenses = [], set(), [], [], set()
+        for m, prov in zip(self.class_modules, self.provenance, strict=True):
+            cfg = m.config
+            parent = cfg.parent.get("repo_id") or "local parent"
+            parents.add((parent, cfg.parent.get("revision")))
+            rows.append({"class_name": m.class_name, "repo": prov.get("repo_id") or "(local directory)",
+                         "revision": (prov.get("revision") or "")[:12], "parent": parent,
+                         "method": cfg.method.get("name"), "kept": percent(cfg.metrics.get("kept_kernels", 0.0))})
+            if prov.get("repo_id") and prov.get("hub") not in (None, "dir") and prov["repo_id"] not in bases:
+                bases.append(prov["repo_id"])
+            if cfg.dataset.get("hub_id") and cfg.dataset["hub_id"] not in datasets:
+                datasets.append(cfg.dataset["hub_id"])
+            if cfg.parent.get("license"):
+                licenses.add(cfg.parent["license"])
+        card_data = ModelCardData(
+            library_name="hubmod", tags=["hubmod", "composed-classifier", "image-classification"],
+            base_model=bases or None, base_model_relation="merge" if bases else None,
+            datasets=datasets or None, pipeline_tag="image-classification",
+            license=licenses.pop() if len(licenses) == 1 else None, model_name=name,
+        )
+        metric_rows: list[tuple[str, str]] = []
+        hub_arg, hub_flag = cards.usage(hub_name)
+        refs = " ".join(f"{r['repo']}" for r in rows)
+        fit = self.fit_info if self.combiner is not None else None
+        fit_flags = (f" --fit {fit['dataset']} --shots {fit['shots']} --combiner {fit['combiner']} --seed {fit['seed']}"
+                     + (f" --fit-split {fit['split']}" if fit.get("source") != "images none of the parents trained on"
+                        else "") if fit else "")
+        if fit and fit.get("dataset_hub_id") and fit["dataset_hub_id"] not in datasets:
+            card_data.datasets = [*(card_data.datasets or []), fit["dataset_hub_id"]]
+        return card_data, dict(
+            title=f"{name}: {', '.join(self.class_names)}", num_classes=len(self.class_names),
+            num_modules=len(rows), num_parents=len(parents), calibration=self.calibration, rows=rows,
+            metric_rows=metric_rows, repo_id=name, hub_arg=hub_arg, hub_flag=hub_flag, fit=fit,
+            command=(f"hubmod compose {refs} --calibration {self.calibration}{fit_flags} --output "
+                     f"{name}{hub_flag}"),
+            hubmod_version=__version__,
+        )
 
     def commit_message(self) -> str:
         return f"hubmod: compose {', '.join(self.class_names)}"

@@ -9,6 +9,7 @@ repo is run and nothing is unpickled.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,17 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import calibration, exposure
+from . import calibration, cards, exposure, formatting
 from .artifact import HubArtifact
 from .channels import drop_classifier, rebuild
 from .devices import device_of
 from .errors import HubmodError, InvalidRepoError, first_line
 from .fast_inference import FastBackbone, use_fast_path
-from .heads import build_head, reads_features
+from .heads import build_head, describe_head, reads_features
 from .hub import Hub, Snapshot
 from .parents import ParentSpec
 from .preprocess import MAX_SIDE, DataConfig, prepare_input
+from .refs import class_tag
 from .untrusted import Fields, check_format_version, printable
 from .weights import WEIGHTS, load_parts
 
@@ -238,10 +240,75 @@ class ClassModule(HubArtifact, nn.Module):
     def config_dict(self) -> dict:
         return self.config.to_dict()
 
-    def write_card(self, directory: Path, repo_id: str | None, hub_name: str | None) -> None:
-        from .cards import write_module_card
+    def card_values(self, name: str, hub_name: str | None, directory: Path) -> tuple[Any, dict]:
+        """The module card: its class, parent and commit, method, size and measured F1 (and the kept-channels chart)."""
+        from huggingface_hub import ModelCardData
+        from huggingface_hub.repocard_data import EvalResult
 
-        write_module_card(self, directory, repo_id=repo_id, hub_name=hub_name)
+        cfg = self.config
+        parent, metrics, method = cfg.parent, cfg.metrics, cfg.method
+        pretty, paper_url = cards.method_info(method)
+        dataset_id = cfg.dataset.get("hub_id")
+        results = []
+        for key, metric in (("test_precision", "precision"), ("test_recall", "recall"), ("test_f1", "f1")):
+            if key in metrics and dataset_id:
+                results.append(EvalResult(task_type="image-classification", dataset_type=dataset_id,
+                                          dataset_name=cfg.dataset.get("name", dataset_id),
+                                          dataset_split=metrics.get("test_split", "test"), metric_type=metric,
+                                          metric_value=round(float(metrics[key]), 4),
+                                          metric_name=f"{metric} of {cfg.class_name} in the composed split"))
+        base = parent.get("repo_id") if parent.get("hub") not in (None, "dir") else None
+        card_data = ModelCardData(
+            library_name="hubmod",
+            license=parent.get("license") or None,
+            tags=["hubmod", "class-module", class_tag(cfg.class_name), method.get("name", ""), "image-classification",
+                  parent["architecture"]],
+            base_model=base,
+            # a pruned, possibly distilled part of the parent: of the Hub's relations, closest to a fine-tune
+            base_model_relation="finetune" if base else None,
+            hubmod=cards.module_metadata(cfg),
+            datasets=[dataset_id] if dataset_id else None,
+            pipeline_tag="image-classification",
+            model_name=name,
+            eval_results=results or None,
+        )
+        rows = []
+        for key, label, fmt in (
+            ("test_precision", "precision (test, in the composed split)", formatting.percent),
+            ("test_recall", "recall (test, in the composed split)", formatting.percent),
+            ("test_f1", "F1 (test, in the composed split)", formatting.percent),
+            ("val_precision", "precision (validation, alone, P >= 0.5)", formatting.percent),
+            ("val_recall", "recall (validation, alone, P >= 0.5)", formatting.percent),
+            ("val_f1", "F1 (validation, alone, P >= 0.5)", formatting.percent),
+            ("split_composed_accuracy", "accuracy of the whole split composed (test)", formatting.percent),
+            ("parent_accuracy", "parent accuracy (test)", formatting.percent),
+        ):
+            if key in metrics:
+                rows.append((label, fmt(metrics[key])))
+        cards.write_kept_chart(cfg.channels["groups"], directory / cards.CHART,
+                               f"{cfg.class_name}: kept channels per group")
+        hub_arg, hub_flag = cards.usage(hub_name)
+        data_cfg = cfg.data_config
+        return card_data, dict(
+            class_name=cfg.class_name, class_index=cfg.class_index, num_classes=len(parent["label_names"]),
+            parent_name=parent.get("repo_id") or "a local parent", parent_sha=parent.get("revision", "?"),
+            parent_url=cards.repo_url(parent), architecture=parent["architecture"], method_pretty=pretty,
+            method_name=method.get("name"), paper_url=paper_url, method_params=json.dumps(method.get("params", {})),
+            weights_desc=("distilled from the parent: the kept channels and the head were retrained to reproduce "
+                          "the parent's predictions" if method.get("distilled")
+                          else "the parent's own, for the kept channels"),
+            kept_pct=100 * metrics.get("kept_kernels", 0.0), head_desc=describe_head(cfg.head),
+            kernels=metrics.get("kernels", 0), parent_kernels=max(1, metrics.get("parent_kernels", 1)),
+            params=metrics.get("params", 0), parent_params=max(1, metrics.get("parent_params", 1)),
+            macs=metrics.get("macs", 0), parent_macs=max(1, metrics.get("parent_macs", 1)),
+            metric_rows=rows, dataset_name=cfg.dataset.get("name", "?"), repo_id=name,
+            hub_arg=hub_arg, hub_flag=hub_flag, command=cfg.command or "(made through the Python API)",
+            input_size=data_cfg["input_size"], mean=data_cfg["mean"], std=data_cfg["std"],
+            train_samples=cfg.dataset.get("train_samples", "?"), val_samples=cfg.dataset.get("val_samples", "?"),
+            split_id=cfg.split_id, cal_own=cfg.calibration["own"], cal_other=cfg.calibration["other"],
+            platt=cfg.calibration["platt"], exposure=cfg.exposure,
+            hubmod_version=self.config.to_dict()["hubmod_version"],
+        )
 
     def commit_message(self) -> str:
         return f"hubmod: module {self.class_name}"

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from . import cards
 from .artifact import HubArtifact, PredictsClassNames
 from .composed import resolve_ref
 from .devices import device_of
@@ -94,10 +95,35 @@ class PatchedClassifier(PredictsClassNames, HubArtifact, nn.Module):
         state.update({f"module.{k}": v for k, v in self.module.state_dict().items()})
         return state
 
-    def write_card(self, directory: Path, repo_id: str | None, hub_name: str | None) -> None:
-        from .cards import write_patched_card
+    def card_values(self, name: str, hub_name: str | None, directory: Path) -> tuple[Any, dict]:
+        """The patched card: the weak model, the module that answers its class, the rule."""
+        from huggingface_hub import ModelCardData
 
-        write_patched_card(self, directory, repo_id=repo_id, hub_name=hub_name)
+        from . import __version__
+
+        prov, cfg = self.provenance, self.module.config
+        bases = [r for r, h in ((prov.get("weak_repo_id"), prov.get("weak_hub")),
+                                (prov.get("module_repo_id"), prov.get("module_hub"))) if r and h not in (None, "dir")]
+        card_data = ModelCardData(
+            library_name="hubmod", tags=["hubmod", "patched-classifier", "image-classification"],
+            base_model=bases or None, base_model_relation="merge" if bases else None,
+            datasets=[cfg.dataset["hub_id"]] if cfg.dataset.get("hub_id") else None,
+            pipeline_tag="image-classification", model_name=name,
+        )
+        target = self.class_names[self.target]
+        weak_repo = prov.get("weak_repo_id") or "local weak model"
+        module_repo = prov.get("module_repo_id") or "local module"
+        hub_arg, hub_flag = cards.usage(hub_name)
+        return card_data, dict(
+            title=f"{name}: {weak_repo} with {target} patched", weak_repo=weak_repo,
+            weak_revision=(prov.get("weak_revision") or "")[:12], weak_arch=self.weak_spec.architecture,
+            num_others=len(self.class_names) - 1, target=target, module_repo=module_repo,
+            module_revision=(prov.get("module_revision") or "")[:12], method=cards.method_info(cfg.method)[0],
+            module_parent=cfg.parent.get("repo_id") or "a local parent", strategy=self.strategy, repo_id=name,
+            hub_arg=hub_arg, hub_flag=hub_flag, hubmod_version=__version__,
+            command=(f"hubmod patch {weak_repo} --module {module_repo} --strategy {self.strategy} "
+                     f"--output {name}{hub_flag}"),
+        )
 
     def commit_message(self) -> str:
         return f"hubmod: patch class {self.class_names[self.target]}"
