@@ -90,6 +90,24 @@ def section_header(name: str) -> str | None:
     return "\n".join(lines[:2]) + "\n\n"
 
 
+def run_header(section: str, rendering: bool) -> str:
+    """A section's Command / Machine lines: kept from BENCHMARKS.md when saved results are only
+    re-rendered (``--render``), else this run's."""
+    if rendering:
+        return section_header(section) or f"Command: `{command()}`\nMachine: (not recorded)\n"
+    return f"Command: `{command()}`\nMachine: {machine()}\n"
+
+
+def saved_or_measured(out: Path, rendering: bool, measure) -> dict:
+    """The saved results in ``out`` when re-rendering, else ``measure()``'s, saved to ``out`` first."""
+    if rendering:
+        return json.loads(out.read_text())
+    result = measure()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    return result
+
+
 def module_sizes(report: dict) -> tuple[float, float]:
     """Mean module MACs and params as fractions of the parent's, from a split report's dict."""
     rows = report["rows"]

@@ -21,7 +21,15 @@ import argparse
 import json
 import time
 
-from common import RESULTS, ROOT, command, ensure_parent, machine, pct, section_header, setup_home, write_section
+from common import (
+    RESULTS,
+    ROOT,
+    ensure_parent,
+    pct,
+    run_header,
+    setup_home,
+    write_section,
+)
 
 FAMILIES = {
     "resnet18": ("bench/resnet18-fmnist-ho", ["--arch", "resnet18", "--epochs", "1", "--holdout-per-class", "200"],
@@ -123,12 +131,8 @@ def main() -> None:
     ap.add_argument("--render", action="store_true", help="only rebuild the BENCHMARKS.md section from saved JSON")
     args = ap.parse_args()
     setup_home()
-    if args.render:
-        results = json.loads(OUT.read_text())
-        header = section_header(SECTION) or f"Command: `{command()}`\nMachine: (not recorded)\n"
-    else:
-        header = f"Command: `{command()}`\nMachine: {machine()}\n"
-        results = run(args.only or list(FAMILIES))
+    header = run_header(SECTION, args.render)
+    results = json.loads(OUT.read_text()) if args.render else run(args.only or list(FAMILIES))
     write_section(SECTION, "## Timm CNN families\n\n" + render(results, header))
     write_section(SECTION, support_table(results), ROOT / "docs" / "architectures.md")
 

@@ -21,7 +21,7 @@ import shutil
 import statistics
 import time
 
-from common import RESULTS, ROOT, command, machine, section_header, setup_home, write_section
+from common import RESULTS, ROOT, run_header, saved_or_measured, setup_home, write_section
 from reuse_fmnist import PAIRS, ensure_split
 
 OUT = RESULTS / "find_scale.json"
@@ -101,14 +101,8 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="time find on the hub an earlier run published")
     args = ap.parse_args()
     setup_home()
-    if args.render:
-        result = json.loads(OUT.read_text())
-        header = section_header(SECTION) or f"Command: `{command()}`\nMachine: (not recorded)\n"
-    else:
-        header = f"Command: `{command()}`\nMachine: {machine()}\n"
-        result = measure(args.reuse)
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(result, indent=1))
+    header = run_header(SECTION, args.render)
+    result = saved_or_measured(OUT, args.render, lambda: measure(args.reuse))
     write_section(SECTION, "## Finding modules on a hub of 1,000 module repos\n\n" + render(result, header))
 
 

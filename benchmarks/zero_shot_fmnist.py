@@ -33,7 +33,7 @@ import json
 import statistics
 import time
 
-from common import RESULTS, command, ensure_parent, machine, pct, section_header, setup_home, write_section
+from common import RESULTS, ensure_parent, pct, run_header, saved_or_measured, setup_home, write_section
 from reuse_fmnist import PAIRS, PROBLEMS, SPLIT_OPTIONS, digits_dataset, ensure_split
 
 OUT = RESULTS / "zero_shot.json"
@@ -255,16 +255,11 @@ def main() -> None:
     ap.add_argument("--render", action="store_true")
     args = ap.parse_args()
     setup_home()
-    if args.render:
-        result = json.loads(OUT.read_text())
-        header = section_header(SECTION) or f"Command: `{command()}`\nMachine: (not recorded)\n"
-    else:
+    if not args.render:
         for spec in PAIRS[PAIR]:
             ensure_parent(*spec)
-        header = f"Command: `{command()}`\nMachine: {machine()}\n"
-        result = measure()
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(result, indent=1))
+    header = run_header(SECTION, args.render)
+    result = saved_or_measured(OUT, args.render, measure)
     write_section(SECTION, "## Zero-shot rules beyond calibration (modules of different parents)\n\n"
                   + render(result, header))
 
