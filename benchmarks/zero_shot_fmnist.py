@@ -34,7 +34,7 @@ import statistics
 import time
 
 from common import RESULTS, ensure_parent, pct, run_header, saved_or_measured, setup_home, write_section
-from reuse_fmnist import PAIRS, PROBLEMS, SPLIT_OPTIONS, digits_dataset, ensure_split
+from reuse_fmnist import PAIRS, PROBLEMS, SPLIT_OPTIONS, _outputs, digits_dataset, ensure_split
 
 OUT = RESULTS / "zero_shot.json"
 SECTION = "zero-shot"
@@ -43,13 +43,6 @@ STAT_IMAGES = 100  # of the 200 held-out images per class; the rest calibrate th
 SHRINK = 0.1  # covariance shrinkage toward a scaled identity (features are 20-110 wide, 100 images)
 NEIGHBOURS = 1
 SEED = 0
-
-
-def _outputs(model, images):
-    import torch
-
-    parts = list(model.module_outputs(images))
-    return torch.cat([s for s, _ in parts]).double(), torch.cat([f for _, f in parts]).double()
 
 
 def _p_value(reference, values, larger_is_typical: bool):
@@ -120,8 +113,8 @@ def measure() -> dict:
     t = time.perf_counter()
     test = load_images("fashion-mnist", "test").for_classes(names, "all ten")
     held, info = draw_fit_images(modules, "fashion-mnist", 200, SEED)  # every untouched image of each class
-    test_raw, test_feat = _outputs(model, test.images)
-    held_raw, held_feat = _outputs(model, held.images)
+    test_raw, test_feat = (t.double() for t in _outputs(model, test.images))
+    held_raw, held_feat = (t.double() for t in _outputs(model, held.images))
     edges = [0]
     for m in modules:
         edges.append(edges[-1] + m.head_width)

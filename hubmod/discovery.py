@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 SORTS = ("f1", "macs", "downloads", "recent")
 DEFAULT_LIMIT = 20
 SCAN_LIMIT = 1000  # repos read per class when the order is hubmod's own (f1, macs) or a filter applies
-FIELDS = ("parent", "parent_revision", "architecture", "method", "test_f1", "kept_kernels", "macs", "input_size")
 
 
 @dataclass
@@ -62,7 +61,7 @@ def _row(listed: ListedRepo, wanted: str) -> FoundModule | None:
     try:
         name = f.str("class", optional=True, max_len=500)
         if name is not None and slugify(name) != slugify(wanted) and name.casefold() != wanted.casefold():
-            return None  # the tag matched a different class with the same slug prefix
+            return None  # a card whose tag names one class and whose metadata another
         row = FoundModule(class_name=name or wanted, repo_id=listed.repo_id,
                           sha=listed.sha if listed.sha and is_commit_sha(listed.sha) else None,
                           downloads=listed.downloads, last_modified=listed.last_modified)
@@ -86,8 +85,8 @@ def _row(listed: ListedRepo, wanted: str) -> FoundModule | None:
     row.license = printable(lic)[:100] if isinstance(lic, str) else None
     by_name = {"parent": row.parent, "parent_revision": row.parent_revision, "architecture": row.architecture,
                "method": row.method, "test_f1": row.f1, "kept_kernels": row.kept_kernels, "macs": row.macs,
-               "input_size": row.input_size}
-    row.missing = [k for k in FIELDS if by_name[k] is None]
+               "input_size": row.input_size}  # the card's field names
+    row.missing = [k for k, v in by_name.items() if v is None]
     return row
 
 

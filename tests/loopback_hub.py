@@ -35,6 +35,12 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def _front_matter(readme: str) -> str:
+    """A README's YAML front matter, as text ("" when it has none)."""
+    match = re.match(r"^---\n(.*?)\n---", readme, re.S)
+    return match.group(1) if match else ""
+
+
 def git_blob_sha(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
@@ -278,9 +284,8 @@ class _Handler(BaseHTTPRequestHandler):
     def validate_yaml(self, query) -> None:
         data = json.loads(self._body() or b"{}")
         content = data.get("content", "")
-        match = re.match(r"^---\n(.*?)\n---", content, re.S)  # the README's front matter
         try:
-            parsed = yaml.safe_load(match.group(1) if match else "") or {}
+            parsed = yaml.safe_load(_front_matter(content)) or {}
             errors = [] if isinstance(parsed, dict) else [{"message": "metadata must be a mapping"}]
         except yaml.YAMLError as e:
             errors = [{"message": str(e)}]
@@ -318,9 +323,9 @@ class _Handler(BaseHTTPRequestHandler):
             repos = [(r.repo_id, r.commits[r.refs["main"]]) for r in self.hub.repos.values()
                      if "main" in r.refs and not r.private]
         for repo_id, commit in sorted(repos):
-            match = re.match(r"^---\n(.*?)\n---", commit.files.get("README.md", b"").decode("utf-8", "replace"), re.S)
+            readme = commit.files.get("README.md", b"").decode("utf-8", "replace")
             try:
-                card = (yaml.safe_load(match.group(1)) if match else None) or {}
+                card = yaml.safe_load(_front_matter(readme)) or {}
             except yaml.YAMLError:
                 card = {}
             card = card if isinstance(card, dict) else {}

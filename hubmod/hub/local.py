@@ -122,7 +122,8 @@ class LocalHub(Hub):
                     if not is_commit_sha(sha):
                         continue
                     card = Path(os.path.realpath(meta / "commits" / sha / "README.md"))
-                    if not card.is_relative_to(self.root) or card.stat().st_size > MAX_CARD_BYTES:
+                    stat = card.stat()
+                    if not card.is_relative_to(self.root) or stat.st_size > MAX_CARD_BYTES:
                         continue
                     with card.open("r", encoding="utf-8", errors="replace") as f:
                         text = f.read(MAX_FRONT_MATTER_BYTES + 8)
@@ -132,7 +133,7 @@ class LocalHub(Hub):
                 card_tags = data.get("tags")
                 if not isinstance(card_tags, list) or not wanted <= {t for t in card_tags if isinstance(t, str)}:
                     continue
-                stamp = card.stat().st_mtime
+                stamp = stat.st_mtime
                 found.append((stamp, ListedRepo(repo_id, sha, data, None,
                                                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp)))))
                 if sort is None and len(found) >= limit:
