@@ -6,6 +6,8 @@ The API (each name is imported on first use, so ``import hubmod`` and ``hubmod -
   published to the hub;
 * ``compose(refs, output=None, fit=None, shots=10, ...)`` -> ``ComposedClassifier``: a classifier
   from modules named by ``REPO:CLASS``, optionally fitted on a few labelled images;
+* ``compose_from_hub(classes, fit=None, candidates=5, ...)`` -> ``ComposedClassifier``: the same, by
+  class name, from the modules on a hub that compose best (chosen on ``fit`` images when given);
 * ``patch(weak_source, module_ref, output=...)`` -> ``PatchedClassifier``;
   ``replace(model_source, class_name, with_ref, output=...)`` -> ``ComposedClassifier``;
 * ``find(classes, hub=None, ...)`` -> ``{class: [FoundModule, ...]}``: module repos of each class on a hub;
@@ -25,6 +27,7 @@ _EXPORTS = {
     "ClassModule": "hubmod.module",
     "ComposedClassifier": "hubmod.composed",
     "compose": "hubmod.composed",
+    "compose_from_hub": "hubmod.from_hub",
     "split": "hubmod.split_pipeline",
     "PatchedClassifier": "hubmod.patching",
     "patch": "hubmod.patching",
@@ -44,8 +47,8 @@ _EXPORTS = {
 
 __all__ = [
     "ClassModule", "ComposedClassifier", "FoundModule", "HfHub", "HubmodError", "LocalHub", "PatchedClassifier",
-    "SplitReport", "__version__", "compose", "evaluate", "export", "find", "get_hub", "load", "load_parent", "patch",
-    "replace", "split",
+    "SplitReport", "__version__", "compose", "compose_from_hub", "evaluate", "export", "find", "get_hub", "load",
+    "load_parent", "patch", "replace", "split",
 ]
 
 if TYPE_CHECKING:
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
     from .discovery import FoundModule, find
     from .errors import HubmodError
     from .evaluation import evaluate
+    from .from_hub import compose_from_hub
     from .hub import HfHub, LocalHub, get_hub
     from .loading import load
     from .module import ClassModule

@@ -279,7 +279,8 @@ def _print_split(report) -> None:
 def compose(
     refs: Annotated[list[str], typer.Argument(metavar="REF",
                                               help="REPO:CLASS (REPO a split parent or module repo), or a "
-                                              "bare module repo. Modules may come from different parents.")],
+                                              "bare module repo. Modules may come from different parents. With "
+                                              "--from-hub: class names.")],
     output: Annotated[str | None, typer.Option("--output", "-o", metavar="NS/NAME",
                                                help="Publish the classifier as this repo.")] = None,
     calibration: Annotated[str, typer.Option(metavar="RULE",
@@ -308,25 +309,42 @@ def compose(
                                           "probe (a linear classifier on the modules' features; better with 50 "
                                           "or more images per class).")] = "affine",
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for drawing the --fit images.")] = 0,
+    from_hub: Annotated[bool, typer.Option("--from-hub",
+                                           help="The arguments are class names: for each, find the modules on the "
+                                           "hub and keep the one under which the composition is most accurate on "
+                                           "the --fit images (cross-validated), or, without --fit, the one with "
+                                           "the best recorded F1 (a weaker choice).")] = False,
+    candidates: Annotated[int, typer.Option("--candidates", metavar="N",
+                                            help="With --from-hub: modules considered per class, the best N by "
+                                            "recorded F1.")] = 5,
     device: DeviceOpt = AUTO,
     private: PrivateOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compose a classifier from class modules named by repo.
+    """Compose a classifier from class modules named by repo, or by class name with --from-hub.
 
     \b
-    Example:
+    Examples:
       hubmod compose demo/resnet18-fmnist:Sneaker demo/vgg-fmnist:Bag --output me/shoes-vs-bags
+      hubmod compose Sneaker Bag Shirt --from-hub --fit fashion-mnist --shots 10 --output me/three
     """
 
     def body():
-        from .composed import compose as run_compose
+        if from_hub:
+            from .from_hub import compose_from_hub
 
-        model = run_compose(refs, output=output, calibration_method=calibration, hub=hub, private=private, fit=fit,
-                            shots=shots, combiner=combiner, seed=seed, fit_split=fit_split)
+            model = compose_from_hub(refs, output=output, hub=hub, candidates=candidates, fit=fit, shots=shots,
+                                     combiner=combiner, calibration_method=calibration, seed=seed,
+                                     fit_split=fit_split, private=private)
+        else:
+            from .composed import compose as run_compose
+
+            model = run_compose(refs, output=output, calibration_method=calibration, hub=hub, private=private,
+                                fit=fit, shots=shots, combiner=combiner, seed=seed, fit_split=fit_split)
         info = {"output": output, "revision": model.pushed_revision, "classes": model.class_names,
                 "calibration": model.calibration, "modules": model.provenance,
-                "fit": {k: v for k, v in model.fit_info.items() if k != "rows"} if model.fit_info else None}
+                "fit": {k: v for k, v in model.fit_info.items() if k != "rows"} if model.fit_info else None,
+                "selection": model.selection}
         if fit and dataset and model.fit_info and model.fit_info["split"] == "test":
             typer.echo(f"warning: the fit images come from {_s(fit)}'s test split, which --eval-dataset scores: "
                        "the accuracy counts them", err=True)
@@ -344,6 +362,13 @@ def compose(
         con.print(_s(f"composed {len(model.class_names)} classes ({model.calibration} calibration): "
                      + ", ".join(f"{c} <- {p.get('repo_id') or 'local dir'}@{(p.get('revision') or '')[:8]}"
                                  for c, p in zip(model.class_names, model.provenance, strict=True))))
+        if model.selection:
+            for entry in model.selection["classes"]:
+                cand = entry["candidates"][entry["chosen"]]
+                con.print(_s(f"  {entry['class_name']}: {cand['repo_id']} of {len(entry['candidates'])} candidates "
+                             f"({entry['why']})"))
+            if model.selection["by"] != "fit":
+                con.print("note: without --fit the modules were chosen by recorded F1, a weaker choice")
         if model.fit_info:
             f = model.fit_info
             con.print(_s(f"fitted a {f['combiner']} combiner on {f['shots']} images per class of {f['dataset']} "

@@ -238,11 +238,7 @@ def _choose_penalty(solve, z: torch.Tensor, y: torch.Tensor, generator: torch.Ge
     folds = int(min(5, counts[counts > 0].min()))
     if folds < 2:
         return DEFAULT_PENALTY
-    fold_of = torch.empty(len(y), dtype=torch.long)
-    for c in range(int(y.max()) + 1):  # each class spread evenly over the folds, in a seeded order
-        idx = torch.nonzero(y == c).flatten()
-        idx = idx[torch.randperm(len(idx), generator=generator)]
-        fold_of[idx] = torch.arange(len(idx)) % folds
+    fold_of = _stratified_folds(y, folds, generator)
     best, best_loss = DEFAULT_PENALTY, math.inf
     for penalty in PENALTIES:
         total = 0.0
@@ -253,6 +249,16 @@ def _choose_penalty(solve, z: torch.Tensor, y: torch.Tensor, generator: torch.Ge
         if total < best_loss - 1e-9:
             best, best_loss = penalty, total
     return best
+
+
+def _stratified_folds(y: torch.Tensor, folds: int, generator: torch.Generator) -> torch.Tensor:
+    """A fold number per sample: each class spread evenly over the folds, in a seeded order."""
+    fold_of = torch.empty(len(y), dtype=torch.long)
+    for c in range(int(y.max()) + 1):
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+        fold_of[idx] = torch.arange(len(idx)) % folds
+    return fold_of
 
 
 def _apply(params: tuple[torch.Tensor, ...], z: torch.Tensor) -> torch.Tensor:
@@ -266,3 +272,31 @@ def build(kind: str, classes: int, features: int) -> Combiner:
     if kind not in Combiner.registry:
         raise HubmodError(f"unknown combiner {kind!r}; use one of {', '.join(Combiner.registry)}")
     return Combiner.registry[kind](classes, features)
+
+
+def cross_validated_accuracy(kind: str, scores: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
+                             generator: torch.Generator) -> tuple[float, float]:
+    """(accuracy, mean log-loss) of a ``kind`` combiner on held-out folds of these labelled outputs.
+
+    Used to compare module sets on the same few images: each fold's combiner is fitted at
+    DEFAULT_PENALTY on the other folds. With one image per class there is nothing to hold out, and
+    the argmax of the calibrated scores themselves is measured instead.
+    """
+    counts = torch.bincount(labels)
+    folds = int(min(5, counts[counts > 0].min()))
+    if folds < 2:
+        logits = scores.double()
+        return (float((logits.argmax(1) == labels).double().mean()),
+                float(F.cross_entropy(logits, labels)))
+    combiner = build(kind, scores.shape[1], features.shape[1])
+    x = combiner.inputs(scores, features).double()
+    combiner._standardise(x)
+    z = combiner._standard(x)
+    fold_of = _stratified_folds(labels, folds, generator)
+    correct, loss = 0, 0.0
+    for f in range(folds):
+        train, held = fold_of != f, fold_of == f
+        logits = _apply(combiner._solve(z[train], labels[train], DEFAULT_PENALTY), z[held])
+        correct += int((logits.argmax(1) == labels[held]).sum())
+        loss += float(F.cross_entropy(logits, labels[held], reduction="sum"))
+    return correct / len(labels), loss / len(labels)

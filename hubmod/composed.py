@@ -28,7 +28,7 @@ from .module import ClassModule
 from .preprocess import batches_by_config
 from .refs import is_commit_sha, match_class, parse_ref, validate_repo_id
 from .split_index import SPLIT_INDEX, SplitIndex, has_index
-from .untrusted import printable
+from .untrusted import Fields, printable
 from .weights import WEIGHTS, load_parts
 
 MAX_MODULES = 1000  # each module costs a parent build: a composed config listing more is refused
@@ -46,7 +46,7 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
 
     def __init__(self, modules: Sequence[ClassModule], calibration_method: str = "none",
                  provenance: Sequence[dict] | None = None, combiner: Combiner | None = None,
-                 fit_info: dict | None = None):
+                 fit_info: dict | None = None, selection: dict | None = None):
         super().__init__()
         if not modules:
             raise HubmodError("a composed classifier needs at least one module")
@@ -70,6 +70,7 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
         self.provenance = list(provenance or [{} for _ in modules])
         self.combiner = combiner  # fitted on a few labelled images of this task (hubmod.combiners), or None
         self.fit_info = fit_info  # where those images came from
+        self.selection = selection  # composed by class name: the candidates considered (hubmod.from_hub)
         self._shared_stems = SharedStems()
         self.share_stems = True  # False: every module runs its own stem (to measure what sharing buys)
         self.eval()
@@ -123,6 +124,7 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
                         for m, prov in zip(self.class_modules, self.provenance, strict=True)],
             "consolidated_weights": True,
             **({"combiner": self.combiner.spec(), "fit": self.fit_info} if self.combiner is not None else {}),
+            **({"selection": self.selection} if self.selection is not None else {}),
         }
 
     def weights(self) -> dict[str, torch.Tensor]:
@@ -166,7 +168,21 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
                         else "") if fit else "")
         if fit and fit.get("dataset_hub_id") and fit["dataset_hub_id"] not in datasets:
             card_data.datasets = [*(card_data.datasets or []), fit["dataset_hub_id"]]
+        selection_rows, from_hub = [], None
+        if self.selection is not None:
+            for entry in self.selection["classes"]:
+                for j, cand in enumerate(entry["candidates"]):
+                    selection_rows.append({
+                        "class_name": entry["class_name"], "repo": cand["repo_id"], "revision": cand["revision"][:12],
+                        "parent": cand.get("parent") or "?",
+                        "f1": percent(cand["f1"]) if "f1" in cand else "?",
+                        "score": percent(cand["score"]) if "score" in cand else "",
+                        "chosen": "**chosen**: " + entry["why"] if j == entry["chosen"] else ""})
+            names = " ".join(f'"{c}"' if " " in c or "/" in c else c for c in self.class_names)
+            from_hub = (f"hubmod compose {names} --from-hub --candidates {self.selection['candidates_per_class']}"
+                        f"{fit_flags} --output {name}{hub_flag}")
         return card_data, dict(
+            selection=self.selection, selection_rows=selection_rows, from_hub_command=from_hub,
             title=f"{name}: {', '.join(self.class_names)}", num_classes=len(self.class_names),
             num_modules=len(rows), num_parents=len(parents), calibration=self.calibration, rows=rows,
             metric_rows=metric_rows, repo_id=name, hub_arg=hub_arg, hub_flag=hub_flag, fit=fit,
@@ -217,9 +233,43 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
         if calibration_method == calibration.NEEDS_GATE and not all(m.exposed for m in modules):
             raise InvalidRepoError(f"{name}: config.json names the {calibration_method} calibration but not every "
                                    "module has an outlier-exposure gate; re-publish the composed model")
-        model = cls(modules, calibration_method, provenance, combiner, fit_info)
+        selection = checked_selection(data["selection"], name, len(modules)) if "selection" in data else None
+        model = cls(modules, calibration_method, provenance, combiner, fit_info, selection)
         model.source = snap
         return model
+
+
+def checked_selection(data: object, where: str, classes: int) -> dict:
+    """A composed config's ``selection`` record (composed by class name), checked field by field."""
+    f = Fields(data, f"{where} config.json selection")
+    record: dict[str, Any] = {"by": f.str("by", max_len=50), "hub": f.str("hub", max_len=200),
+                              "candidates_per_class": f.int("candidates_per_class", lo=1, hi=1000)}
+    if (penalty := f.number("penalty", optional=True, lo=0.0, hi=1e6)) is not None:
+        record["penalty"] = penalty
+    entries = f.list("classes", max_len=classes)
+    if len(entries) != classes:
+        raise f.error(f"field 'classes' must list the {classes} composed classes")
+    record["classes"] = []
+    for i, entry in enumerate(entries):
+        e = Fields(entry, f"{where} config.json selection class {i}")
+        rows = e.list("candidates", max_len=1000)
+        cands = []
+        for j, row in enumerate(rows):
+            r = Fields(row, f"{where} config.json selection class {i} candidate {j}")
+            cand = {"class_name": r.str("class_name", max_len=500), "repo_id": r.str("repo_id", max_len=200),
+                    "revision": r.str("revision", max_len=64)}
+            for key, value in (("parent", r.str("parent", optional=True, max_len=200)),
+                               ("f1", r.number("f1", optional=True, lo=0.0, hi=1.0)),
+                               ("score", r.number("score", optional=True, lo=0.0, hi=1.0)),
+                               ("loss", r.number("loss", optional=True, lo=0.0, hi=1e9)),
+                               ("note", r.str("note", optional=True, max_len=500))):
+                if value is not None:
+                    cand[key] = value
+            cands.append(cand)
+        record["classes"].append({"class_name": e.str("class_name", max_len=500),
+                                  "chosen": e.int("chosen", lo=0, hi=max(len(cands) - 1, 0)),
+                                  "why": e.str("why", max_len=500), "candidates": cands})
+    return record
 
 
 def _entry_config(entry: dict, name: str, i: int) -> dict:
@@ -258,10 +308,10 @@ def _pinned_module(entry: dict, i: int, snap: Snapshot, hub: str | Hub | None) -
         raise InvalidRepoError(f"{where} pins {repo_id} at {printable(revision)!r}, which is not a full commit sha; "
                                "hubmod only follows pinned commits")
     target = linked_hub(snap, entry.get("hub"), hub, where)
-    return _module_at(target, repo_id, revision, where)
+    return module_at(target, repo_id, revision, where)
 
 
-def _module_at(target: Hub, repo_id: str, revision: str, where: str) -> tuple[ClassModule, dict]:
+def module_at(target: Hub, repo_id: str, revision: str, where: str) -> tuple[ClassModule, dict]:
     module_snap = target.snapshot(repo_id, revision)
     if module_snap.sha != revision:
         raise InvalidRepoError(f"{where}: {repo_id} came back at commit {printable(module_snap.sha)!r}, not the "
@@ -320,7 +370,7 @@ def _from_index(snap: Snapshot, index: SplitIndex, class_name: str, hub: str | H
     entry = index.modules[match_class(class_name, index.class_names, f"the split of {printable(snap.name)}")]
     target = linked_hub(snap, None, hub, f"the split index of {printable(snap.name)}")
     where = f"the split index of {printable(snap.name)} ({printable(entry.class_name)})"
-    module, provenance = _module_at(target, entry.repo_id, entry.revision, where)
+    module, provenance = module_at(target, entry.repo_id, entry.revision, where)
     if module.class_name != entry.class_name:
         raise InvalidRepoError(f"{entry.repo_id} holds class {printable(module.class_name)!r}, but the split index "
                                f"of {printable(snap.name)} says {printable(entry.class_name)!r}")
@@ -354,12 +404,12 @@ def compose(refs: Sequence[str], output: str | None = None, calibration_method: 
     """
     if not refs:
         raise HubmodError("name at least one module REF (REPO:CLASS or a module repo)")
-    _check_fit_args(fit, shots, combiner)
+    check_fit_args(fit, shots, combiner)
     pairs = [pair for text in refs for pair in resolve_ref(text, hub)]
     return compose_modules(pairs, output, calibration_method, hub, private, fit, shots, combiner, seed, fit_split)
 
 
-def _check_fit_args(fit: str | None, shots: int, combiner: str) -> None:
+def check_fit_args(fit: str | None, shots: int, combiner: str) -> None:
     """Option errors before any module is loaded."""
     if combiner not in Combiner.registry:
         raise HubmodError(f"unknown combiner {combiner!r}; use one of {', '.join(Combiner.registry)}")
@@ -375,7 +425,7 @@ def compose_modules(pairs: Sequence[tuple[ClassModule, dict]], output: str | Non
                     combiner: str = DEFAULT_COMBINER, seed: int = 0,
                     fit_split: str | None = None) -> ComposedClassifier:
     """A classifier from resolved (module, provenance) pairs; ``auto`` picks the calibration."""
-    _check_fit_args(fit, shots, combiner)
+    check_fit_args(fit, shots, combiner)
     modules = [m for m, _ in pairs]
     method = calibration_method
     if method == calibration.AUTO:

@@ -78,17 +78,30 @@ def check_shots(shots: object) -> None:
 
 
 def draw_fit_images(modules: Sequence[ClassModule], dataset: str, shots: int, seed: int = 0,
-                    split: str | None = None) -> tuple[LabeledImages, dict]:
-    """K labelled images per class of the composition, and a record of where they came from."""
+                    split: str | None = None, class_names: Sequence[str] | None = None,
+                    fall_back: bool = False) -> tuple[LabeledImages, dict]:
+    """K labelled images per class of the composition, and a record of where they came from.
+
+    ``class_names`` (default: the modules' classes, in order) are the composed classes when
+    ``modules`` holds several candidates per class; the images are then ones none of the
+    candidates' parents trained on. ``fall_back``: when those are fewer than ``shots`` of a class
+    (many parents each held out different images), draw from the whole split instead, with a warning.
+    """
     check_shots(shots)
-    names = [m.class_name for m in modules]
+    names = list(class_names) if class_names is not None else [m.class_name for m in modules]
     size = max((tuple(m.data_config.input_size[1:]) for m in modules), key=lambda hw: hw[0] * hw[1])
     data = load_images(dataset, split or "train", size).for_classes(names, "the composed classifier")
     untouched = None if split else untouched_rows(modules, data, dataset)
     source = f"the {data.split} split"
     if untouched is not None:
-        data = data.subset(untouched)
-        source = HELD_OUT
+        counts = torch.bincount(data.labels[untouched], minlength=len(names))
+        if fall_back and int(counts.min()) < shots:
+            logger.warning("only %d images of some class are ones none of the %d modules' parents trained on; drawing "
+                           "the fit images from the whole %s split instead (a module may score images its parent "
+                           "trained on a little higher)", int(counts.min()), len(modules), data.split)
+        else:
+            data = data.subset(untouched)
+            source = HELD_OUT
     counts = torch.bincount(data.labels, minlength=len(names))
     short = [(names[c], int(counts[c])) for c in range(len(names)) if counts[c] < shots]
     if short:
@@ -103,10 +116,12 @@ def draw_fit_images(modules: Sequence[ClassModule], dataset: str, shots: int, se
     return picked, info
 
 
-def fit_combiner(model, dataset: str, shots: int, kind: str, seed: int = 0, split: str | None = None) -> None:
-    """Fit ``model``'s combiner (in place) on K labelled images per class of ``dataset``."""
+def fit_combiner(model, dataset: str, shots: int, kind: str, seed: int = 0, split: str | None = None,
+                 drawn: tuple[LabeledImages, dict] | None = None) -> None:
+    """Fit ``model``'s combiner (in place) on K labelled images per class of ``dataset``
+    (``drawn``: images already drawn by `draw_fit_images`, labelled in the model's class order)."""
     modules = list(model.class_modules)
-    data, info = draw_fit_images(modules, dataset, shots, seed, split)
+    data, info = drawn or draw_fit_images(modules, dataset, shots, seed, split)
     parts = list(model.module_outputs(data.images))
     scores = torch.cat([s for s, _ in parts])
     features = torch.cat([f for _, f in parts])
