@@ -654,6 +654,33 @@ def find(
     _run(body, hub)
 
 
+@app.command("app")
+def app_command(
+    hub: HubOpt = None,
+    host: Annotated[str, typer.Option(metavar="ADDR", help="Address to listen on. The default, loopback, keeps "
+                                      "the page to this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="N", help="Port to listen on.")] = 7860,
+) -> None:
+    """Start a local web page: find modules by class, read their cards, compose them, try them on images.
+
+    The page works on one hub (--hub) and publishes composed models to it. It reads no file outside
+    that hub and the images you upload. Stop it with Ctrl-C.
+
+    \b
+    Example:
+      hubmod app --port 7860      # then open http://127.0.0.1:7860
+    """
+
+    def body():
+        from .app import check_port, serve
+
+        check_port(host, port)
+        typer.echo(f"hubmod app on http://{host}:{port} (Ctrl-C stops it)", err=True)
+        serve(hub, host, port, block=True)
+
+    _run(body, hub)
+
+
 def _fmt(value) -> str:
     """One value of ``inspect`` as rich text (escaped: it may come from a repo hubmod did not write)."""
     if isinstance(value, float):

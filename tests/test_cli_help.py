@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from hubmod import __version__
 from hubmod.cli import app
 
-COMMANDS = ("split", "compose", "patch", "replace", "eval", "inspect", "export", "methods", "find")
+COMMANDS = ("split", "compose", "patch", "replace", "eval", "inspect", "export", "methods", "find", "app")
 ARGUMENTS = {"split": "SOURCE", "compose": "REF...", "patch": "SOURCE", "replace": "MODEL", "eval": "SOURCE",
              "inspect": "SOURCE", "export": "SOURCE", "find": "CLASS..."}
 TYPE_TAG = re.compile(r"<(str|int|float|bool|list\[[a-z]+\]|path|[a-z_]+ range)>")
@@ -44,7 +44,8 @@ def test_each_command_help_shows_metavars_and_no_type_tags(command, columns):
     assert all(len(line) <= max(columns, 80) for line in prose), "a help line is wider than the terminal"
     for line in out.splitlines():  # flags that take no value show none
         words = line.split()
-        if words and words[0].rstrip(",") in ("--json", "--private", "--resume", "--help", "--version"):
+        if words and words[0].rstrip(",") in ("--json", "--private", "--resume", "--help", "--version",
+                                                    "--from-hub"):
             assert len(words) == 1 or not words[1].isupper(), line
 
 

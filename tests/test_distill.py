@@ -115,7 +115,7 @@ def _kl(model, students, classes, x):
                               log_target=True, reduction="batchmean"))
 
 
-@pytest.mark.parametrize("augmented", [0, 4])
+@pytest.mark.parametrize("augmented", [0, pytest.param(4, marks=pytest.mark.slow)])
 def test_distillation_brings_pruned_modules_closer_to_the_parent(tiny_parent_dirs, fmnist_train, augmented):
     """What the optimiser guarantees, and what distillation adds over fitting the heads alone.
 
