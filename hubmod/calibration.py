@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from .lbfgs import minimise
+
 METHODS = ("none", "minmax", "platt", "vote", "exposed")
 NEEDS_GATE = "exposed"  # the rule that needs every module to carry an outlier-exposure gate
 AUTO = "auto"
@@ -56,18 +58,13 @@ def _platt(own: torch.Tensor, other: torch.Tensor) -> dict:
     mu, sd = s.mean(), s.std().clamp_min(1e-6)
     z = (s - mu) / sd
     params = torch.zeros(2, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([params], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
+    def loss():
         logits = params[0] * z + params[1]
         # a small ridge keeps perfectly separable scores from pushing the slope to infinity
-        loss = (w * torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")).sum()
-        loss = loss + 1e-4 * params[0] ** 2
-        loss.backward()
-        return loss
+        data = (w * torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")).sum()
+        return data + 1e-4 * params[0] ** 2
 
-    opt.step(closure)
+    minimise(params, loss, max_iter=200)
     a, b = params.detach()
     return {"a": float(a / sd), "b": float(b - a * mu / sd)}
 

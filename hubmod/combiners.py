@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import HubmodError, InvalidRepoError
+from .lbfgs import minimise
 
 PENALTIES = (1e-3, 1e-2, 1e-1, 1.0)
 DEFAULT_PENALTY = 1e-2  # the strength used when the K images are too few to cross-validate (K = 1)
@@ -220,16 +221,7 @@ KINDS = tuple(Combiner.registry)
 
 
 def _lbfgs(params: torch.Tensor, loss_fn) -> None:
-    opt = torch.optim.LBFGS([params], lr=1.0, max_iter=200, tolerance_grad=1e-7, tolerance_change=1e-10,
-                            history_size=20, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        value = loss_fn()
-        value.backward()
-        return value
-
-    opt.step(closure)
+    minimise(params, loss_fn, max_iter=200, tolerance_grad=1e-7, tolerance_change=1e-10, history_size=20)
 
 
 def _choose_penalty(solve, z: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> float:

@@ -23,6 +23,7 @@ import torch
 
 from .data import LabeledImages, load_images
 from .errors import HubmodError, option
+from .lbfgs import minimise
 from .preprocess import prepare_input
 from .untrusted import Fields
 
@@ -80,17 +81,12 @@ def fit_gate(own: torch.Tensor, other: torch.Tensor, penalty: float = PENALTY) -
     mu, sd = x.mean(0), x.std(0).clamp_min(1e-6)
     z = (x - mu) / sd
     params = torch.zeros(z.shape[1] + 1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([params], lr=1.0, max_iter=500, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
+    def loss():
         logits = z @ params[:-1] + params[-1]
-        loss = (w * torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")).sum()
-        loss = loss + penalty * (params[:-1] ** 2).sum()  # the data term is a weighted mean
-        loss.backward()
-        return loss
+        data = (w * torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")).sum()
+        return data + penalty * (params[:-1] ** 2).sum()  # the data term is a weighted mean
 
-    opt.step(closure)
+    minimise(params, loss, max_iter=500)
     a, b = params.detach()[:-1], params.detach()[-1]
     weight = (a / sd)[None].float()
     bias = (b - (a * mu / sd).sum()).reshape(1).float()
