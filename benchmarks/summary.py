@@ -61,6 +61,18 @@ def rows() -> list[tuple[str, str, str, str]]:
                         "(scikit-learn's digits)",
                         f"{_pct(exposed)} with the `{z['exposed_auto_rule']}` rule `auto` picks",
                         f"split without negatives: {_pct(acc['minmax'])} (minmax)", "zero-shot"))
+    by_name = RESULTS / "compose_from_hub.json"
+    if by_name.exists():
+        b = json.loads(by_name.read_text())
+        p = b["problems"].get("all ten")
+        if p:
+            fitted = statistics.mean(r["accuracy"] for r in p["by_fit"])
+            fixed = statistics.mean(r["accuracy"] for r in p["fixed_fit"])
+            out.append((f"All ten classes composed by class name from a hub of {len(b['splits'])} parents' modules "
+                        "(`compose --from-hub --fit`, 10 labelled images per class)",
+                        f"{_pct(fitted)} (no labels: {_pct(p['by_splits']['accuracy'])} by fewest splits, "
+                        f"{_pct(p['by_f1']['accuracy'])} by recorded F1)",
+                        f"one fixed parent, same fit: {_pct(fixed)}", "compose-from-hub"))
     families = RESULTS / "families.json"
     if families.exists():
         for r in json.loads(families.read_text()).values():

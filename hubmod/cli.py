@@ -312,11 +312,17 @@ def compose(
     from_hub: Annotated[bool, typer.Option("--from-hub",
                                            help="The arguments are class names: for each, find the modules on the "
                                            "hub and keep the one under which the composition is most accurate on "
-                                           "the --fit images (cross-validated), or, without --fit, the one with "
-                                           "the best recorded F1 (a weaker choice).")] = False,
+                                           "the --fit images (cross-validated), or, without --fit, as --unlabelled "
+                                           "says (a weaker choice).")] = False,
     candidates: Annotated[int, typer.Option("--candidates", metavar="N",
                                             help="With --from-hub: modules considered per class, the best N by "
                                             "recorded F1.")] = 5,
+    unlabelled: Annotated[str, typer.Option("--unlabelled", metavar="RULE",
+                                            help="With --from-hub and no --fit, how modules are chosen (and, with "
+                                            "--fit, where the measured choice starts): splits (the default: as few "
+                                            "splits as cover the classes, which composed better than f1 on every "
+                                            "problem in BENCHMARKS.md) or f1 (each class's best recorded "
+                                            "F1).")] = "splits",
     device: DeviceOpt = AUTO,
     private: PrivateOpt = False,
     as_json: JsonOpt = False,
@@ -335,7 +341,7 @@ def compose(
 
             model = compose_from_hub(refs, output=output, hub=hub, candidates=candidates, fit=fit, shots=shots,
                                      combiner=combiner, calibration_method=calibration, seed=seed,
-                                     fit_split=fit_split, private=private)
+                                     fit_split=fit_split, private=private, unlabelled=unlabelled)
         else:
             from .composed import compose as run_compose
 
@@ -368,7 +374,8 @@ def compose(
                 con.print(_s(f"  {entry['class_name']}: {cand['repo_id']} of {len(entry['candidates'])} candidates "
                              f"({entry['why']})"))
             if model.selection["by"] != "fit":
-                con.print("note: without --fit the modules were chosen by recorded F1, a weaker choice")
+                con.print("note: without --fit the modules were chosen without measuring them on this task, a weaker "
+                          "choice")
         if model.fit_info:
             f = model.fit_info
             con.print(_s(f"fitted a {f['combiner']} combiner on {f['shots']} images per class of {f['dataset']} "

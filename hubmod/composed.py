@@ -179,8 +179,10 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
                         "score": percent(cand["score"]) if "score" in cand else "",
                         "chosen": "**chosen**: " + entry["why"] if j == entry["chosen"] else ""})
             names = " ".join(f'"{c}"' if " " in c or "/" in c else c for c in self.class_names)
+            rule = f" --unlabelled {self.selection['unlabelled']}" if self.selection.get("unlabelled", "splits") != \
+                "splits" else ""
             from_hub = (f"hubmod compose {names} --from-hub --candidates {self.selection['candidates_per_class']}"
-                        f"{fit_flags} --output {name}{hub_flag}")
+                        f"{rule}{fit_flags} --output {name}{hub_flag}")
         return card_data, dict(
             selection=self.selection, selection_rows=selection_rows, from_hub_command=from_hub,
             title=f"{name}: {', '.join(self.class_names)}", num_classes=len(self.class_names),
@@ -246,6 +248,8 @@ def checked_selection(data: object, where: str, classes: int) -> dict:
                               "candidates_per_class": f.int("candidates_per_class", lo=1, hi=1000)}
     if (penalty := f.number("penalty", optional=True, lo=0.0, hi=1e6)) is not None:
         record["penalty"] = penalty
+    if (unlabelled := f.str("unlabelled", optional=True, max_len=50)) is not None:
+        record["unlabelled"] = unlabelled
     entries = f.list("classes", max_len=classes)
     if len(entries) != classes:
         raise f.error(f"field 'classes' must list the {classes} composed classes")

@@ -3,11 +3,13 @@
 For each class, the modules `hubmod.find` lists with the best recorded F1 are the candidates. With
 labelled images of the task (``--fit``), every candidate runs once on the same K images per class,
 and the choice is the set under which the composition's cross-validated accuracy on those images is
-highest: coordinate ascent from the best-F1 set, one class at a time, as GradSplitter's reuse
+highest: coordinate ascent from the choice without labels, one class at a time, as GradSplitter's reuse
 experiments picked among candidate modules on a labelled mixed validation set. The combiner is then
-fitted on the same images. Without labels the best recorded F1 wins, a weaker choice: each F1 was
-measured against its own parent's other classes, not against this task's. Every candidate
-considered, its score and why the chosen one won are recorded in the composed repo.
+fitted on the same images. Without labels the choice covers the classes with as few splits as it
+can (modules of one split were trained to compete and compose about as well as their parent), or,
+asked to, takes each class's best recorded F1. Both are weaker than measuring, recorded F1s
+especially: each was measured against its own parent's other classes, not against this task's.
+Every candidate considered, its score and why the chosen one won are recorded in the composed repo.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ MAX_CANDIDATES = 50
 MAX_PASSES = 3  # coordinate ascent stops earlier when a pass changes nothing
 BY_FIT = "fit"
 BY_F1 = "recorded_f1"
+BY_SPLITS = "fewest_splits"
+UNLABELLED = {"splits": BY_SPLITS, "f1": BY_F1}  # how to choose without --fit (the option's values)
+DEFAULT_UNLABELLED = "splits"  # the better of the two on every problem of BENCHMARKS.md, compose-from-hub
 
 
 @dataclass
@@ -105,8 +110,36 @@ def _load_candidates(found: dict[str, list[FoundModule]], target: Hub) -> Loaded
     return loaded
 
 
+def _f1(cand: Candidate) -> float:
+    return cand.f1 if cand.f1 is not None else -1.0
+
+
 def _by_f1(pairs: list[tuple[Candidate, ClassModule]]) -> int:
-    return max(range(len(pairs)), key=lambda i: (pairs[i][0].f1 if pairs[i][0].f1 is not None else -1.0, -i))
+    return max(range(len(pairs)), key=lambda i: (_f1(pairs[i][0]), -i))
+
+
+def _split_key(cand: Candidate, module: ClassModule) -> str:
+    return module.config.split_id or f"repo {cand.repo_id}"  # a module written before split ids: its own split
+
+
+def _by_splits(loaded: Loaded) -> list[int]:
+    """As few splits as cover the classes: repeatedly the split with modules of the most classes still
+    uncovered (ties: the better mean recorded F1), its best-F1 module of each. Modules of one split were
+    trained to compete, so they compose about as well as their parent; modules of different splits were not."""
+    classes, choice = list(loaded), {}
+    while len(choice) < len(classes):
+        cover: dict[str, dict[str, int]] = {}
+        for c in classes:
+            if c in choice:
+                continue
+            for j, (cand, module) in enumerate(loaded[c]):
+                best = cover.setdefault(_split_key(cand, module), {})
+                if c not in best or _f1(cand) > _f1(loaded[c][best[c]][0]):
+                    best[c] = j
+        reach = {key: (len(best), sum(_f1(loaded[c][j][0]) for c, j in best.items()) / len(best))
+                 for key, best in cover.items()}
+        choice.update(cover[max(sorted(cover), key=reach.__getitem__)])
+    return [choice[c] for c in classes]
 
 
 class _Outputs:
@@ -132,9 +165,10 @@ class _Outputs:
         return self._calibrated[i, method]
 
 
-def _choose_by_fit(loaded: Loaded, images: torch.Tensor,
-                   labels: torch.Tensor, combiner: str, calibration_method: str, seed: int) -> list[int]:
-    """Per class, the candidate index under which the composition's cross-validated accuracy is best."""
+def _choose_by_fit(loaded: Loaded, images: torch.Tensor, labels: torch.Tensor, combiner: str,
+                   calibration_method: str, seed: int, start: list[int]) -> list[int]:
+    """Per class, the candidate index under which the composition's cross-validated accuracy is best
+    (coordinate ascent from ``start``)."""
     classes = list(loaded)
     flat = [(c, j) for c in classes for j in range(len(loaded[c]))]
     outputs = _Outputs([loaded[c][j][1] for c, j in flat], images)
@@ -149,7 +183,7 @@ def _choose_by_fit(loaded: Loaded, images: torch.Tensor,
         features = torch.cat([outputs.features[i] for i in ids], dim=1)
         return cross_validated_accuracy(combiner, scores, features, labels, torch.Generator().manual_seed(seed))
 
-    choice = [_by_f1(loaded[c]) for c in classes]
+    choice = list(start)
     best = measure(choice)
     for _ in range(MAX_PASSES):
         changed = False
@@ -167,9 +201,13 @@ def _choose_by_fit(loaded: Loaded, images: torch.Tensor,
     return choice
 
 
-def _why(pairs: list[tuple[Candidate, ClassModule]], chosen: int, by: str) -> str:
+def _why(pairs: list[tuple[Candidate, ClassModule]], chosen: int, by: str, covered: int = 0, of: int = 0) -> str:
     if len(pairs) == 1:
         return "the only candidate"
+    if by == BY_SPLITS:
+        parent = pairs[chosen][0].parent or "an unnamed parent"
+        return (f"of the split of {parent}, which covers {covered} of the {of} classes (fewest splits: modules of "
+                "one split were trained to compete); no labelled images, so a weaker choice than --fit")
     others = [c for i, (c, _) in enumerate(pairs) if i != chosen]
     if by == BY_FIT:
         best = pairs[chosen][0]
@@ -184,13 +222,18 @@ def _why(pairs: list[tuple[Candidate, ClassModule]], chosen: int, by: str) -> st
 def compose_from_hub(classes: Sequence[str], output: str | None = None, hub: str | Hub | None = None,
                      candidates: int = DEFAULT_CANDIDATES, fit: str | None = None, shots: int = 10,
                      combiner: str = DEFAULT_COMBINER, calibration_method: str = calibration.AUTO, seed: int = 0,
-                     fit_split: str | None = None, private: bool = False) -> ComposedClassifier:
+                     fit_split: str | None = None, private: bool = False,
+                     unlabelled: str = DEFAULT_UNLABELLED) -> ComposedClassifier:
     """A classifier for ``classes`` assembled from the best modules ``hub`` holds, chosen as the module docstring says.
 
     ``candidates``: modules considered per class (the best by recorded F1). With ``fit``, a combiner
     of kind ``combiner`` is fitted on the same ``shots`` images per class the choice was measured on.
+    ``unlabelled``: the choice without ``fit``, and where the measured choice starts: ``splits`` (as few
+    splits as cover the classes) or ``f1`` (each class's best recorded F1).
     """
     _check_args(classes, candidates)
+    if unlabelled not in UNLABELLED:
+        raise HubmodError(f"unknown choice {option('unlabelled', unlabelled)}; use one of {', '.join(UNLABELLED)}")
     check_fit_args(fit, shots, combiner)
     target = get_hub(hub)
     found = find(list(classes), hub=target, sort="f1", limit=candidates)
@@ -200,18 +243,21 @@ def compose_from_hub(classes: Sequence[str], output: str | None = None, hub: str
                           "parent that has it first (hubmod split REPO), or check the class name with hubmod find")
     loaded = _load_candidates(found, target)
     names = [loaded[c][0][1].class_name for c in classes]
+    blind = UNLABELLED[unlabelled]
+    choice = _by_splits(loaded) if blind == BY_SPLITS else [_by_f1(loaded[c]) for c in classes]
     drawn = None
     if fit is not None:
         from .fitting import draw_fit_images
 
         everyone = [m for c in classes for _, m in loaded[c]]
         drawn = draw_fit_images(everyone, fit, shots, seed, fit_split, class_names=names, fall_back=True)
-        choice = _choose_by_fit(loaded, drawn[0].images, drawn[0].labels, combiner, calibration_method, seed)
+        choice = _choose_by_fit(loaded, drawn[0].images, drawn[0].labels, combiner, calibration_method, seed, choice)
         by = BY_FIT
     else:
-        choice = [_by_f1(loaded[c]) for c in classes]
-        by = BY_F1
-        logger.warning("no labelled images (--fit): modules chosen by recorded F1, a weaker choice")
+        by = blind
+        logger.warning("no labelled images (--fit): modules chosen by %s, a weaker choice than measuring them",
+                       "fewest splits" if by == BY_SPLITS else "recorded F1")
+    splits = [_split_key(*loaded[c][j]) for c, j in zip(classes, choice, strict=True)]
     chosen = [loaded[c][j] for c, j in zip(classes, choice, strict=True)]
     modules = [m for _, m in chosen]
     method = auto_calibration(modules) if calibration_method == calibration.AUTO else calibration_method
@@ -222,11 +268,11 @@ def compose_from_hub(classes: Sequence[str], output: str | None = None, hub: str
 
         fit_combiner(model, fit, shots, combiner, seed, fit_split, drawn=drawn)
     model.selection = {
-        "by": by, "hub": target.name, "candidates_per_class": candidates,
+        "by": by, "hub": target.name, "candidates_per_class": candidates, "unlabelled": unlabelled,
         "penalty": DEFAULT_PENALTY if by == BY_FIT else None,
-        "classes": [{"class_name": n, "chosen": j, "why": _why(loaded[c], j, by),
+        "classes": [{"class_name": n, "chosen": j, "why": _why(loaded[c], j, by, splits.count(key), len(classes)),
                      "candidates": [cand.record() for cand, _ in loaded[c]]}
-                    for c, n, j in zip(classes, names, choice, strict=True)],
+                    for c, n, j, key in zip(classes, names, choice, splits, strict=True)],
     }
     if model.selection["penalty"] is None:
         del model.selection["penalty"]

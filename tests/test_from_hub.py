@@ -34,6 +34,7 @@ def _publish_candidates(vgg_split, hub: str) -> None:
         wrong = copy.deepcopy(by_name["Trouser"])
         wrong.config.class_name, wrong.config.class_index = name, by_name[name].config.class_index
         wrong.config.metrics.update(test_f1=0.999)
+        wrong.config.split_id = "mallory-split"  # a split of another parent
         wrong.config.parent.update(repo_id="mallory/vgg")
         wrong.push_to_hub(f"mallory/vgg-{name.lower()}", hub=hub)
 
@@ -45,14 +46,18 @@ def _accuracy(model, folder) -> float:
 
 def test_fit_images_pick_the_module_that_composes_best_and_the_repo_records_why(vgg_split, small_fmnist_dir):
     _publish_candidates(vgg_split, "local")
-    blind = hubmod.compose_from_hub(CLASSES, hub="local")  # no labels: the card's F1 decides
-    assert blind.selection["by"] == "recorded_f1"
+    covered = hubmod.compose_from_hub(CLASSES, hub="local")  # no labels: as few splits as cover the classes
+    assert covered.selection["by"] == "fewest_splits" and covered.calibration == "none"
+    assert [p["repo_id"] for p in covered.provenance] == ["alice/vgg-trouser", "alice/vgg-sneaker", "alice/vgg-bag"]
+    assert "covers 3 of the 3 classes" in covered.selection["classes"][2]["why"]
+    blind = hubmod.compose_from_hub(CLASSES, hub="local", unlabelled="f1")  # no labels: the cards' F1 decides
+    assert blind.selection["by"] == "recorded_f1" and blind.calibration == "minmax"
     assert [p["repo_id"] for p in blind.provenance] == ["alice/vgg-trouser", "mallory/vgg-sneaker", "mallory/vgg-bag"]
     assert [len(e["candidates"]) for e in blind.selection["classes"]] == [1, 2, 2]
     assert all("recorded F1" in e["why"] for e in blind.selection["classes"][1:])
 
-    fitted = hubmod.compose_from_hub(CLASSES, hub="local", fit=str(small_fmnist_dir), shots=5,
-                                     output="me/three-from-hub")
+    fitted = hubmod.compose_from_hub(CLASSES, hub="local", fit=str(small_fmnist_dir), shots=5, unlabelled="f1",
+                                     output="me/three-from-hub")  # measured, starting from the wrong modules
     assert fitted.selection["by"] == "fit"
     assert fitted.fit_info["shots"] == 5 and len(fitted.fit_info["rows"]) == 15
     # a Sneaker and a Bag module that both answer "trouser" cannot be told apart: at least one real one is kept
@@ -69,7 +74,7 @@ def test_fit_images_pick_the_module_that_composes_best_and_the_repo_records_why(
     assert torch.equal(reloaded(images), fitted(images))
     card = (LocalHub().snapshot("me/three-from-hub").file("README.md")).read_text()
     assert "Chosen by class name from the hub" in card and "mallory/vgg-bag" in card and "**chosen**" in card
-    assert "hubmod compose Trouser Sneaker Bag --from-hub --candidates 5" in card
+    assert "hubmod compose Trouser Sneaker Bag --from-hub --candidates 5 --unlabelled f1 --fit" in card
 
 
 def test_compose_from_hub_through_huggingface_hub(vgg_split, loopback):
@@ -86,6 +91,8 @@ def test_compose_from_hub_errors_are_one_line(vgg_split):
     _publish_candidates(vgg_split, "local")
     with pytest.raises(HubmodError, match="no module of class 'Unicorn'.*hubmod split"):
         hubmod.compose_from_hub(["Bag", "Unicorn"], hub="local")
+    with pytest.raises(HubmodError, match="unknown choice"):
+        hubmod.compose_from_hub(["Bag"], hub="local", unlabelled="vibes")
     with pytest.raises(HubmodError, match="candidates"):
         hubmod.compose_from_hub(["Bag"], hub="local", candidates=0)
     with pytest.raises(HubmodError, match="name the same class"):
@@ -101,8 +108,9 @@ def test_compose_from_hub_on_the_command_line(vgg_split):
     out = runner.invoke(app, ["compose", "Bag", "Sneaker", "--from-hub", "--hub", "local", "--json"])
     assert out.exit_code == 0, out.output
     info = json.loads(out.output[out.output.index("{"):])
-    assert info["classes"] == ["Bag", "Sneaker"] and info["selection"]["by"] == "recorded_f1"
-    text = runner.invoke(app, ["compose", "Bag", "Sneaker", "--from-hub", "--hub", "local"]).output
+    assert info["classes"] == ["Bag", "Sneaker"] and info["selection"]["by"] == "fewest_splits"
+    text = runner.invoke(app, ["compose", "Bag", "Sneaker", "--from-hub", "--hub", "local", "--unlabelled",
+                               "f1"]).output
     assert "Bag: mallory/vgg-bag of 2 candidates" in text and "weaker choice" in text
 
 

@@ -177,7 +177,7 @@ class HfHub(Hub):
         """``HfApi.list_models`` filtered by the tags, paginated by huggingface_hub and cut at ``limit``;
         the card metadata comes with the listing (``expand``), so no card is downloaded."""
         order = {"downloads": "downloads", "recent": "last_modified", None: None}[sort]
-        with hf_errors("(model listing)", None, self.endpoint):
+        with hf_errors("the model listing", None, self.endpoint):
             infos = list(self._api().list_models(filter=list(tags), sort=order, limit=limit,
                                                  expand=["cardData", "sha", "tags", "downloads", "lastModified"]))
         for info in infos:
