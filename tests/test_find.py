@@ -96,3 +96,12 @@ def test_find_arguments_are_checked():
         hubmod.find([])
     assert hubmod.find(["Bag"]) == {"Bag": []}  # an empty hub
     assert not LocalHub().repo_exists("alice/vgg-bag")
+
+
+def test_a_listing_the_hub_refuses_is_one_line(loopback):
+    loopback.fail("GET", r"^/api/models(\?|$)", status=403, times=10)
+    for args in (["find", "Bag"], ["compose", "Bag", "Sneaker", "--from-hub"]):
+        out = runner.invoke(app, [*args, "--hub", "hf"])
+        assert out.exit_code != 0 and "Traceback" not in out.output, out.output
+        assert "refused access to the model listing (HTTP 403)" in out.output
+        assert len([line for line in out.output.splitlines() if line.startswith("error:")]) == 1
