@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -106,6 +107,20 @@ def saved_or_measured(out: Path, rendering: bool, measure) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     return result
+
+
+def section_main(doc: str, section: str, title: str, out: Path, measure, render, prepare=None) -> None:
+    """A one-section benchmark's command line: measure (after ``prepare()``) and save to ``out``, or
+    ``--render`` the section again from the saved JSON; either way BENCHMARKS.md gets the section."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--render", action="store_true", help="rebuild the BENCHMARKS.md section from the saved JSON")
+    args = ap.parse_args()
+    setup_home()
+    if prepare is not None and not args.render:
+        prepare()
+    header = run_header(section, args.render)
+    result = saved_or_measured(out, args.render, measure)
+    write_section(section, f"## {title}\n\n" + render(result, header))
 
 
 def module_sizes(report: dict) -> tuple[float, float]:

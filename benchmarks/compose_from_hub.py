@@ -19,12 +19,10 @@ benchmarks/results/compose_from_hub.json and BENCHMARKS.md.
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import time
 
-from common import RESULTS, ROOT, pct, run_header, saved_or_measured, setup_home, write_section
+from common import RESULTS, ROOT, pct, section_main
 from reuse_fmnist import PROBLEMS
 
 OUT = RESULTS / "compose_from_hub.json"
@@ -156,14 +154,7 @@ def render(result: dict, header: str) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--render", action="store_true")
-    args = ap.parse_args()
-    setup_home()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    header = run_header(SECTION, args.render)
-    result = saved_or_measured(OUT, args.render, measure)
-    write_section(SECTION, "## Composing by class name from a hub of four parents\n\n" + render(result, header))
+    section_main(__doc__, SECTION, "Composing by class name from a hub of four parents", OUT, measure, render)
 
 
 if __name__ == "__main__":

@@ -28,12 +28,11 @@ benchmarks/results/zero_shot.json and BENCHMARKS.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 
-from common import RESULTS, ensure_parent, pct, run_header, saved_or_measured, setup_home, write_section
+from common import RESULTS, ensure_parent, pct, section_main
 from reuse_fmnist import PAIRS, PROBLEMS, SPLIT_OPTIONS, _outputs, digits_dataset, ensure_split
 
 OUT = RESULTS / "zero_shot.json"
@@ -243,18 +242,14 @@ def render(result: dict, header: str) -> str:
     return "\n".join(lines)
 
 
+def _parents() -> None:
+    for spec in PAIRS[PAIR]:
+        ensure_parent(*spec)
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--render", action="store_true")
-    args = ap.parse_args()
-    setup_home()
-    if not args.render:
-        for spec in PAIRS[PAIR]:
-            ensure_parent(*spec)
-    header = run_header(SECTION, args.render)
-    result = saved_or_measured(OUT, args.render, measure)
-    write_section(SECTION, "## Zero-shot rules beyond calibration (modules of different parents)\n\n"
-                  + render(result, header))
+    section_main(__doc__, SECTION, "Zero-shot rules beyond calibration (modules of different parents)", OUT, measure,
+                 render, prepare=_parents)
 
 
 if __name__ == "__main__":
