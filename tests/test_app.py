@@ -82,6 +82,9 @@ def test_the_page_finds_composes_and_predicts_in_headless_chromium(vgg_split, fm
         _wait(lambda: css(By.CSS_SELECTOR, "#find-classes textarea"), "the find box").send_keys("Bag")
         css(By.ID, "find-button").click()
         _wait(lambda: "alice/vgg-bag" in css(By.ID, "find-results").text, "the Bag module in the find table")
+        css(By.CSS_SELECTOR, "#card-repo textarea").send_keys("alice/vgg-bag")
+        css(By.ID, "card-button").click()
+        _wait(lambda: "kept" in css(By.ID, "card-markdown").text.lower(), "the module's card")
 
         next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Compose" in b.text).click()
         box = _wait(lambda: css(By.CSS_SELECTOR, "#compose-classes textarea"), "the compose box")
@@ -101,6 +104,11 @@ def test_the_page_finds_composes_and_predicts_in_headless_chromium(vgg_split, fm
         assert label == "Bag"
         _wait(lambda: "Sneaker" in css(By.ID, "predict-scores").text or
               css(By.CSS_SELECTOR, "#predict-scores canvas, #predict-scores svg"), "the score chart")
+        css(By.CSS_SELECTOR, "#publish-name textarea").send_keys("me/bag-or-sneaker")
+        css(By.ID, "publish-button").click()
+        _wait(lambda: "published" in css(By.ID, "publish-status").text, "the publish confirmation")
+        assert hubmod.ComposedClassifier.from_pretrained("me/bag-or-sneaker", hub="local").class_names == \
+            ["Bag", "Sneaker"]
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "app.png"))
     finally:
