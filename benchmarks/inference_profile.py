@@ -1,0 +1,189 @@
+"""Benchmark: where composed inference spends its time, and the same models under ONNX Runtime.
+
+    python benchmarks/inference_profile.py            # measure
+    python benchmarks/inference_profile.py --render   # rebuild the BENCHMARKS.md section from the saved JSON
+
+The issue on smaller modules asks for composed inference at least as fast as the parent (ten modules
+of one split >= 1.0x its throughput, two >= 3x, one module's score >= 5x) and for the time to be
+profiled per stage, with ONNX Runtime beside PyTorch. Models: the default-setting split of the
+resnet18 Fashion-MNIST parent of families_fmnist.py (`bench/resnet18-fmnist-ho-fast`), its parent,
+one module, two and ten modules composed. Raw uint8 28 px test images in, preprocessing included,
+median of repeated runs after a warm-up, at batch 256 (throughput) and batch 1 (latency). PyTorch
+runs the modules as hubmod does (inference copies, one shared stem). ONNX Runtime runs what
+`hubmod export` writes (preprocessing in the graph) and the parent exported the same way, on the same
+2 threads. The per-stage profile times, at batch 256 in PyTorch, preprocessing, the shared stem, each
+module's backbone after the stem, and the heads with calibration.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from common import RESULTS, median_seconds, pct, section_main
+
+OUT = RESULTS / "inference_profile.json"
+SECTION = "inference-profile"
+SPLIT = "bench/resnet18-fmnist-ho-fast"
+PARENT = "bench/resnet18-fmnist-ho"
+REPEATS = 10
+TARGETS = {"10 modules": 1.0, "2 modules": 3.0, "1 module": 5.0}
+
+
+def _ort_session(path: Path):
+    import onnxruntime as ort
+    import torch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _export_parent(parent, path: Path) -> None:
+    """The parent as ONNX with the same uint8-in preprocessing the composed graphs have."""
+    import torch
+
+    from hubmod.preprocess import preprocess
+
+    class Graph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = copy.deepcopy(parent.model).eval()
+
+        def forward(self, images):
+            return self.model(preprocess(images, parent.data_config))
+
+    example = torch.zeros(2, *parent.data_config.input_size, dtype=torch.uint8)
+    with torch.no_grad():
+        torch.onnx.export(Graph().eval(), (example,), str(path), dynamo=False, input_names=["images"],
+                          output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                          opset_version=17)
+
+
+def _timed(call, batch, one) -> dict:
+    return {"throughput": len(batch) / median_seconds(lambda: call(batch), REPEATS),
+            "latency_ms": 1000 * median_seconds(lambda: call(one), REPEATS)}
+
+
+def _profile(model, batch) -> dict:
+    """Seconds per stage for one batch (median over REPEATS), PyTorch, the way SharedStems runs it."""
+    import torch
+
+    from hubmod.fast_inference import channels_last
+    from hubmod.preprocess import preprocess
+
+    mods = list(model.class_modules)
+    cfg = mods[0].data_config
+    model(batch[:2])  # plans the shared stems
+    plan = model._shared_stems
+    fast = [m.fast_backbone for m in mods]
+    stages: dict[str, list[float]] = {"preprocess": [], "shared stem": [], "module backbones after the stem": [],
+                                      "heads and calibration": []}
+    for _ in range(REPEATS + 1):
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            x = preprocess(batch, cfg)
+            t1 = time.perf_counter()
+            stem_outs = []
+            for g in plan._groups:
+                y = g.conv(channels_last(x))
+                for layer in g.after:
+                    y = layer(y)
+                stem_outs.append(y)
+            t2 = time.perf_counter()
+            features: dict[int, torch.Tensor] = {}
+            for g, y in zip(plan._groups, stem_outs, strict=True):
+                for i, channels, rest in g.members:
+                    features[i] = rest(channels_last(y.index_select(1, channels)))
+            for i in plan._alone:
+                features[i] = fast[i].net(channels_last(x))
+            t3 = time.perf_counter()
+            [m.calibrated(m.head(features[i]), model.calibration, features[i]) for i, m in enumerate(mods)]
+            t4 = time.perf_counter()
+        for key, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            stages[key].append(dt)
+    out = {k: statistics.median(v[1:]) for k, v in stages.items()}
+    out["modules sharing one stem"] = sum(len(g.members) for g in plan._groups)
+    return out
+
+
+def measure() -> dict:
+    import torch
+
+    import hubmod
+    from hubmod.data import load_images
+    from hubmod.loading import load
+    from hubmod.onnx_export import export_onnx
+
+    images = load_images("fashion-mnist", "test").images[:256]
+    batch, one = images, images[:1]
+    parent = load(PARENT, hub="local").obj
+    names = parent.class_names
+    fast_parent = copy.deepcopy(parent.model).to(memory_format=torch.channels_last)
+    from hubmod.preprocess import preprocess
+
+    def run_parent(x):
+        with torch.no_grad():
+            return fast_parent(preprocess(x, parent.data_config).contiguous(memory_format=torch.channels_last))
+
+    composed = {k: hubmod.compose([f"{SPLIT}:{c}" for c in names[:k]], hub="local") for k in (1, 2, 10)}
+    module = composed[1].class_modules[0]
+    out: dict = {"split": SPLIT, "parent": PARENT, "threads": torch.get_num_threads(), "torch": {}, "ort": {}}
+    out["torch"]["parent"] = _timed(run_parent, batch, one)
+    out["torch"]["1 module"] = _timed(module.score, batch, one)
+    for k in (2, 10):
+        out["torch"][f"{k} modules"] = _timed(composed[k], batch, one)
+    with tempfile.TemporaryDirectory() as d:
+        _export_parent(parent, Path(d) / "parent.onnx")
+        paths = {"parent": Path(d) / "parent.onnx"}
+        for k in (1, 2, 10):
+            export_onnx(composed[k], Path(d) / f"{k}.onnx", check_images=images[:16])
+            paths["1 module" if k == 1 else f"{k} modules"] = Path(d) / f"{k}.onnx"
+        for key, path in paths.items():
+            session = _ort_session(path)
+            out["ort"][key] = _timed(lambda x, s=session: s.run(None, {"images": x.numpy()}), batch, one)
+    out["profile_10"] = _profile(composed[10], batch)
+    out["module_macs"] = [m.config.metrics["macs"] / m.config.metrics["parent_macs"]
+                          for m in composed[10].class_modules]
+    return out
+
+
+def render(result: dict, header: str) -> str:
+    lines = [header.rstrip(), "",
+             f"Modules of `{result['split']}` (the default setting) against their parent `{result['parent']}`; raw "
+             f"uint8 images, preprocessing included, {result['threads']} threads, median of {REPEATS} runs after a "
+             "warm-up. \"vs parent\" compares each runtime with the parent in the same runtime.", "",
+             "| model | PyTorch images/s (batch 256) | vs parent | batch-1 latency | ONNX Runtime images/s | vs parent "
+             "| batch-1 latency | target |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for key in ("parent", "1 module", "2 modules", "10 modules"):
+        t, o = result["torch"][key], result["ort"][key]
+        target = f"≥ {TARGETS[key]:.1f}×" if key in TARGETS else ""
+        vs_torch = t["throughput"] / result["torch"]["parent"]["throughput"]
+        vs_ort = o["throughput"] / result["ort"]["parent"]["throughput"]
+        lines.append(f"| {key} | {t['throughput']:.0f} | {vs_torch:.2f}× | {t['latency_ms']:.1f} ms | "
+                     f"{o['throughput']:.0f} | {vs_ort:.2f}× | {o['latency_ms']:.1f} ms | {target} |")
+    prof = {k: v for k, v in result["profile_10"].items() if k != "modules sharing one stem"}
+    total = sum(prof.values())
+    lines += ["", "Where ten composed modules spend a batch of 256 in PyTorch:", "",
+              "| stage | time | share |", "|---|---:|---:|"]
+    lines += [f"| {stage} | {1000 * s:.1f} ms | {pct(s / total)} |" for stage, s in prof.items()]
+    lines += ["", f"{result['profile_10']['modules sharing one stem']} of the 10 modules share one stem convolution."]
+    macs = [m for m in result["module_macs"] if m is not None]
+    if macs:
+        lines += ["", f"The ten modules together hold {pct(sum(macs))} of the parent's MACs (each "
+                  f"{pct(min(macs))} to {pct(max(macs))})."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    section_main(__doc__, SECTION, "Composed inference, stage by stage, in PyTorch and ONNX Runtime", OUT, measure,
+                 render)
+
+
+if __name__ == "__main__":
+    main()
