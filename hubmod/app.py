@@ -85,7 +85,7 @@ def module_card(hub: Hub, repo_id: str) -> tuple[str, list[dict]]:
 
 def compose_model(hub: Hub, text: str, fit: str, shots: int, candidates: int):
     """Class names (the best modules on the hub) or module repo ids, comma-separated, composed."""
-    from .composed import compose_modules, module_at
+    from .composed import compose_modules, module_in
     from .from_hub import compose_from_hub
 
     items = _items(text)
@@ -96,10 +96,7 @@ def compose_model(hub: Hub, text: str, fit: str, shots: int, candidates: int):
     if repos and len(repos) != len(items):
         raise HubmodError("name either classes or module repos (namespace/name), not both")
     if repos:
-        pairs = []
-        for repo in repos:
-            sha = hub.snapshot(repo).sha
-            pairs.append(module_at(hub, repo, sha, repo))
+        pairs = [module_in(hub.snapshot(repo)) for repo in repos]
         return compose_modules(pairs, hub=hub, fit=fit_name, shots=int(shots))
     return compose_from_hub(items, hub=hub, candidates=int(candidates), fit=fit_name, shots=int(shots))
 

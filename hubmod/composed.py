@@ -265,8 +265,7 @@ def checked_selection(data: object, where: str, classes: int) -> dict:
             for key, value in (("parent", r.str("parent", optional=True, max_len=200)),
                                ("f1", r.number("f1", optional=True, lo=0.0, hi=1.0)),
                                ("score", r.number("score", optional=True, lo=0.0, hi=1.0)),
-                               ("loss", r.number("loss", optional=True, lo=0.0, hi=1e9)),
-                               ("note", r.str("note", optional=True, max_len=500))):
+                               ("loss", r.number("loss", optional=True, lo=0.0, hi=1e9))):
                 if value is not None:
                     cand[key] = value
             cands.append(cand)
@@ -320,7 +319,12 @@ def module_at(target: Hub, repo_id: str, revision: str, where: str) -> tuple[Cla
     if module_snap.sha != revision:
         raise InvalidRepoError(f"{where}: {repo_id} came back at commit {printable(module_snap.sha)!r}, not the "
                                f"pinned {revision}")
-    return ClassModule.from_snapshot(module_snap), _provenance(module_snap)
+    return module_in(module_snap)
+
+
+def module_in(snap: Snapshot) -> tuple[ClassModule, dict]:
+    """The module an opened repo holds, with its provenance (repo, commit sha, hub)."""
+    return ClassModule.from_snapshot(snap), _provenance(snap)
 
 
 # --------------------------------------------------------------------------- REF resolution
@@ -344,14 +348,14 @@ def resolve_ref(text: str, hub: str | Hub | None = None) -> list[tuple[ClassModu
         return [_from_index(snap, index, class_name, hub)]
     kind = artifact_class(snap.read_json(CONFIG))
     if kind is ClassModule:
-        module = ClassModule.from_snapshot(snap)
+        module, provenance = module_in(snap)
         if class_name is not None:
             try:
                 match_class(class_name, [module.class_name], name)
             except HubmodError:
                 raise HubmodError(f"REF {printable(text)} names two different things: {name} is the module of class "
                                   f"{printable(module.class_name)!r}, not {printable(class_name)!r}") from None
-        return [(module, _provenance(snap))]
+        return [(module, provenance)]
     if kind is ComposedClassifier:
         composed = ComposedClassifier.from_snapshot(snap, hub)
         pairs = list(zip(composed.class_modules, composed.provenance, strict=True))

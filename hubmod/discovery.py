@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import HubmodError, InvalidRepoError, option
 from .hub import LISTING_SORTS, Hub, ListedRepo, get_hub
-from .refs import class_tag, is_commit_sha, slugify
+from .refs import class_tag, is_commit_sha, same_class
 from .untrusted import Fields, printable
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def _row(listed: ListedRepo, wanted: str) -> FoundModule | None:
     f = Fields(meta, f"{printable(listed.repo_id)[:100]} card metadata hubmod")
     try:
         name = f.str("class", optional=True, max_len=500)
-        if name is not None and slugify(name) != slugify(wanted) and name.casefold() != wanted.casefold():
+        if name is not None and not same_class(name, wanted):
             return None  # a card whose tag names one class and whose metadata another
         row = FoundModule(class_name=name or wanted, repo_id=listed.repo_id,
                           sha=listed.sha if listed.sha and is_commit_sha(listed.sha) else None,

@@ -22,13 +22,13 @@ import torch
 
 from . import calibration
 from .combiners import DEFAULT_PENALTY, cross_validated_accuracy
-from .composed import DEFAULT_COMBINER, ComposedClassifier, auto_calibration, check_fit_args, module_at
+from .composed import DEFAULT_COMBINER, ComposedClassifier, auto_calibration, check_fit_args, module_at, module_in
 from .discovery import FoundModule, find
 from .errors import HubmodError, InvalidRepoError, option
 from .hub import Hub, get_hub
 from .module import ClassModule
 from .preprocess import batches_by_config
-from .refs import slugify
+from .refs import same_class, slugify
 from .untrusted import printable
 
 logger = logging.getLogger(__name__)
@@ -54,10 +54,9 @@ class Candidate:
     f1: float | None  # test F1 recorded at split time, within its own parent's classes
     score: float | None = None  # cross-validated accuracy of the composition with this module (BY_FIT)
     loss: float | None = None  # its mean held-out log-loss, which breaks ties in accuracy
-    note: str = ""
 
     def record(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None and v != ""}
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def _check_args(classes: Sequence[str], candidates: int) -> None:
@@ -74,10 +73,6 @@ def _check_args(classes: Sequence[str], candidates: int) -> None:
                           f"(got {candidates!r})")
 
 
-def _same_class(a: str, b: str) -> bool:
-    return a.casefold() == b.casefold() or (slugify(a) != "" and slugify(a) == slugify(b))
-
-
 Loaded = dict[str, list[tuple[Candidate, ClassModule]]]  # each class's candidates, best recorded F1 first
 
 
@@ -92,12 +87,11 @@ def _load_candidates(found: dict[str, list[FoundModule]], target: Hub) -> Loaded
                 if row.sha is not None:
                     module, prov = module_at(target, row.repo_id, row.sha, where)
                 else:
-                    snap = target.snapshot(row.repo_id)
-                    module, prov = ClassModule.from_snapshot(snap), {"revision": snap.sha}
+                    module, prov = module_in(target.snapshot(row.repo_id))
             except (InvalidRepoError, HubmodError) as e:
                 logger.warning("skipping %s: %s", where, e)
                 continue
-            if not _same_class(module.class_name, wanted):
+            if not same_class(module.class_name, wanted):
                 logger.warning("skipping %s: its card says %r but the module holds class %r", where,
                                printable(wanted), printable(module.class_name))
                 continue

@@ -121,6 +121,11 @@ def slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:60].strip("-")
 
 
+def same_class(a: str, b: str) -> bool:
+    """Whether two class names name one class: equal but for case, or with the same non-empty slug."""
+    return a.casefold() == b.casefold() or (slugify(a) != "" and slugify(a) == slugify(b))
+
+
 def class_tag(class_name: str) -> str:
     """The tag that makes a module findable by its class (``hubmod find``): ``hubmod-class-<slug>``."""
     return f"hubmod-class-{slugify(class_name) or 'unnamed'}"
