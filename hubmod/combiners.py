@@ -76,13 +76,17 @@ class Combiner(nn.Module):
     def fit(self, scores: torch.Tensor, features: torch.Tensor | None, labels: torch.Tensor,
             generator: torch.Generator) -> Combiner:
         """Fit on labelled images (in place); the penalty is chosen by cross-validation where K allows."""
-        x = self.inputs(scores, features).double()
-        self._standardise(x)
-        z = self._standard(x)
+        z = self._standardised(scores, features)
         penalty = _choose_penalty(lambda zz, yy, lam: self._solve(zz, yy, lam), z, labels, generator)
         self._load(*self._solve(z, labels, penalty))
         self.penalty = penalty
         return self
+
+    def _standardised(self, scores: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        """The combiner's inputs in float64, its scaling fitted to them and applied."""
+        x = self.inputs(scores, features).double()
+        self._standardise(x)
+        return self._standard(x)
 
     # subclasses: how inputs are scaled and what the parameters are
     def _standardise(self, x: torch.Tensor) -> None:  # pragma: no cover - overridden
@@ -226,8 +230,7 @@ def _lbfgs(params: torch.Tensor, loss_fn) -> None:
 
 def _choose_penalty(solve, z: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> float:
     """The L2 strength with the best held-out log-loss over stratified folds (DEFAULT_PENALTY for one per class)."""
-    counts = torch.bincount(y)
-    folds = int(min(5, counts[counts > 0].min()))
+    folds = _fold_count(y)
     if folds < 2:
         return DEFAULT_PENALTY
     fold_of = _stratified_folds(y, folds, generator)
@@ -241,6 +244,12 @@ def _choose_penalty(solve, z: torch.Tensor, y: torch.Tensor, generator: torch.Ge
         if total < best_loss - 1e-9:
             best, best_loss = penalty, total
     return best
+
+
+def _fold_count(y: torch.Tensor) -> int:
+    """Up to five folds, and no more than the rarest class has samples (fewer than 2: no cross-validation)."""
+    counts = torch.bincount(y)
+    return int(min(5, counts[counts > 0].min()))
 
 
 def _stratified_folds(y: torch.Tensor, folds: int, generator: torch.Generator) -> torch.Tensor:
@@ -274,16 +283,13 @@ def cross_validated_accuracy(kind: str, scores: torch.Tensor, features: torch.Te
     DEFAULT_PENALTY on the other folds. With one image per class there is nothing to hold out, and
     the argmax of the calibrated scores themselves is measured instead.
     """
-    counts = torch.bincount(labels)
-    folds = int(min(5, counts[counts > 0].min()))
+    folds = _fold_count(labels)
     if folds < 2:
         logits = scores.double()
         return (float((logits.argmax(1) == labels).double().mean()),
                 float(F.cross_entropy(logits, labels)))
     combiner = build(kind, scores.shape[1], features.shape[1])
-    x = combiner.inputs(scores, features).double()
-    combiner._standardise(x)
-    z = combiner._standard(x)
+    z = combiner._standardised(scores, features)
     fold_of = _stratified_folds(labels, folds, generator)
     correct, loss = 0, 0.0
     for f in range(folds):
