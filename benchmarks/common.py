@@ -149,5 +149,11 @@ def median_seconds(call, repeats: int) -> float:
     return statistics.median(times)
 
 
+def throughput_and_latency(call, batch, one, repeats: int) -> dict:
+    """Images per second of ``call`` on ``batch`` and its latency in ms on ``one`` image (medians)."""
+    return {"throughput": len(batch) / median_seconds(lambda: call(batch), repeats),
+            "latency_ms": 1000 * median_seconds(lambda: call(one), repeats)}
+
+
 def pct(x: float) -> str:
     return f"{100 * x:.2f} %"

@@ -15,7 +15,7 @@ import copy
 import json
 import resource
 
-from common import RESULTS, command, machine, median_seconds, setup_home, write_section
+from common import RESULTS, command, machine, median_seconds, setup_home, throughput_and_latency, write_section
 from split_fmnist import PARENTS
 
 KS = (2, 5, 10)
@@ -36,8 +36,7 @@ def measure(repo: str, images, repeats: int, modules: str | None = None) -> dict
 
     def timed(model: str, k: int, call) -> dict:
         """Throughput of ``call`` on a batch of 256 and its latency on one image."""
-        return {"model": model, "k": k, "throughput": len(batch) / median_seconds(lambda: call(batch), repeats),
-                "latency_ms": 1000 * median_seconds(lambda: call(one), repeats)}
+        return {"model": model, "k": k, **throughput_and_latency(call, batch, one, repeats)}
 
     def run_parent(x):
         with torch.no_grad():

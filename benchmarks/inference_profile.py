@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import RESULTS, median_seconds, pct, section_main
+from common import RESULTS, pct, section_main, throughput_and_latency
 
 OUT = RESULTS / "inference_profile.json"
 SECTION = "inference-profile"
@@ -65,8 +65,7 @@ def _export_parent(parent, path: Path) -> None:
 
 
 def _timed(call, batch, one) -> dict:
-    return {"throughput": len(batch) / median_seconds(lambda: call(batch), REPEATS),
-            "latency_ms": 1000 * median_seconds(lambda: call(one), REPEATS)}
+    return throughput_and_latency(call, batch, one, REPEATS)
 
 
 def _profile(model, batch) -> dict:
