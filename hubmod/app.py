@@ -14,7 +14,6 @@ import logging
 import os
 import random
 import socket
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +68,12 @@ def find_rows(hub: Hub, text: str) -> list[list[Any]]:
 
 def module_card(hub: Hub, repo_id: str) -> tuple[str, list[dict]]:
     """A module's card, rendered again from its checked config, and its kept channels per group."""
-    from .cards import CHART
     from .module import ClassModule
 
-    module = ClassModule.from_snapshot(hub.snapshot(validate_repo_id(repo_id.strip())))
-    with tempfile.TemporaryDirectory() as d:
-        module.write_card(Path(d), repo_id, hub.name)
-        text = (Path(d) / "README.md").read_text()
+    repo_id = validate_repo_id(repo_id.strip())
+    module = ClassModule.from_snapshot(hub.snapshot(repo_id))
+    text = module.card_text(repo_id, hub.name)
     body = text.split("---", 2)[2] if text.startswith("---") else text
-    body = "\n".join(line for line in body.splitlines() if CHART not in line)
     groups = [{"group": g["name"], "channels": len(g["kept"]), "of": g["size"]}
               for g in module.config.channels["groups"]]
     return body, groups

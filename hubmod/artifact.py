@@ -73,10 +73,10 @@ class HubArtifact:
         """The fields every hubmod config.json starts with: what it is, in which format, written by which hubmod."""
         return {"hubmod_kind": cls.kind, "format_version": cls.format_version, "hubmod_version": __version__}
 
-    def card_values(self, name: str, hub_name: str | None, directory: Path) -> tuple[Any, dict]:
+    def card_values(self, name: str, hub_name: str | None, directory: Path | None) -> tuple[Any, dict]:
         """What the card of repo ``name`` holds: its metadata (a ``ModelCardData``) and the values its
         template (``card_template``) fills in. ``directory`` is where the repo is being written, for any
-        file the card shows (a chart)."""
+        file the card shows (a chart); None when only the card's text is wanted."""
         raise NotImplementedError
 
     def write_card(self, directory: Path, repo_id: str | None, hub_name: str | None) -> None:
@@ -85,6 +85,14 @@ class HubArtifact:
 
         card_data, values = self.card_values(repo_id or directory.name, hub_name, directory)
         render(self.card_template, card_data, directory / "README.md", **values)
+
+    def card_text(self, repo_id: str, hub_name: str | None) -> str:
+        """The card's text alone, as ``write_card`` would write it, with no file beside it (the web page
+        draws a module's kept channels itself)."""
+        from .cards import render
+
+        card_data, values = self.card_values(repo_id, hub_name, None)
+        return render(self.card_template, card_data, **values)
 
     def commit_message(self) -> str:
         raise NotImplementedError

@@ -18,9 +18,10 @@ from .hub import LOCAL
 CHART = "kept_channels.png"
 
 
-def render(template: str, card_data, path: Path, **values) -> None:
+def render(template: str, card_data, path: Path | None = None, **values) -> str:
     """Render one of the templates in the top-level cards/ folder, which the package reads as
-    ``hubmod/_cards`` (a link to it in a checkout, a copy in a wheel) through importlib.resources."""
+    ``hubmod/_cards`` (a link to it in a checkout, a copy in a wheel) through importlib.resources;
+    the card's text, also saved to ``path`` when given."""
     from importlib.resources import as_file, files
 
     from huggingface_hub import ModelCard
@@ -28,7 +29,9 @@ def render(template: str, card_data, path: Path, **values) -> None:
     with as_file(files("hubmod") / "_cards" / template) as template_path:
         card = ModelCard.from_template(card_data, template_path=str(template_path), project_url=project_url(),
                                        **values)
-    card.save(path)
+    if path is not None:
+        card.save(path)
+    return str(card)
 
 
 def project_url() -> str | None:

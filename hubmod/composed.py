@@ -133,7 +133,7 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
             state.update({f"combiner.{k}": v for k, v in self.combiner.state_dict().items()})
         return state
 
-    def card_values(self, name: str, hub_name: str | None, directory: Path) -> tuple[Any, dict]:
+    def card_values(self, name: str, hub_name: str | None, directory: Path | None) -> tuple[Any, dict]:
         """The composed card: its modules pinned to their commits, its rule, any fit."""
         from huggingface_hub import ModelCardData
 

@@ -240,7 +240,7 @@ class ClassModule(HubArtifact, nn.Module):
     def config_dict(self) -> dict:
         return self.config.to_dict()
 
-    def card_values(self, name: str, hub_name: str | None, directory: Path) -> tuple[Any, dict]:
+    def card_values(self, name: str, hub_name: str | None, directory: Path | None) -> tuple[Any, dict]:
         """The module card: its class, parent and commit, method, size and measured F1 (and the kept-channels chart)."""
         from huggingface_hub import ModelCardData
         from huggingface_hub.repocard_data import EvalResult
@@ -285,8 +285,9 @@ class ClassModule(HubArtifact, nn.Module):
         ):
             if key in metrics:
                 rows.append((label, fmt(metrics[key])))
-        cards.write_kept_chart(cfg.channels["groups"], directory / cards.CHART,
-                               f"{cfg.class_name}: kept channels per group")
+        if directory is not None:
+            cards.write_kept_chart(cfg.channels["groups"], directory / cards.CHART,
+                                   f"{cfg.class_name}: kept channels per group")
         hub_arg, hub_flag = cards.usage(hub_name)
         data_cfg = cfg.data_config
         return card_data, dict(
@@ -307,7 +308,7 @@ class ClassModule(HubArtifact, nn.Module):
             train_samples=cfg.dataset.get("train_samples", "?"), val_samples=cfg.dataset.get("val_samples", "?"),
             split_id=cfg.split_id, cal_own=cfg.calibration["own"], cal_other=cfg.calibration["other"],
             platt=cfg.calibration["platt"], exposure=cfg.exposure,
-            hubmod_version=self.config.to_dict()["hubmod_version"],
+            hubmod_version=self.config.to_dict()["hubmod_version"], chart=directory is not None,
         )
 
     def commit_message(self) -> str:

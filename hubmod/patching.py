@@ -95,7 +95,7 @@ class PatchedClassifier(PredictsClassNames, HubArtifact, nn.Module):
         state.update({f"module.{k}": v for k, v in self.module.state_dict().items()})
         return state
 
-    def card_values(self, name: str, hub_name: str | None, directory: Path) -> tuple[Any, dict]:
+    def card_values(self, name: str, hub_name: str | None, directory: Path | None) -> tuple[Any, dict]:
         """The patched card: the weak model, the module that answers its class, the rule."""
         from huggingface_hub import ModelCardData
 

@@ -36,6 +36,17 @@ def test_the_module_card_names_and_links_the_method_its_config_records(saved):
     assert own.pretty_name in card and own.paper_url in card
 
 
+def test_a_card_read_alone_is_the_written_card_without_its_chart(saved, tmp_path, monkeypatch):
+    module = ClassModule.from_pretrained(saved)
+    monkeypatch.chdir(tmp_path)
+    text = module.card_text("me/vgg-trouser", None)
+    written = (saved / "README.md").read_text()
+    assert (saved / "kept_channels.png").exists() and "kept_channels.png" in written
+    assert "kept_channels.png" not in text and not list(tmp_path.glob("*.png"))
+    assert [line for line in written.splitlines() if line.strip() and "kept_channels.png" not in line] == [
+        line for line in text.splitlines() if line.strip()]
+
+
 def _edit_method(src, dst, **changes):
     shutil.copytree(src, dst)
     cfg = json.loads((dst / "config.json").read_text())
