@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="hubmod-tests-"))
+_ROOT = Path(__file__).resolve().parent.parent
 os.environ.update({
     "HF_HUB_DISABLE_XET": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
@@ -197,18 +198,9 @@ def small_fmnist_dir(fmnist_train, fmnist_test):
 @pytest.fixture(scope="session")
 def digits_dir():
     """scikit-learn's real 8x8 digits upscaled to 28 px, as a save_to_disk folder with classes 'digit 0'..'digit 9'."""
-    import numpy as np
-    import torch.nn.functional as F
-    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
-    from sklearn.datasets import load_digits
+    import importlib.util
 
-    path = _SESSION_TMP / "digits"
-    if not path.exists():
-        digits = load_digits()
-        x = torch.tensor(digits.images, dtype=torch.float32)[:, None] * (255.0 / 16.0)
-        x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).round().clamp(0, 255)
-        feats = Features({"image": Image(), "label": ClassLabel(names=[f"digit {d}" for d in range(10)])})
-        ds = Dataset.from_dict({"image": list(x[:, 0].to(torch.uint8).numpy()),
-                                "label": digits.target.astype(np.int64).tolist()}, features=feats)
-        DatasetDict({"train": ds}).save_to_disk(str(path))
-    return path
+    spec = importlib.util.spec_from_file_location("digits_dataset", _ROOT / "examples" / "digits_dataset.py")
+    digits = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(digits)
+    return digits.save_digits(_SESSION_TMP / "digits")
