@@ -99,10 +99,11 @@ def _features(module, images, batch_size: int = 256) -> torch.Tensor:
     return torch.cat([module.head_input(x[i : i + batch_size]).cpu() for i in range(0, len(x), batch_size)])
 
 
-def expose(modules: list, val_x: torch.Tensor, val_y: torch.Tensor, negatives: LabeledImages, record: dict) -> None:
-    """Give every module (in place) a gate fitted on the split's validation images and the negatives."""
-    for m in modules:
-        feats = _features(m, val_x)
+def expose(modules: list, val_features: list[torch.Tensor], val_y: torch.Tensor, negatives: LabeledImages,
+           record: dict) -> None:
+    """Give every module (in place) a gate fitted on what its head read on the split's validation
+    images (``val_features``, one tensor per module) and on the negatives."""
+    for m, feats in zip(modules, val_features, strict=True):
         own = val_y == m.config.class_index
         weight, bias = fit_gate(feats[own], torch.cat([feats[~own], _features(m, negatives.images)]))
         m.set_exposure(weight, bias, record)

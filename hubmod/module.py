@@ -199,6 +199,18 @@ class ClassModule(HubArtifact, nn.Module):
         x = prepare_input(images, self.data_config)
         return torch.cat([self(x[i : i + batch_size]).cpu() for i in range(0, len(x), batch_size)])
 
+    @torch.no_grad()
+    def head_inputs_and_scores(self, images: Any, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the head reads [B, head_width] and the raw scores [B] (both on the CPU), in one pass:
+        for a split that calibrates a module and fits its gate on the same validation images."""
+        x = prepare_input(images, self.data_config)
+        feats, scores = [], []
+        for i in range(0, len(x), batch_size):
+            f = self.head_input(x[i : i + batch_size])
+            feats.append(f.cpu())
+            scores.append(self.head(f).cpu())
+        return torch.cat(feats), torch.cat(scores)
+
     def probability(self, images: Any) -> torch.Tensor:
         """P(image is this module's class), Platt-calibrated on held-out data at split time."""
         return calibration.apply("platt", self.score(images), self.config.calibration)

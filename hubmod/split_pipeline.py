@@ -337,10 +337,12 @@ def split(
             base = _module_base(parent, method, splitter, outcome, job.dataset, data, seed, split_id,
                                 _command(source, job.dataset, method, classes, repo_prefix, hub_obj, seed, options,
                                          stream, negatives))
-            modules = [_build_module(s, model, groups, fixed, example, base, parent_sizes, data)
-                       for s in outcome.slices]
+            built = [_build_module(s, model, groups, fixed, example, base, parent_sizes, data)
+                     for s in outcome.slices]
+            modules = [module for module, _ in built]
             if job.negative_images is not None:
-                expose(modules, data.val_x, data.val_y, job.negative_images, job.exposure_record)
+                expose(modules, [feats for _, feats in built], data.val_y, job.negative_images,
+                       job.exposure_record)
             method_metrics = outcome.metrics
             if publish_here:
                 save_checkpoint(split_id, modules, method_metrics, job.prefix)
@@ -477,8 +479,9 @@ def _report(modules: list[ClassModule], parent: Parent, method: str, dataset: st
 
 
 def _build_module(s: ClassSlice, model: torch.nn.Module, groups: list, fixed: list, example: torch.Tensor, base: dict,
-                  parent_sizes: dict, data: _SplitData) -> ClassModule:
-    """The standalone module of one class: extracted, with its head, calibrated on validation images."""
+                  parent_sizes: dict, data: _SplitData) -> tuple[ClassModule, torch.Tensor]:
+    """The standalone module of one class: extracted, with its head, calibrated on validation images;
+    and what its head read on them (for the outlier-exposure gate)."""
     if s.backbone is not None:
         backbone, kept, zeroed = s.backbone, s.kept, s.zeroed
     else:
@@ -494,7 +497,7 @@ def _build_module(s: ClassSlice, model: torch.nn.Module, groups: list, fixed: li
     config = ModuleConfig(class_name=base["parent"]["label_names"][s.class_index], class_index=s.class_index,
                           channels=channels, head=s.head, calibration={}, **base)
     module = ClassModule(backbone, head, config)
-    raw = module.score(data.val_x)
+    val_features, raw = module.head_inputs_and_scores(data.val_x)
     own = data.val_y == s.class_index
     config.calibration = calibration.fit(raw[own], raw[~own])
     prob = calibration.apply("platt", raw, config.calibration)
@@ -503,7 +506,7 @@ def _build_module(s: ClassSlice, model: torch.nn.Module, groups: list, fixed: li
     config.metrics = {**sizes, **{f"parent_{k}": v for k, v in parent_sizes.items()},
                       "kept_kernels": sizes["kernels"] / parent_sizes["kernels"],
                       "val_precision": val["precision"], "val_recall": val["recall"], "val_f1": val["f1"]}
-    return module
+    return module, val_features
 
 
 def _measure(modules: list[ClassModule], parent: Parent, targets: list[int], data: _SplitData, seed: int) -> dict:
