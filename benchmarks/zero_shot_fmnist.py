@@ -150,9 +150,17 @@ def measure() -> dict:
     split_seconds = time.perf_counter() - t_split
     exposed = hubmod.compose([f"{a_exposed}:{c}" for c in firsts] + [f"{b_exposed}:{c}" for c in lasts], hub="local")
     auto_rule = exposed.calibration
-    exposed_scores = torch.cat([s for s, _ in exposed.module_outputs(test.images)]).double()
-    exposed.calibration = "minmax"
-    exposed_minmax = torch.cat([s for s, _ in exposed.module_outputs(test.images)]).double()
+    exposed.calibration = "none"  # the modules run once; each rule then calibrates their raw scores
+    exposed_raw, exposed_feat = _outputs(exposed, test.images)
+    cuts = [0]
+    for m in exposed.class_modules:
+        cuts.append(cuts[-1] + m.head_width)
+
+    def exposed_under(rule: str) -> torch.Tensor:
+        return torch.stack([m.calibrated(exposed_raw[:, i], rule, exposed_feat[:, cuts[i]:cuts[i + 1]])
+                            for i, m in enumerate(exposed.class_modules)], 1).double()
+
+    exposed_scores, exposed_minmax = exposed_under(auto_rule), exposed_under("minmax")
 
     rules = {
         "minmax": lambda s: minmax[:, s],
