@@ -100,19 +100,31 @@ class LabeledImages:
         return LabeledImages(self.images[keep], new[keep], list(model_classes), self.name, self.split, self.hub_id,
                              self.rows[keep])
 
-    def stratified(self, per_class: int, generator: torch.Generator,
-                   exclude: torch.Tensor | None = None) -> torch.Tensor:
-        """Up to ``per_class`` random indices of each class (not in ``exclude``), shuffled."""
-        allowed = torch.ones(len(self), dtype=torch.bool)
-        if exclude is not None and len(exclude):
-            allowed[exclude] = False
+    def stratified(self, per_class: int, generator: torch.Generator, exclude: torch.Tensor | None = None,
+                   classes: list[int] | None = None) -> torch.Tensor:
+        """Up to ``per_class`` random indices of each class (of ``classes``, default all; not in
+        ``exclude``), shuffled."""
+        allowed = self._allowed(exclude)
         picks = []
-        for c in range(len(self.class_names)):
+        for c in range(len(self.class_names)) if classes is None else classes:
             idx = torch.nonzero((self.labels == c) & allowed).flatten()
             idx = idx[torch.randperm(len(idx), generator=generator)[:per_class]]
             picks.append(idx)
-        out = torch.cat(picks)
+        out = torch.cat(picks) if picks else torch.empty(0, dtype=torch.long)
         return out[torch.randperm(len(out), generator=generator)]
+
+    def sample_outside(self, classes: list[int], total: int, generator: torch.Generator,
+                       exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """Up to ``total`` random indices of images whose class is not in ``classes`` (not in ``exclude``)."""
+        allowed = self._allowed(exclude) & ~torch.isin(self.labels, torch.tensor(classes, dtype=self.labels.dtype))
+        idx = torch.nonzero(allowed).flatten()
+        return idx[torch.randperm(len(idx), generator=generator)[:total]]
+
+    def _allowed(self, exclude: torch.Tensor | None) -> torch.Tensor:
+        allowed = torch.ones(len(self), dtype=torch.bool)
+        if exclude is not None and len(exclude):
+            allowed[exclude] = False
+        return allowed
 
 
 # --------------------------------------------------------------------------- Fashion-MNIST

@@ -131,12 +131,46 @@ logger = logging.getLogger(__name__)
 STREAM_TEST_PER_CLASS = 500  # held-out images per class a streamed split measures on
 
 
+# A split of k classes of a many-class parent draws, beside k classes' images, as many images of the
+# other classes as max(k, OTHER_CLASSES_DRAWN) classes would give: its cost grows with k, not with the
+# parent's class count. A parent of at most ten classes is always drawn whole, class by class.
+OTHER_CLASSES_DRAWN = 9
+
+
+@dataclass(frozen=True)
+class ClassPlan:
+    """Which images a split draws: ``per_class`` of every class (``targets`` None), or of each
+    requested class plus a random sample of the other classes' images, ``others`` classes' worth."""
+
+    targets: list[int] | None = None
+    others: int = 0
+
+    def draw(self, data: LabeledImages, per_class: int, generator: torch.Generator,
+             exclude: torch.Tensor | None = None) -> torch.Tensor:
+        if self.targets is None:
+            return data.stratified(per_class, generator, exclude)
+        own = data.stratified(per_class, generator, exclude, self.targets)
+        rest = data.sample_outside(self.targets, per_class * self.others, generator, exclude)
+        out = torch.cat([own, rest])
+        return out[torch.randperm(len(out), generator=generator)]
+
+
+def class_plan(num_classes: int, targets: list[int], samples_others: bool) -> ClassPlan:
+    """The plan for a split of ``targets``: a sample of the others when the method can work from one
+    (``Splitter.samples_other_classes``) and they are more than the sample would hold."""
+    others = max(len(targets), OTHER_CLASSES_DRAWN)
+    if not samples_others or num_classes - len(targets) <= others:
+        return ClassPlan()
+    return ClassPlan(sorted(targets), others)
+
+
 def _load_data(dataset: str, parent: Parent, train_per_class: int, val_per_class: int, seed: int,
-               stream: bool = False, distill_per_class: int = 0) -> _SplitData:
+               stream: bool = False, distill_per_class: int = 0, plan: ClassPlan = ClassPlan()) -> _SplitData:
     """Disjoint validation and training samples (and held-out test data) for a split.
 
     ``distill_per_class`` asks for that many images per class to distil into the modules: the
     training images, topped up with further ones that are disjoint from validation and test.
+    ``plan`` says which classes the samples are drawn from (a streamed split draws every class).
     """
     cfg, names = parent.data_config, parent.class_names
     size = tuple(cfg.input_size[1:])
@@ -153,14 +187,18 @@ def _load_data(dataset: str, parent: Parent, train_per_class: int, val_per_class
         test = train.subset(held_out)
         test.split = "train (held-out part)"
     not_val, val_source = _not_validation(parent, dataset, train, held_out)
-    val_per_class, train_per_class = fit_budgets(train, not_val, held_out, val_per_class, train_per_class, dataset)
-    val_idx = train.stratified(val_per_class, gen, exclude=not_val)
+    val_per_class, train_per_class = fit_budgets(train, not_val, held_out, val_per_class, train_per_class, dataset,
+                                                 plan.targets)
+    if plan.targets is not None:
+        logger.info("drawing images of the %d classes split and %d classes' worth of the other %d classes",
+                    len(plan.targets), plan.others, len(names) - len(plan.targets))
+    val_idx = plan.draw(train, val_per_class, gen, not_val)
     exclude = val_idx if held_out is None else torch.cat([val_idx, held_out])
-    train_idx = train.stratified(train_per_class, gen, exclude=exclude)
+    train_idx = plan.draw(train, train_per_class, gen, exclude)
     train_x = preprocess(train.images[train_idx], cfg)
     distill_x = distill_y = None
     if distill_per_class:
-        more = train.stratified(extra, gen, exclude=torch.cat([exclude, train_idx])) if extra else train_idx[:0]
+        more = plan.draw(train, extra, gen, torch.cat([exclude, train_idx])) if extra else train_idx[:0]
         distill_x = torch.cat([train_x, preprocess(train.images[more], cfg)])
         distill_y = torch.cat([train.labels[train_idx], train.labels[more]])
     return _SplitData(train_x, train.labels[train_idx], preprocess(train.images[val_idx], cfg),
@@ -172,8 +210,10 @@ MIN_TRAIN_PER_CLASS = 5
 
 
 def fit_budgets(train: LabeledImages, not_val: torch.Tensor | None, held_out: torch.Tensor | None,
-                val_per_class: int, train_per_class: int, dataset: str) -> tuple[int, int]:
-    """Validation and training images per class that this dataset can give (both drawn from ``train``).
+                val_per_class: int, train_per_class: int, dataset: str,
+                drawn: list[int] | None = None) -> tuple[int, int]:
+    """Validation and training images per class that this dataset can give (both drawn from ``train``)
+    for the classes ``drawn`` class by class (default: every class).
 
     When its smallest class has fewer images than the two budgets ask for, validation gets its
     share of that class (``val / (val + train)``, at least MIN_VAL_PER_CLASS) and training the rest,
@@ -188,8 +228,10 @@ def fit_budgets(train: LabeledImages, not_val: torch.Tensor | None, held_out: to
         allowed = torch.ones(len(train), dtype=torch.bool)
         allowed[not_val] = False
         val_pool = torch.bincount(train.labels[allowed], minlength=classes)
-    smallest = int(counts.argmin())
-    have, have_val = int(counts[smallest]), int(val_pool.min())
+    if drawn is not None:
+        counts, val_pool = counts[drawn], val_pool[drawn]
+    smallest = int(counts.argmin()) if drawn is None else drawn[int(counts.argmin())]
+    have, have_val = int(counts.min()), int(val_pool.min())
     need = MIN_VAL_PER_CLASS + MIN_TRAIN_PER_CLASS
     if have < need or have_val < MIN_VAL_PER_CLASS:
         raise HubmodError(
@@ -309,7 +351,8 @@ def split(
     t = time.perf_counter()
     mcfg = splitter.config
     data = _load_data(job.dataset, job.parent, mcfg.train_per_class, mcfg.val_per_class, seed, stream,
-                      mcfg.distill_per_class_needed())
+                      mcfg.distill_per_class_needed(),
+                      class_plan(len(job.parent.class_names), job.targets, splitter.samples_other_classes))
     times["load_data"] = time.perf_counter() - t
 
     parent = job.parent

@@ -2,7 +2,8 @@
 
 * Data-parallel GradSplitter: two CPU processes (gloo, started by accelerate launch) give the split
   one process gives for the same seed, within float tolerance; only the first process publishes.
-* A class subset trains only its own modules, so a few modules of a many-class parent cost a few.
+* A class subset trains only its own modules, so a few modules of a many-class parent cost a few,
+  and GradSplitter draws images of those classes and a sample of the others, not of every class.
 """
 
 import json
@@ -144,3 +145,62 @@ def test_a_method_without_data_parallelism_refuses_a_launched_group(tiny_parent_
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--method cnnsplitter runs in one process" in lines[0], run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.fixture(scope="module")
+def forty_classes(fmnist_train, tmp_path_factory):
+    """Real Fashion-MNIST images under 40 synthetic labels (each class cut in four at random), and a
+    tiny VGG trained on them for one epoch: a many-class parent whose accuracy no test reads."""
+    from conftest import train_tiny
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+
+    from hubmod.data import LabeledImages
+    from hubmod.training import save_parent
+
+    gen = torch.Generator().manual_seed(0)
+    labels = fmnist_train.labels * 4 + torch.randint(0, 4, fmnist_train.labels.shape, generator=gen)
+    names = [f"c{i:02d}" for i in range(40)]
+    many = LabeledImages(fmnist_train.images, labels, names, "forty", "train")
+    train, test = many.stratified(80, gen), many.stratified(10, torch.Generator().manual_seed(1))
+    root = tmp_path_factory.mktemp("forty")
+    feats = Features({"image": Image(), "label": ClassLabel(names=names)})
+    DatasetDict({split: Dataset.from_dict({"image": [im[0].numpy() for im in many.images[idx]],
+                                           "label": many.labels[idx].tolist()}, features=feats)
+                 for split, idx in (("train", train), ("test", test))}).save_to_disk(str(root / "data"))
+    parent = train_tiny("hubmod_vgg", many.subset(train), epochs=1.0, model_args={"cfg": [8, "M", 16, "M"]})
+    save_parent(parent, root / "parent", dataset_id=None)
+    return root / "parent", root / "data"
+
+
+def test_a_few_classes_of_a_many_class_parent_draw_a_few_classes_images(forty_classes):
+    from hubmod.parents import load_parent
+    from hubmod.split_pipeline import OTHER_CLASSES_DRAWN, ClassPlan, _load_data, class_plan
+
+    parent_dir, data_dir = forty_classes
+    parent = load_parent(str(parent_dir))
+    assert class_plan(10, [1, 8], samples_others=True) == ClassPlan()  # ten classes: drawn whole, as ever
+    assert class_plan(40, [3], samples_others=False) == ClassPlan()  # a method that needs every class
+    for targets in ([3], [0, 5, 7], list(range(12))):
+        plan = class_plan(40, targets, samples_others=True)
+        others = max(len(targets), OTHER_CLASSES_DRAWN)
+        assert plan == ClassPlan(targets, others)
+        data = _load_data(str(data_dir), parent, 20, 15, seed=0, plan=plan)
+        for y, per_class in ((data.train_y, 20), (data.val_y, 15)):
+            own = torch.isin(y, torch.tensor(targets))
+            assert torch.bincount(y[own], minlength=40)[targets].tolist() == [per_class] * len(targets)
+            assert int((~own).sum()) == per_class * others  # the others: a sample, not 40 - k classes' worth
+            assert len(set(y[~own].tolist())) > 1
+    whole = _load_data(str(data_dir), parent, 20, 15, seed=0)
+    assert torch.bincount(whole.train_y, minlength=40).tolist() == [20] * 40
+
+
+def test_gradsplitter_splits_one_class_of_forty_from_a_sample_of_the_others(forty_classes):
+    import hubmod
+
+    parent_dir, data_dir = forty_classes
+    report = hubmod.split(str(parent_dir), str(data_dir), classes=["c05"], options={**TINY_SPLIT, "max_cycles": 1, "distill_epochs": 0},
+                          seed=0, publish=False, progress=False)
+    (module,) = report.modules
+    assert module.class_name == "c05" and module.config.class_index == 5
+    assert module.config.dataset["train_samples"] == TINY_SPLIT["train_per_class"] * (1 + 9)
+    assert 0.0 <= report.composed_accuracy <= 1.0 and report.n_test == 10

@@ -200,6 +200,9 @@ class Splitter(ABC):
     config_class: ClassVar[type[MethodConfig]]
     data_parallel: ClassVar[bool] = False  # can run as several launched processes sharing each batch
     any_device: ClassVar[bool] = False  # searches on a GPU when given one (otherwise on the CPU)
+    # Needs images of the requested classes only, plus a sample of the others (see
+    # split_pipeline.class_plan), so splitting k classes of a many-class parent costs what k do.
+    samples_other_classes: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig):
         self.config = config

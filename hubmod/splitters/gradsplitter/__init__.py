@@ -52,6 +52,7 @@ class GradSplitter(Splitter):
     config_class = GradSplitterConfig
     data_parallel = True
     any_device = True
+    samples_other_classes = True  # the classes not split answer with the parent's own scores
 
     def split(self, ctx: SplitContext) -> SplitOutcome:
         search = MaskSearch(self.config, ctx)  # type: ignore[arg-type]
