@@ -1,0 +1,166 @@
+"""Benchmark: what a split costs as the parent's class count and the classes extracted grow.
+
+    python benchmarks/split_scaling.py            # every run not saved yet (cheapest first)
+    python benchmarks/split_scaling.py --render   # rebuild the BENCHMARKS.md section from the saved JSON
+
+A small VGG-style parent (`hubmod_vgg`, 16-32-64 channels, 28 px gray) with 100 and with 1,000
+output classes, from which `--classes` extracts the first 1, 10 and 100 classes with GradSplitter's
+default setting; beside them the same parent on Fashion-MNIST's own ten classes. The labels of the
+100- and 1,000-class parents are synthetic: real Fashion-MNIST training images, drawn with
+replacement, 220 per class (10 per class for the test split), each class a random draw. They measure
+cost only, so no accuracy is reported. Each split runs in a process of its own (its peak RSS is its
+own) and is not published. The rows "every class drawn" run the same split with the sample of the
+other classes switched off, as every split drew before (hubmod.split_pipeline.class_plan).
+Results go to benchmarks/results/split_scaling.json and BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import RESULTS, ROOT, pct, section_main
+
+OUT = RESULTS / "split_scaling.json"
+SECTION = "split-scaling"
+WORK = ROOT / "benchmarks" / ".work" / "scaling"
+CFG = [16, "M", 32, "M", 64, "M"]
+PER_CLASS, TEST_PER_CLASS, PARENT_PER_CLASS = 220, 10, 20
+# (parent classes, classes extracted, every class drawn?), cheapest first: a run that is cut short
+# leaves the cheaper rows saved.
+RUNS = [(10, 1, False), (10, 10, False), (100, 1, False), (100, 10, False), (1000, 1, False), (1000, 10, False),
+        (100, 1, True), (1000, 1, True), (100, 100, False), (1000, 100, False)]
+
+
+def _key(classes: int, k: int, whole: bool) -> str:
+    return f"{classes} classes, {k} extracted" + (", every class drawn" if whole else "")
+
+
+def dataset(classes: int) -> str:
+    """A save_to_disk folder of ``classes`` synthetic classes of real Fashion-MNIST images (10: the real labels)."""
+    if classes == 10:
+        return "fashion-mnist"
+    path = WORK / f"data-{classes}"
+    if (path / "dataset_dict.json").exists():
+        return str(path)
+    import torch
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+
+    from hubmod.data import load_images
+
+    source = load_images("fashion-mnist", "train")
+    gen = torch.Generator().manual_seed(classes)
+    features = Features({"image": Image(), "label": ClassLabel(names=[f"class {i}" for i in range(classes)])})
+    parts = {}
+    for split, per_class in (("train", PER_CLASS), ("test", TEST_PER_CLASS)):
+        rows = torch.randint(0, len(source), (classes * per_class,), generator=gen)
+        labels = torch.arange(classes).repeat_interleave(per_class)
+        parts[split] = Dataset.from_dict({"image": list(source.images[rows, 0].numpy()), "label": labels.tolist()},
+                                         features=features)
+    DatasetDict(parts).save_to_disk(str(path))
+    return str(path)
+
+
+def parent(classes: int) -> str:
+    """The parent, trained for one epoch on PARENT_PER_CLASS images per class, saved as a timm-format dir."""
+    path = WORK / f"parent-{classes}"
+    if (path / "config.json").exists():
+        return str(path)
+    import torch
+
+    from hubmod.data import load_images
+    from hubmod.training import fashion_mnist_config, save_parent, train_parent
+
+    data = load_images(dataset(classes), "train")
+    data = data.subset(data.stratified(PARENT_PER_CLASS, torch.Generator().manual_seed(0)))
+    trained = train_parent("hubmod_vgg", data, fashion_mnist_config(1, 28), epochs=1, seed=0, progress=False,
+                           model_args={"cfg": CFG})
+    save_parent(trained, path, dataset_id=None)
+    return str(path)
+
+
+def child(classes: int, k: int, whole: bool) -> dict:
+    """One split in this process."""
+    import hubmod
+    from hubmod import split_pipeline
+
+    if whole:  # as every split drew before the sample of the other classes
+        split_pipeline.class_plan = lambda *args: split_pipeline.ClassPlan()
+    source, data = parent(classes), dataset(classes)
+    names = json.loads((Path(source) / "config.json").read_text())["label_names"]
+    t = time.perf_counter()
+    report = hubmod.split(source, data, classes=names[:k], seed=0, publish=False, progress=False)
+    d = report.to_dict()
+    return {"classes": classes, "extracted": k, "every_class_drawn": whole,
+            "wall_seconds": time.perf_counter() - t, "seconds": d["seconds"],
+            "train_images": report.modules[0].config.dataset["train_samples"],
+            "val_images": report.modules[0].config.dataset.get("val_samples"),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def measure() -> dict:
+    WORK.mkdir(parents=True, exist_ok=True)
+    results = json.loads(OUT.read_text()) if OUT.exists() else {"runs": {}}
+    results.update({"parent_cfg": CFG, "per_class": PER_CLASS, "test_per_class": TEST_PER_CLASS,
+                    "parent_per_class": PARENT_PER_CLASS})
+    for classes, k, whole in RUNS:
+        key = _key(classes, k, whole)
+        if key in results["runs"]:
+            continue
+        parent(classes)  # outside the timed child
+        cmd = [sys.executable, __file__, "--child", json.dumps([classes, k, whole])]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
+        results["runs"][key] = json.loads(out.stdout.strip().splitlines()[-1])
+        r = results["runs"][key]
+        print(f"{key}: {r['wall_seconds']:.0f} s, {r['train_images']} training images, "
+              f"{r['peak_rss_mb']:.0f} MB", flush=True)
+        OUT.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def render(result: dict, header: str) -> str:
+    phases = ("load_parent", "load_data", "search", "extract", "evaluate")
+    widths = "-".join(str(c) for c in result["parent_cfg"] if c != "M")
+    lines = [header.rstrip(), "",
+             f"GradSplitter's default setting on a `hubmod_vgg` parent ({widths} "
+             f"channels) with 10 (Fashion-MNIST's own labels), 100 and 1,000 output classes (synthetic labels on "
+             f"real Fashion-MNIST images, {result['per_class']} per class: for cost only, no accuracy is "
+             "reported). `--classes` takes the first k classes; each split runs alone in its own process, "
+             "unpublished. Times in seconds.", "",
+             "| parent classes | extracted (k) | images drawn | training images | " + " | ".join(phases)
+             + " | total | per module | peak RSS |",
+             "|---:|---:|---|---:|" + "---:|" * len(phases) + "---:|---:|---:|"]
+    for r in result["runs"].values():
+        drawn = "every class" if r["every_class_drawn"] or r["classes"] - r["extracted"] <= max(r["extracted"], 9) \
+            else f"k + {max(r['extracted'], 9)} classes' worth"
+        lines.append(f"| {r['classes']:,} | {r['extracted']} | {drawn} | {r['train_images']:,} | "
+                     + " | ".join(f"{r['seconds'].get(p, 0.0):.0f}" for p in phases)
+                     + f" | {r['wall_seconds']:.0f} | {r['wall_seconds'] / r['extracted']:.1f} | "
+                       f"{r['peak_rss_mb']:.0f} MB |")
+    runs = result["runs"]
+    pairs = [(c, k) for c in (100, 1000) for k in (1, 10, 100) if _key(c, k, False) in runs]
+    if pairs:
+        lines += ["", "Search time against k: " + "; ".join(
+            f"{c:,} classes, k={k}: {runs[_key(c, k, False)]['seconds']['search']:.0f} s" for c, k in pairs) + "."]
+    whole = [c for c in (100, 1000) if _key(c, 1, True) in runs and _key(c, 1, False) in runs]
+    for c in whole:
+        a, b = runs[_key(c, 1, True)], runs[_key(c, 1, False)]
+        lines.append(f"One module of the {c:,}-class parent: {a['wall_seconds']:.0f} s on {a['train_images']:,} "
+                     f"training images when every class is drawn, {b['wall_seconds']:.0f} s on "
+                     f"{b['train_images']:,} with the sample "
+                     f"({pct(b['wall_seconds'] / a['wall_seconds'])} of the time).")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        os.environ.setdefault("HUBMOD_HOME", str(ROOT / "benchmarks" / ".work" / "hubmod-home"))
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        print(json.dumps(child(*json.loads(sys.argv[2]))))
+    else:
+        section_main(__doc__, SECTION, "What a split costs as the parent's classes grow", OUT, measure, render)
