@@ -20,7 +20,18 @@ import json
 import sys
 import time
 
-from common import RESULTS, ROOT, command, ensure_parent, machine, method_row, pct, setup_home, write_section
+from common import (
+    RESULTS,
+    ROOT,
+    command,
+    ensure_parent,
+    machine,
+    method_row,
+    pct,
+    section_header,
+    setup_home,
+    write_section,
+)
 from split_fmnist import PARENTS
 
 sys.path.insert(0, str(ROOT / "examples"))
@@ -113,25 +124,36 @@ def render_patch(data: dict, weak_info: dict) -> str:
     return "\n".join(lines)
 
 
+def _saved(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["compare", "patch"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--render", action="store_true",
+                    help="only re-render the sections whose results are saved (keeping their command and machine)")
     args = ap.parse_args()
     setup_home()
     header = f"Command: `{command()}`  \nMachine: {machine()}\n\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "compare"):
-        cnn = run_compare(args.seed)
-        (RESULTS / "cnnsplitter_fmnist.json").write_text(json.dumps(cnn, indent=1))
-        grad_path = RESULTS / "split_fmnist_full.json"
-        grad = json.loads(grad_path.read_text()) if grad_path.exists() else {}
-        write_section("cnnsplitter-compare", header + render_compare(cnn, grad))
+        cnn = _saved("cnnsplitter_fmnist.json") if args.render else run_compare(args.seed)
+        if cnn is not None:
+            if not args.render:
+                (RESULTS / "cnnsplitter_fmnist.json").write_text(json.dumps(cnn, indent=1))
+            head = (section_header("cnnsplitter-compare") or header) if args.render else header
+            write_section("cnnsplitter-compare", head + render_compare(cnn, _saved("split_fmnist_full.json") or {}))
     if args.only in (None, "patch"):
-        data = run_patch()
-        (RESULTS / "patch_fmnist.json").write_text(json.dumps(data, indent=1))
-        weak_info = json.loads((RESULTS / "parents.json").read_text())[WEAK]
-        write_section("patch", header + render_patch(data, weak_info))
+        data = _saved("patch_fmnist.json") if args.render else run_patch()
+        if data is not None:
+            if not args.render:
+                (RESULTS / "patch_fmnist.json").write_text(json.dumps(data, indent=1))
+            weak_info = json.loads((RESULTS / "parents.json").read_text())[WEAK]
+            write_section("patch", ((section_header("patch") or header) if args.render else header)
+                          + render_patch(data, weak_info))
 
 
 if __name__ == "__main__":

@@ -234,6 +234,7 @@ def render(data: dict) -> str:
     s = data["settings"]
     setting = data.get("setting", DEFAULT_SETTING)  # results from before there was a choice: labels-ho's
     search = "`kernels-deep-ho`'s search" if setting == DEFAULT_SETTING else f"`{setting}`'s search"
+    dated = any(r.get("date") for r in data["runs"])  # runs saved before dates were recorded have none
     lines = [
         f"## Distilling the same masks again ({setting}): spread over seeds, label weight, threads", "",
         f"The masks of {search} on `{HELD_OUT_REPO}` (parent {pct(data['parent_accuracy'])} on "
@@ -243,8 +244,8 @@ def render(data: dict) -> str:
         f"batch {s['batch_size']}, {search_options(setting)['distill_per_class']} images per class. Composed "
         "accuracy on the test images:", "",
         "| label weight | last head fit | augmented epochs | seeds | accuracy per seed | mean | Δ mean vs parent "
-        "| distillation time (mean) | measured |",
-        "|---:|---|---:|---|---|---:|---:|---:|---|",
+        "| distillation time (mean) |" + (" measured |" if dated else ""),
+        "|---:|---|---:|---|---|---:|---:|---:|" + ("---|" if dated else ""),
     ]
     kinds = {_kind(r, s["epochs"]) for r in data["runs"]}
     for key in sorted(kinds, key=lambda k: (k[0], k[1], -k[2])):  # most augmented first: the order they came in
@@ -254,7 +255,8 @@ def render(data: dict) -> str:
         lines.append(f"| {key[0]} | {'yes' if key[1] else 'no'} | {key[2]} | {', '.join(str(r['seed']) for r in runs)} "
                      f"| {', '.join(pct(a) for a in accs)} | {pct(mean)} "
                      f"| {100 * (mean - data['parent_accuracy']):+.2f} pt "
-                     f"| {statistics.mean(r['seconds'] for r in runs):.0f} s | {runs[0].get('date', '')} |")
+                     f"| {statistics.mean(r['seconds'] for r in runs):.0f} s |"
+                     + (f" {runs[0].get('date', '')} |" if dated else ""))
     if len({r.get("date", "")[:13] for r in data["runs"]}) > 1:
         lines += ["", "Rows measured in different runs: their times are not comparable (this machine's speed "
                   "varies between sessions by 15 % or more); the step timings below are the latest run's."]

@@ -15,7 +15,16 @@ import copy
 import json
 import resource
 
-from common import RESULTS, command, machine, median_seconds, setup_home, throughput_and_latency, write_section
+from common import (
+    RESULTS,
+    command,
+    machine,
+    median_seconds,
+    section_header,
+    setup_home,
+    throughput_and_latency,
+    write_section,
+)
 from split_fmnist import PARENTS
 
 KS = (2, 5, 10)
@@ -165,9 +174,18 @@ def main() -> None:
                     help="measure the modules of this published split (its index repo, e.g. "
                          "bench/vgg-fmnist-distilled) instead of split_fmnist.py's; repeatable; section "
                          "inference-modules")
+    ap.add_argument("--render", action="store_true",
+                    help="only re-render the sections whose results are saved (keeping their command and machine)")
     args = ap.parse_args()
     setup_home()
     header = f"Command: `{command()}`  \nMachine: {machine()}\n\n"
+    if args.render:
+        for section, name, draw in (("inference", "inference_fmnist.json", render),
+                                    ("inference-modules", "inference_modules.json", render_modules)):
+            if (RESULTS / name).exists():
+                write_section(section, (section_header(section) or header)
+                              + draw(json.loads((RESULTS / name).read_text())))
+        return
     from hubmod.data import load_images
 
     images = load_images("fashion-mnist", "test").images[:256]

@@ -26,7 +26,7 @@ import argparse
 import json
 import time
 
-from common import RESULTS, command, ensure_parent, machine, pct, setup_home, write_section
+from common import RESULTS, command, ensure_parent, machine, pct, section_header, setup_home, write_section
 
 PARENTS = {
     "bench/resnet18-fmnist": ["--arch", "resnet18", "--epochs", "3"],
@@ -94,7 +94,7 @@ def run_disjoint(seed: int) -> dict:
     return {"parents": reports, "compose": results, "refs": refs}
 
 
-def render_full(data: dict, title: str = "GradSplitter on Fashion-MNIST parents", intro: str = "") -> str:
+def render_full(data: dict, title: str, intro: str = "") -> str:
     lines = [
         f"## {title}",
         "",
@@ -151,41 +151,64 @@ def render_disjoint(data: dict) -> str:
     return "\n".join(lines)
 
 
+PARTS = ("full", "wide", "distill", "disjoint")
+
+
+def _intro(part: str) -> tuple[str, str]:
+    """The title and the sentence above a part's table (from the options this script runs it with)."""
+    if part == "full":
+        return ("GradSplitter on Fashion-MNIST parents", "GradSplitter as in the paper: the modules keep the "
+                "parent's weights (`--option distill_epochs=0`); all other options at their defaults.")
+    if part == "wide":
+        options = " ".join(f"--option {k}={v}" for k, v in WIDE_OPTIONS.items())
+        widths = "-".join(map(str, WIDE_CFG))
+        return ("GradSplitter on a wider VGG-style parent", f"The VGG-style parent at VGG widths: `hubmod_vgg` with "
+                f"{widths} (the default above is 32-64-128), split with `{options}`.")
+    options = " ".join(f"--option {k}={v}" for k, v in DISTILL_OPTIONS.items())
+    return ("GradSplitter with distillation", "GradSplitter with distillation (its default): the masks may lose "
+            "`distill_slack` more points on validation, then the parent is distilled into the chosen modules' "
+            "backbones and heads and the result must be within `tolerance` again. Split with "
+            f"`{options}`; all other options at their defaults.")
+
+
+def _section(part: str, data: dict) -> str:
+    if part == "disjoint":
+        return render_disjoint(data)
+    return render_full(data, *_intro(part))
+
+
+def _measure(part: str, seed: int) -> dict:
+    if part == "full":
+        return run_full(seed, PARENTS, FULL_OPTIONS)
+    if part == "wide":
+        return run_full(seed, WIDE, WIDE_OPTIONS)
+    if part == "distill":
+        return run_full(seed, DISTILL, DISTILL_OPTIONS, suffix="-distilled")
+    return run_disjoint(seed)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["full", "wide", "distill", "disjoint"])
+    ap.add_argument("--only", choices=PARTS)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--render", action="store_true",
+                    help="only re-render the sections whose results are saved (keeping their command and machine)")
     args = ap.parse_args()
     setup_home()
     header = f"Command: `{command()}`  \nMachine: {machine()}\n\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if args.only in (None, "full"):
-        data = run_full(args.seed, PARENTS, FULL_OPTIONS)
-        (RESULTS / "split_fmnist_full.json").write_text(json.dumps(data, indent=1))
-        intro = ("GradSplitter as in the paper: the modules keep the parent's weights "
-                 "(`--option distill_epochs=0`); all other options at their defaults.")
-        write_section("split-full", header + render_full(data, intro=intro))
-    if args.only in (None, "wide"):
-        data = run_full(args.seed, WIDE, WIDE_OPTIONS)
-        (RESULTS / "split_fmnist_wide.json").write_text(json.dumps(data, indent=1))
-        options = " ".join(f"--option {k}={v}" for k, v in WIDE_OPTIONS.items())
-        widths = "-".join(map(str, WIDE_CFG))
-        intro = (f"The VGG-style parent at VGG widths: `hubmod_vgg` with {widths} (the default "
-                 f"above is 32-64-128), split with `{options}`.")
-        write_section("split-wide", header + render_full(data, "GradSplitter on a wider VGG-style parent", intro))
-    if args.only in (None, "distill"):
-        data = run_full(args.seed, DISTILL, DISTILL_OPTIONS, suffix="-distilled")
-        (RESULTS / "split_fmnist_distill.json").write_text(json.dumps(data, indent=1))
-        options = " ".join(f"--option {k}={v}" for k, v in DISTILL_OPTIONS.items())
-        intro = (f"GradSplitter with distillation (its default): the masks may lose "
-                 f"`distill_slack` more points on validation, then the parent is distilled into the chosen "
-                 f"modules' backbones and heads and the result must be within `tolerance` again. Split with "
-                 f"`{options}`; all other options at their defaults.")
-        write_section("split-distill", header + render_full(data, "GradSplitter with distillation", intro))
-    if args.only in (None, "disjoint"):
-        data = run_disjoint(args.seed)
-        (RESULTS / "split_fmnist_disjoint.json").write_text(json.dumps(data, indent=1))
-        write_section("split-disjoint", header + render_disjoint(data))
+    for part in PARTS:
+        if args.only not in (None, part):
+            continue
+        saved = RESULTS / f"split_fmnist_{part}.json"
+        if args.render:
+            if saved.exists():
+                write_section(f"split-{part}", (section_header(f"split-{part}") or header)
+                              + _section(part, json.loads(saved.read_text())))
+            continue
+        data = _measure(part, args.seed)
+        saved.write_text(json.dumps(data, indent=1))
+        write_section(f"split-{part}", header + _section(part, data))
 
 
 if __name__ == "__main__":

@@ -89,6 +89,13 @@ def test_the_readme_results_table_is_the_one_benchmarks_md_generates():
     assert run.returncode == 0, run.stderr
 
 
+def test_benchmarks_md_is_what_its_saved_results_render():
+    run = subprocess.run([sys.executable, "benchmarks/render_all.py", "--check"], cwd=Path(__file__).parent.parent,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "rebuilt from saved results" in run.stdout
+
+
 def test_every_relative_link_in_the_readme_and_docs_resolves():
     import re
 
