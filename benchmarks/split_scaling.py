@@ -1,4 +1,4 @@
-"""Benchmark: what a split costs as the parent's class count and the classes extracted grow.
+"""Benchmark: what a split costs as the parent's size, its class count and the classes extracted grow.
 
     python benchmarks/split_scaling.py            # every run not saved yet (cheapest first)
     python benchmarks/split_scaling.py --render   # rebuild the BENCHMARKS.md section from the saved JSON
@@ -11,6 +11,11 @@ replacement, 220 per class (10 per class for the test split), each class a rando
 cost only, so no accuracy is reported. Each split runs in a process of its own (its peak RSS is its
 own) and is not published. The rows "every class drawn" run the same split with the sample of the
 other classes switched off, as every split drew before (hubmod.split_pipeline.class_plan).
+
+Parent size: resnet18, resnet50 and mobilenetv3_small_100 trained by examples/train_parent.py on
+Fashion-MNIST (200 images per class held out), one module and all ten split with the default
+setting; their accuracy is reported in the sections that trained them (families), so here only cost.
+
 Results go to benchmarks/results/split_scaling.json and BENCHMARKS.md.
 """
 
@@ -24,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, ROOT, pct, section_main
+from common import RESULTS, ROOT, ensure_parent, pct, section_main
 
 OUT = RESULTS / "split_scaling.json"
 SECTION = "split-scaling"
@@ -35,6 +40,16 @@ PER_CLASS, TEST_PER_CLASS, PARENT_PER_CLASS = 220, 10, 20
 # leaves the cheaper rows saved.
 RUNS = [(10, 1, False), (10, 10, False), (100, 1, False), (100, 10, False), (1000, 1, False), (1000, 10, False),
         (100, 1, True), (1000, 1, True), (100, 100, False), (1000, 100, False)]
+
+
+HO = ["--holdout-per-class", "200"]
+SIZES = {  # parent size: the hub's parents (trained here if missing), cheapest split first
+    "resnet18": ("bench/resnet18-fmnist-ho", ["--arch", "resnet18", "--epochs", "1", *HO]),
+    "resnet50": ("bench/resnet50-fmnist-ho", ["--arch", "resnet50", "--epochs", "1", *HO]),
+    "mobilenetv3_small_100": ("bench/mobilenetv3s-fmnist-ho",
+                              ["--arch", "mobilenetv3_small_100", "--epochs", "1", *HO]),
+}
+SIZE_RUNS = [(arch, k) for k in (1, 10) for arch in SIZES]
 
 
 def _key(classes: int, k: int, whole: bool) -> str:
@@ -84,42 +99,58 @@ def parent(classes: int) -> str:
     return str(path)
 
 
-def child(classes: int, k: int, whole: bool) -> dict:
-    """One split in this process."""
+def child(spec: dict) -> dict:
+    """One split in this process: ``spec`` names the parent (a synthetic class count, or a hub parent by
+    architecture), the classes extracted and whether every class is drawn."""
     import hubmod
     from hubmod import split_pipeline
+    from hubmod.parents import load_parent
 
-    if whole:  # as every split drew before the sample of the other classes
+    if spec.get("whole"):  # as every split drew before the sample of the other classes
         split_pipeline.class_plan = lambda *args: split_pipeline.ClassPlan()
-    source, data = parent(classes), dataset(classes)
-    names = json.loads((Path(source) / "config.json").read_text())["label_names"]
+    if "arch" in spec:
+        source, data, hub = SIZES[spec["arch"]][0], "fashion-mnist", "local"
+        names = load_parent(source, hub=hub).class_names
+    else:
+        source, data, hub = parent(spec["classes"]), dataset(spec["classes"]), None
+        names = json.loads((Path(source) / "config.json").read_text())["label_names"]
     t = time.perf_counter()
-    report = hubmod.split(source, data, classes=names[:k], seed=0, publish=False, progress=False)
+    report = hubmod.split(source, data, classes=names[: spec["k"]], seed=0, publish=False, progress=False, hub=hub)
     d = report.to_dict()
-    return {"classes": classes, "extracted": k, "every_class_drawn": whole,
+    return {**spec, "classes": len(names), "extracted": spec["k"], "every_class_drawn": bool(spec.get("whole")),
             "wall_seconds": time.perf_counter() - t, "seconds": d["seconds"],
+            "parent_params": d["parent_params"], "parent_macs": d["parent_macs"],
             "train_images": report.modules[0].config.dataset["train_samples"],
             "val_images": report.modules[0].config.dataset.get("val_samples"),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def _run(results: dict, part: str, key: str, spec: dict) -> None:
+    cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
+    r = results[part][key] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"{key}: {r['wall_seconds']:.0f} s, {r['train_images']} training images, {r['peak_rss_mb']:.0f} MB",
+          flush=True)
+    OUT.write_text(json.dumps(results, indent=1))
+
+
 def measure() -> dict:
     WORK.mkdir(parents=True, exist_ok=True)
-    results = json.loads(OUT.read_text()) if OUT.exists() else {"runs": {}}
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    results.setdefault("runs", {})
+    results.setdefault("sizes", {})
     results.update({"parent_cfg": CFG, "per_class": PER_CLASS, "test_per_class": TEST_PER_CLASS,
                     "parent_per_class": PARENT_PER_CLASS})
     for classes, k, whole in RUNS:
         key = _key(classes, k, whole)
-        if key in results["runs"]:
-            continue
-        parent(classes)  # outside the timed child
-        cmd = [sys.executable, __file__, "--child", json.dumps([classes, k, whole])]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
-        results["runs"][key] = json.loads(out.stdout.strip().splitlines()[-1])
-        r = results["runs"][key]
-        print(f"{key}: {r['wall_seconds']:.0f} s, {r['train_images']} training images, "
-              f"{r['peak_rss_mb']:.0f} MB", flush=True)
-        OUT.write_text(json.dumps(results, indent=1))
+        if key not in results["runs"]:
+            parent(classes)  # outside the timed child
+            _run(results, "runs", key, {"classes": classes, "k": k, "whole": whole})
+    for arch, k in SIZE_RUNS:
+        key = f"{arch}, {k} extracted"
+        if key not in results["sizes"]:
+            ensure_parent(*SIZES[arch])
+            _run(results, "sizes", key, {"arch": arch, "k": k})
     return results
 
 
@@ -154,6 +185,18 @@ def render(result: dict, header: str) -> str:
                      f"training images when every class is drawn, {b['wall_seconds']:.0f} s on "
                      f"{b['train_images']:,} with the sample "
                      f"({pct(b['wall_seconds'] / a['wall_seconds'])} of the time).")
+    sizes = result.get("sizes", {})
+    if sizes:
+        lines += ["", "Parent size: Fashion-MNIST parents of `examples/train_parent.py` (see the section on timm CNN "
+                  "families for their accuracy), the default setting, one module and all ten:", "",
+                  "| parent | params | MACs per image | extracted (k) | " + " | ".join(phases)
+                  + " | total | per module | peak RSS |",
+                  "|---|---:|---:|---:|" + "---:|" * len(phases) + "---:|---:|---:|"]
+        for r in sizes.values():
+            lines.append(f"| {r['arch']} | {r['parent_params']:,} | {r['parent_macs']:,} | {r['extracted']} | "
+                         + " | ".join(f"{r['seconds'].get(p, 0.0):.0f}" for p in phases)
+                         + f" | {r['wall_seconds']:.0f} | {r['wall_seconds'] / r['extracted']:.1f} | "
+                           f"{r['peak_rss_mb']:.0f} MB |")
     return "\n".join(lines)
 
 
@@ -161,6 +204,6 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         os.environ.setdefault("HUBMOD_HOME", str(ROOT / "benchmarks" / ".work" / "hubmod-home"))
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        print(json.dumps(child(*json.loads(sys.argv[2]))))
+        print(json.dumps(child(json.loads(sys.argv[2]))))
     else:
         section_main(__doc__, SECTION, "What a split costs as the parent's classes grow", OUT, measure, render)
