@@ -10,25 +10,45 @@ from .metrics import pre_logits
 
 
 def refit_classifier(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int,
-                     seed: int = 0) -> nn.Linear:
-    """The parent's classifier refit on the split's data (features frozen).
+                     seed: int = 0) -> nn.Module:
+    """The parent's classifier refit on the split's data (features frozen): logits [B, num_classes].
 
     This is the fair baseline for a composition whose heads were trained on that data: it shows
     how much of any gain comes from recalibrating the parent rather than from modularisation.
+    Only the classes the data holds are refit and can be predicted (a split of a few classes of a
+    many-class parent draws a sample of the others; refitting the rest would cost what they do).
     """
     torch.manual_seed(seed)
     feats = pre_logits(model, train_x)
-    clf = nn.Linear(feats.shape[1], num_classes)
+    present = torch.unique(train_y)
+    clf = nn.Linear(feats.shape[1], len(present))
     src = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if isinstance(src, nn.Linear) and src.weight.shape == clf.weight.shape:
-        clf.load_state_dict(src.state_dict())
+    if isinstance(src, nn.Linear) and src.weight.shape == (num_classes, feats.shape[1]):
+        clf.weight.data.copy_(src.weight.data[present])
+        if src.bias is not None:
+            clf.bias.data.copy_(src.bias.data[present])
+    local = torch.searchsorted(present, train_y)
     opt = torch.optim.LBFGS(clf.parameters(), lr=1.0, max_iter=300, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(clf(feats), train_y) + 1e-4 * clf.weight.pow(2).sum()
+        loss = F.cross_entropy(clf(feats), local) + 1e-4 * clf.weight.pow(2).sum()
         loss.backward()
         return loss
 
     opt.step(closure)
-    return clf.eval()
+    return _OnClasses(clf.eval(), present, num_classes)
+
+
+class _OnClasses(nn.Module):
+    """A classifier over some of ``num_classes`` classes, answering for all of them (-inf for the rest)."""
+
+    def __init__(self, clf: nn.Linear, classes: torch.Tensor, num_classes: int):
+        super().__init__()
+        self.clf, self.num_classes = clf, num_classes
+        self.register_buffer("classes", classes)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        out = torch.full((len(feats), self.num_classes), float("-inf"), dtype=feats.dtype, device=feats.device)
+        out[:, self.classes] = self.clf(feats)
+        return out

@@ -204,3 +204,20 @@ def test_gradsplitter_splits_one_class_of_forty_from_a_sample_of_the_others(fort
     assert module.class_name == "c05" and module.config.class_index == 5
     assert module.config.dataset["train_samples"] == TINY_SPLIT["train_per_class"] * (1 + 9)
     assert 0.0 <= report.composed_accuracy <= 1.0 and report.n_test == 10
+
+
+def test_the_refit_baseline_refits_only_the_classes_a_split_drew(tiny_parent_dirs):
+    from hubmod.baselines import refit_classifier
+    from hubmod.metrics import pre_logits
+    from hubmod.parents import load_parent
+
+    model = load_parent(str(tiny_parent_dirs["vgg"])).model.eval()
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 1, 28, 28, generator=gen), torch.tensor([2, 5, 7, 2] * 10)
+    clf = refit_classifier(model, x, y, 10)
+    logits = clf(pre_logits(model, x))
+    assert logits.shape == (40, 10)
+    assert torch.isinf(logits[:, [0, 1, 3, 4, 6, 8, 9]]).all() and torch.isfinite(logits[:, [2, 5, 7]]).all()
+    assert set(logits.argmax(1).tolist()) <= {2, 5, 7}
+    whole = refit_classifier(model, x, torch.arange(40) % 10, 10)(pre_logits(model, x))
+    assert torch.isfinite(whole).all()
