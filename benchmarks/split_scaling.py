@@ -38,16 +38,17 @@ CFG = [16, "M", 32, "M", 64, "M"]
 PER_CLASS, TEST_PER_CLASS, PARENT_PER_CLASS = 220, 10, 20
 # (parent classes, classes extracted, every class drawn?), cheapest first: a run that is cut short
 # leaves the cheaper rows saved.
+# k = 100 is not among them: the search trains every module on every image drawn (the section says more).
 RUNS = [(10, 1, False), (10, 10, False), (100, 1, False), (100, 10, False), (1000, 1, False), (1000, 10, False),
-        (100, 1, True), (1000, 1, True), (100, 100, False), (1000, 100, False)]
+        (1000, 1, True), (100, 1, True)]
 
 
 HO = ["--holdout-per-class", "200"]
 SIZES = {  # parent size: the hub's parents (trained here if missing), cheapest split first
     "resnet18": ("bench/resnet18-fmnist-ho", ["--arch", "resnet18", "--epochs", "1", *HO]),
-    "resnet50": ("bench/resnet50-fmnist-ho", ["--arch", "resnet50", "--epochs", "1", *HO]),
     "mobilenetv3_small_100": ("bench/mobilenetv3s-fmnist-ho",
                               ["--arch", "mobilenetv3_small_100", "--epochs", "1", *HO]),
+    "resnet50": ("bench/resnet50-fmnist-ho", ["--arch", "resnet50", "--epochs", "1", *HO]),
 }
 SIZE_RUNS = [(arch, k) for k in (1, 10) for arch in SIZES]
 
