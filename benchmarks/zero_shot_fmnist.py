@@ -33,7 +33,7 @@ import statistics
 import time
 
 from common import RESULTS, ensure_parent, pct, section_main
-from reuse_fmnist import PAIRS, PROBLEMS, SPLIT_OPTIONS, _outputs, digits_dataset, ensure_split
+from reuse_fmnist import PAIRS, PROBLEMS, SPLIT_OPTIONS, _calibrated, _outputs, digits_dataset, ensure_split
 
 OUT = RESULTS / "zero_shot.json"
 SECTION = "zero-shot"
@@ -152,15 +152,8 @@ def measure() -> dict:
     auto_rule = exposed.calibration
     exposed.calibration = "none"  # the modules run once; each rule then calibrates their raw scores
     exposed_raw, exposed_feat = _outputs(exposed, test.images)
-    cuts = [0]
-    for m in exposed.class_modules:
-        cuts.append(cuts[-1] + m.head_width)
-
-    def exposed_under(rule: str) -> torch.Tensor:
-        return torch.stack([m.calibrated(exposed_raw[:, i], rule, exposed_feat[:, cuts[i]:cuts[i + 1]])
-                            for i, m in enumerate(exposed.class_modules)], 1).double()
-
-    exposed_scores, exposed_minmax = exposed_under(auto_rule), exposed_under("minmax")
+    exposed_scores, exposed_minmax = (_calibrated(exposed, exposed_raw, exposed_feat, rule).double()
+                                      for rule in (auto_rule, "minmax"))
 
     rules = {
         "minmax": lambda s: minmax[:, s],
