@@ -30,10 +30,9 @@ from common import (
     ensure_parent,
     machine,
     method_row,
+    part_section,
     pct,
-    section_header,
     setup_home,
-    write_section,
 )
 from split_fmnist import DISJOINT, PARENTS
 
@@ -247,17 +246,9 @@ def main() -> None:
     parts = {"decompose": (run_decompose, render_decompose), "reuse": (run_reuse, render_reuse),
              "replace": (run_replace, render_replace)}
     for name, (run, render) in parts.items():
-        if args.only not in (None, name):
-            continue
-        saved = RESULTS / f"activation_{name}.json"
-        if args.render:
-            if saved.exists():
-                write_section(f"activation-{name}", (section_header(f"activation-{name}") or header)
-                              + render(json.loads(saved.read_text())))
-        else:
-            data = json.loads(json.dumps(run(args.seed)))  # JSON keys, as the saved results have them
-            saved.write_text(json.dumps(data, indent=1))
-            write_section(f"activation-{name}", header + render(data))
+        if args.only in (None, name):
+            part_section(f"activation-{name}", RESULTS / f"activation_{name}.json", args.render, header,
+                         lambda run=run: run(args.seed), render)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,19 @@ def saved_or_measured(out: Path, rendering: bool, measure) -> dict:
     return result
 
 
+def part_section(section: str, saved: Path, rendering: bool, header: str, measure, render) -> None:
+    """One part of a several-section benchmark: re-render ``section`` from ``saved`` (when it exists) with
+    the section's own Command / Machine lines, or ``measure()``, save the result, and render it under
+    ``header``."""
+    if rendering:
+        if saved.exists():
+            write_section(section, (section_header(section) or header) + render(json.loads(saved.read_text())))
+        return
+    data = json.loads(json.dumps(measure()))  # JSON keys, as the saved results have them
+    saved.write_text(json.dumps(data, indent=1))
+    write_section(section, header + render(data))
+
+
 def section_main(doc: str, section: str, title: str, out: Path, measure, render, prepare=None) -> None:
     """A one-section benchmark's command line: measure (after ``prepare()``) and save to ``out``, or
     ``--render`` the section again from the saved JSON; either way BENCHMARKS.md gets the section."""

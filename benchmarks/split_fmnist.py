@@ -26,7 +26,7 @@ import argparse
 import json
 import time
 
-from common import RESULTS, command, ensure_parent, machine, pct, section_header, setup_home, write_section
+from common import RESULTS, command, ensure_parent, machine, part_section, pct, setup_home
 
 PARENTS = {
     "bench/resnet18-fmnist": ["--arch", "resnet18", "--epochs", "3"],
@@ -198,17 +198,9 @@ def main() -> None:
     header = f"Command: `{command()}`  \nMachine: {machine()}\n\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     for part in PARTS:
-        if args.only not in (None, part):
-            continue
-        saved = RESULTS / f"split_fmnist_{part}.json"
-        if args.render:
-            if saved.exists():
-                write_section(f"split-{part}", (section_header(f"split-{part}") or header)
-                              + _section(part, json.loads(saved.read_text())))
-            continue
-        data = _measure(part, args.seed)
-        saved.write_text(json.dumps(data, indent=1))
-        write_section(f"split-{part}", header + _section(part, data))
+        if args.only in (None, part):
+            part_section(f"split-{part}", RESULTS / f"split_fmnist_{part}.json", args.render, header,
+                         lambda part=part: _measure(part, args.seed), lambda data, part=part: _section(part, data))
 
 
 if __name__ == "__main__":

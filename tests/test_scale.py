@@ -198,8 +198,9 @@ def test_gradsplitter_splits_one_class_of_forty_from_a_sample_of_the_others(fort
     import hubmod
 
     parent_dir, data_dir = forty_classes
-    report = hubmod.split(str(parent_dir), str(data_dir), classes=["c05"], options={**TINY_SPLIT, "max_cycles": 1, "distill_epochs": 0},
-                          seed=0, publish=False, progress=False)
+    options = {**TINY_SPLIT, "max_cycles": 1, "distill_epochs": 0}
+    report = hubmod.split(str(parent_dir), str(data_dir), classes=["c05"], options=options, seed=0, publish=False,
+                          progress=False)
     (module,) = report.modules
     assert module.class_name == "c05" and module.config.class_index == 5
     assert module.config.dataset["train_samples"] == TINY_SPLIT["train_per_class"] * (1 + 9)
