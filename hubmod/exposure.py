@@ -24,7 +24,6 @@ import torch
 from .data import LabeledImages, load_images
 from .errors import HubmodError, option
 from .lbfgs import minimise
-from .preprocess import prepare_input
 from .untrusted import Fields
 
 logger = logging.getLogger(__name__)
@@ -93,18 +92,12 @@ def fit_gate(own: torch.Tensor, other: torch.Tensor, penalty: float = PENALTY) -
     return weight, bias
 
 
-@torch.no_grad()
-def _features(module, images, batch_size: int = 256) -> torch.Tensor:
-    x = prepare_input(images, module.data_config)
-    return torch.cat([module.head_input(x[i : i + batch_size]).cpu() for i in range(0, len(x), batch_size)])
-
-
 def expose(modules: list, val_features: list[torch.Tensor], val_y: torch.Tensor, negatives: LabeledImages,
            record: dict) -> None:
     """Give every module (in place) a gate fitted on what its head read on the split's validation
     images (``val_features``, one tensor per module) and on the negatives."""
     for m, feats in zip(modules, val_features, strict=True):
         own = val_y == m.config.class_index
-        weight, bias = fit_gate(feats[own], torch.cat([feats[~own], _features(m, negatives.images)]))
+        weight, bias = fit_gate(feats[own], torch.cat([feats[~own], m.head_inputs_and_scores(negatives.images)[0]]))
         m.set_exposure(weight, bias, record)
         logger.info("exposed module %s to %d negatives of %s", m.class_name, len(negatives), record["dataset"])

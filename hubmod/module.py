@@ -193,16 +193,15 @@ class ClassModule(HubArtifact, nn.Module):
         """How many values the head reads (the module's features, for a fitted composition)."""
         return int(self.config.head["in_features"])
 
-    @torch.no_grad()
     def score(self, images: Any, batch_size: int = 256) -> torch.Tensor:
         """Raw scores (on the CPU) for raw images (PIL, uint8) or preprocessed float tensors."""
-        x = prepare_input(images, self.data_config)
-        return torch.cat([self(x[i : i + batch_size]).cpu() for i in range(0, len(x), batch_size)])
+        return self.head_inputs_and_scores(images, batch_size)[1]
 
     @torch.no_grad()
     def head_inputs_and_scores(self, images: Any, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-        """What the head reads [B, head_width] and the raw scores [B] (both on the CPU), in one pass:
-        for a split that calibrates a module and fits its gate on the same validation images."""
+        """What the head reads [B, head_width] and the raw scores [B] (both on the CPU), in one pass over
+        raw images (PIL, uint8) or preprocessed float tensors: a split calibrates a module and fits its
+        gate on the same validation images."""
         x = prepare_input(images, self.data_config)
         feats, scores = [], []
         for i in range(0, len(x), batch_size):
