@@ -143,13 +143,19 @@ def _outputs(model, images):
     return torch.cat([s for s, _ in parts]), torch.cat([f for _, f in parts])
 
 
+def feature_edges(modules) -> list[int]:
+    """Where each module's head inputs start (and the last ends) in ``module_outputs``' concatenated features."""
+    edges = [0]
+    for m in modules:
+        edges.append(edges[-1] + m.head_width)
+    return edges
+
+
 def _calibrated(model, raw, features, rule: str):
     """[B, k] the modules' raw scores under calibration ``rule``, as ``model.module_outputs`` gives them."""
     import torch
 
-    cuts = [0]
-    for m in model.class_modules:
-        cuts.append(cuts[-1] + m.head_width)
+    cuts = feature_edges(model.class_modules)
     return torch.stack([m.calibrated(raw[:, i], rule, features[:, cuts[i]:cuts[i + 1]])
                         for i, m in enumerate(model.class_modules)], 1)
 

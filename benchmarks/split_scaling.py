@@ -171,9 +171,11 @@ def render(result: dict, header: str) -> str:
              "| parent classes | extracted (k) | images drawn | training images | validation images | "
              + " | ".join(phases) + " | total | per module | peak RSS |",
              "|---:|---:|---|---:|---:|" + "---:|" * len(phases) + "---:|---:|---:|"]
+    from hubmod.split_pipeline import OTHER_CLASSES_DRAWN, class_plan
+
     for r in runs.values():
-        drawn = "every class" if r["every_class_drawn"] or r["classes"] - r["extracted"] <= max(r["extracted"], 9) \
-            else f"k + {max(r['extracted'], 9)} classes' worth"
+        plan = class_plan(r["classes"], list(range(r["extracted"])), samples_others=not r["every_class_drawn"])
+        drawn = "every class" if plan.targets is None else f"k + {plan.others} classes' worth"
         lines.append(f"| {r['classes']:,} | {r['extracted']} | {drawn} | {r['train_images']:,} | "
                      f"{r['val_images']:,} | " + " | ".join(f"{r['seconds'].get(p, 0.0):.0f}" for p in phases)
                      + f" | {r['wall_seconds']:.0f} | {r['wall_seconds'] / r['extracted']:.1f} | "
@@ -183,8 +185,9 @@ def render(result: dict, header: str) -> str:
         lines += ["", "Search time against k: " + "; ".join(
             f"{c:,} classes, k={k}: {runs[_key(c, k, False)]['seconds']['search']:.0f} s" for c, k in pairs) + "."]
     if not any(r["extracted"] == 100 for r in runs.values()):
-        lines += ["", "k = 100 was not run: the search trains every module on every image drawn, k + max(k, 9) "
-                  "classes' worth, so its cost grows with k × (k + max(k, 9)); at k = 100 that is about 100 times "
+        others = f"max(k, {OTHER_CLASSES_DRAWN})"
+        lines += ["", f"k = 100 was not run: the search trains every module on every image drawn, k + {others} "
+                  f"classes' worth, so its cost grows with k × (k + {others}); at k = 100 that is about 100 times "
                   "the k = 10 search above."]
     whole = [c for c in (100, 1000) if _key(c, 1, True) in runs and _key(c, 1, False) in runs]
     lines += [""] if whole else []

@@ -33,7 +33,16 @@ import statistics
 import time
 
 from common import RESULTS, ensure_parent, pct, section_main
-from reuse_fmnist import PAIRS, PROBLEMS, SPLIT_OPTIONS, _calibrated, _outputs, digits_dataset, ensure_split
+from reuse_fmnist import (
+    PAIRS,
+    PROBLEMS,
+    SPLIT_OPTIONS,
+    _calibrated,
+    _outputs,
+    digits_dataset,
+    ensure_split,
+    feature_edges,
+)
 
 OUT = RESULTS / "zero_shot.json"
 SECTION = "zero-shot"
@@ -114,9 +123,7 @@ def measure() -> dict:
     held, info = draw_fit_images(modules, "fashion-mnist", 200, SEED)  # every untouched image of each class
     test_raw, test_feat = (t.double() for t in _outputs(model, test.images))
     held_raw, held_feat = (t.double() for t in _outputs(model, held.images))
-    edges = [0]
-    for m in modules:
-        edges.append(edges[-1] + m.head_width)
+    edges = feature_edges(modules)
     parent_of = torch.tensor([0] * len(firsts) + [1] * len(lasts))
     gen = torch.Generator().manual_seed(SEED)
     minmax = torch.stack([apply("minmax", test_raw[:, i], m.config.calibration) for i, m in enumerate(modules)], 1)
