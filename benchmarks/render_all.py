@@ -77,9 +77,9 @@ def render_all(root: Path = ROOT) -> tuple[list[str], list[str]]:
             continue
         done.add(tuple(cmd))
         subprocess.run([sys.executable, str(root / "benchmarks" / cmd[0]), *cmd[1:], "--render"], check=True,
-                       cwd=root, env=env, stdout=subprocess.DEVNULL)
+                       cwd=root, env=env, stdout=subprocess.DEVNULL, timeout=300)
     subprocess.run([sys.executable, str(root / "benchmarks" / "summary.py")], check=True, cwd=root,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, timeout=300)
     _write_unsaved(root / "BENCHMARKS.md", missing)
     return rebuilt, missing
 
