@@ -18,8 +18,14 @@ def refit_classifier(model: nn.Module, train_x: torch.Tensor, train_y: torch.Ten
     Only the classes the data holds are refit and can be predicted (a split of a few classes of a
     many-class parent draws a sample of the others; refitting the rest would cost what they do).
     """
+    return refit_on_features(model, pre_logits(model, train_x), train_y, num_classes, seed)
+
+
+def refit_on_features(model: nn.Module, feats: torch.Tensor, train_y: torch.Tensor, num_classes: int,
+                      seed: int = 0) -> nn.Module:
+    """`refit_classifier` from the parent's penultimate features of the training images, already computed
+    (a split searched in groups computes them group by group instead of keeping every group's images)."""
     torch.manual_seed(seed)
-    feats = pre_logits(model, train_x)
     present = torch.unique(train_y)
     clf = nn.Linear(feats.shape[1], len(present))
     src = model.get_classifier() if hasattr(model, "get_classifier") else None

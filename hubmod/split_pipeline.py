@@ -1,12 +1,14 @@
 """``split``: parent + dataset -> one published module repo per class, plus the split's index.
 
 The stages are the same for every method, each a function here: ``_load_parent`` (the parent at
-its commit, the classes and their repos, any negatives), ``_load_data`` (disjoint training,
-validation and held-out test images), ``_resume`` (what an interrupted split already finished),
-``_search`` (the method decides kept channels and heads), ``_module_base`` + ``_build_module``
-(extract each module physically and calibrate it on the validation images; ``expose`` fits the
-outlier-exposure gates), ``_measure`` (everything on held-out test data), ``_report``, and only
-then ``_publish`` — each repo in one atomic commit, the index last.
+its commit, the classes and their repos, any negatives), ``open_split_data`` (the dataset, loaded
+once: held-out test images and the pool searches draw from; hubmod.split_data), ``_resume`` (what an
+interrupted split already finished), ``_search_groups`` (for each group of classes the method
+searches together: draw its images, ``_search`` — the method decides kept channels and heads —
+then ``_module_base`` + ``_build_module``: extract each module physically and calibrate it on the
+validation images; ``expose`` fits the outlier-exposure gates), ``_measure`` (everything on
+held-out test data), ``_report``, and only then ``_publish`` — each repo in one atomic commit, the
+index last.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from pathlib import Path
 import torch
 
 from . import calibration
-from .baselines import refit_classifier
+from .baselines import refit_on_features
 from .channels import analyse_channels, count_kernels, count_macs, count_params, extract
 from .composed import ComposedClassifier
-from .data import LabeledImages, dataset_splits, load_for_model, sample_stream
+from .data import LabeledImages
 from .devices import AUTO, resolve_device
 from .errors import HubmodError, option
 from .exposure import expose, load_negatives
@@ -47,13 +49,12 @@ from .resume import (
     save_checkpoint,
     split_lock,
 )
+from .split_data import SplitData, SplitSource, class_plan, open_split_data
 from .split_index import SPLIT_INDEX, IndexEntry, SplitIndex
 from .splitters import ClassSlice, SplitContext, get_splitter
 from .trained_on import trained_on
 from .untrusted import printable
 from .weights import substate
-
-HELD_OUT_FRACTION = 0.2
 
 
 @dataclass
@@ -112,183 +113,7 @@ def default_prefix(source: str) -> str:
     return ref.repo_id
 
 
-@dataclass
-class _SplitData:
-    """Disjoint training, validation and held-out test images, relabelled to the parent's classes."""
-
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    test: LabeledImages
-    hub_id: str | None
-    distill_x: torch.Tensor | None = None  # images the modules are distilled on
-    distill_y: torch.Tensor | None = None  # their labels
-    val_source: str = "train"  # where the validation images come from (for the modules' configs)
-
-
 logger = logging.getLogger(__name__)
-STREAM_TEST_PER_CLASS = 500  # held-out images per class a streamed split measures on
-
-
-# A split of k classes of a many-class parent draws, beside k classes' images, as many images of the
-# other classes as max(k, OTHER_CLASSES_DRAWN) classes would give: its cost grows with k, not with the
-# parent's class count. A parent of at most ten classes is always drawn whole, class by class.
-OTHER_CLASSES_DRAWN = 9
-
-
-@dataclass(frozen=True)
-class ClassPlan:
-    """Which images a split draws: ``per_class`` of every class (``targets`` None), or of each
-    requested class plus a random sample of the other classes' images, ``others`` classes' worth."""
-
-    targets: list[int] | None = None
-    others: int = 0
-
-    def draw(self, data: LabeledImages, per_class: int, generator: torch.Generator,
-             exclude: torch.Tensor | None = None) -> torch.Tensor:
-        if self.targets is None:
-            return data.stratified(per_class, generator, exclude)
-        own = data.stratified(per_class, generator, exclude, self.targets)
-        rest = data.sample_outside(self.targets, per_class * self.others, generator, exclude)
-        out = torch.cat([own, rest])
-        return out[torch.randperm(len(out), generator=generator)]
-
-
-def class_plan(num_classes: int, targets: list[int], samples_others: bool) -> ClassPlan:
-    """The plan for a split of ``targets``: a sample of the others when the method can work from one
-    (``Splitter.samples_other_classes``) and they are more than the sample would hold."""
-    others = max(len(targets), OTHER_CLASSES_DRAWN)
-    if not samples_others or num_classes - len(targets) <= others:
-        return ClassPlan()
-    return ClassPlan(sorted(targets), others)
-
-
-def _load_data(dataset: str, parent: Parent, train_per_class: int, val_per_class: int, seed: int,
-               stream: bool = False, distill_per_class: int = 0, plan: ClassPlan = ClassPlan()) -> _SplitData:
-    """Disjoint validation and training samples (and held-out test data) for a split.
-
-    ``distill_per_class`` asks for that many images per class to distil into the modules: the
-    training images, topped up with further ones that are disjoint from validation and test.
-    ``plan`` says which classes the samples are drawn from (a streamed split draws every class).
-    """
-    cfg, names = parent.data_config, parent.class_names
-    size = tuple(cfg.input_size[1:])
-    extra = max(0, distill_per_class - train_per_class)
-    if stream:
-        return _stream_data(dataset, parent, train_per_class, val_per_class, seed, extra)
-    train = load_for_model(dataset, "train", names, parent.display_name, size)
-    gen = torch.Generator().manual_seed(seed)
-    held_out: torch.Tensor | None = None
-    if "test" in dataset_splits(dataset):
-        test = load_for_model(dataset, "test", names, parent.display_name, size)
-    else:  # carve a held-out test part out of train, disjoint from everything the search sees
-        held_out = train.stratified(max(1, int(HELD_OUT_FRACTION * len(train) / len(names))), gen)
-        test = train.subset(held_out)
-        test.split = "train (held-out part)"
-    not_val, val_source = _not_validation(parent, dataset, train, held_out)
-    val_per_class, train_per_class = fit_budgets(train, not_val, held_out, val_per_class, train_per_class, dataset,
-                                                 plan.targets)
-    if plan.targets is not None:
-        logger.info("drawing images of the %d classes split and %d classes' worth of the other %d classes",
-                    len(plan.targets), plan.others, len(names) - len(plan.targets))
-    val_idx = plan.draw(train, val_per_class, gen, not_val)
-    exclude = val_idx if held_out is None else torch.cat([val_idx, held_out])
-    train_idx = plan.draw(train, train_per_class, gen, exclude)
-    train_x = preprocess(train.images[train_idx], cfg)
-    distill_x = distill_y = None
-    if distill_per_class:
-        more = plan.draw(train, extra, gen, torch.cat([exclude, train_idx])) if extra else train_idx[:0]
-        distill_x = torch.cat([train_x, preprocess(train.images[more], cfg)])
-        distill_y = torch.cat([train.labels[train_idx], train.labels[more]])
-    return _SplitData(train_x, train.labels[train_idx], preprocess(train.images[val_idx], cfg),
-                      train.labels[val_idx], test, train.hub_id, distill_x, distill_y, val_source)
-
-
-MIN_VAL_PER_CLASS = 5  # fewer validation images cannot choose masks or calibrate a module
-MIN_TRAIN_PER_CLASS = 5
-
-
-def fit_budgets(train: LabeledImages, not_val: torch.Tensor | None, held_out: torch.Tensor | None,
-                val_per_class: int, train_per_class: int, dataset: str,
-                drawn: list[int] | None = None) -> tuple[int, int]:
-    """Validation and training images per class that this dataset can give (both drawn from ``train``)
-    for the classes ``drawn`` class by class (default: every class).
-
-    When its smallest class has fewer images than the two budgets ask for, validation gets its
-    share of that class (``val / (val + train)``, at least MIN_VAL_PER_CLASS) and training the rest,
-    with a warning; a dataset too small for even the minimum is one clear error.
-    """
-    classes = len(train.class_names)
-    counts = torch.bincount(train.labels, minlength=classes)
-    if held_out is not None and len(held_out):
-        counts = counts - torch.bincount(train.labels[held_out], minlength=classes)
-    val_pool = counts
-    if not_val is not None and len(not_val):
-        allowed = torch.ones(len(train), dtype=torch.bool)
-        allowed[not_val] = False
-        val_pool = torch.bincount(train.labels[allowed], minlength=classes)
-    if drawn is not None:
-        counts, val_pool = counts[drawn], val_pool[drawn]
-    smallest = int(counts.argmin()) if drawn is None else drawn[int(counts.argmin())]
-    have, have_val = int(counts.min()), int(val_pool.min())
-    need = MIN_VAL_PER_CLASS + MIN_TRAIN_PER_CLASS
-    if have < need or have_val < MIN_VAL_PER_CLASS:
-        raise HubmodError(
-            f"dataset {dataset} has {have} images of class {train.class_names[smallest]!r} in its train split "
-            f"({have_val} of them usable for validation); a split needs at least {need} per class "
-            f"({MIN_TRAIN_PER_CLASS} to train on, {MIN_VAL_PER_CLASS} to validate on): add images of that class")
-    if have >= val_per_class + train_per_class and have_val >= val_per_class:
-        return val_per_class, train_per_class
-    share = val_per_class / (val_per_class + train_per_class)
-    val = min(val_per_class, have_val, max(MIN_VAL_PER_CLASS, round(share * have)))
-    train_n = min(train_per_class, have - val)
-    logger.warning("dataset %s has %d images of its smallest class %r: validating on %d and training on %d "
-                   "images per class (asked: %d and %d)", dataset, have, train.class_names[smallest], val, train_n,
-                   val_per_class, train_per_class)
-    return val, train_n
-
-
-def _not_validation(parent: Parent, dataset: str, train: LabeledImages,
-                    held_out: torch.Tensor | None) -> tuple[torch.Tensor | None, str]:
-    """Which training images validation must not use, and a phrase saying where validation comes from.
-
-    When the parent's config.json names images it was not trained on (``hold_out`` in training.py)
-    in this dataset's train split, validation is drawn from those only: images the parent trained
-    on would flatter it against its modules.
-    """
-    record = parent.spec.validation
-    if record is None or record["split"] != "train" or record["dataset"] not in (dataset, train.hub_id):
-        return held_out, "train"
-    allowed = torch.zeros(len(train), dtype=torch.bool)
-    allowed[train.rows_within(record["rows"])] = True
-    if held_out is not None:
-        allowed[held_out] = False
-    if not allowed.any():
-        raise HubmodError(f"{parent.display_name} names {len(record['rows'])} held-out images of {dataset}, but "
-                          f"none of them is in the train split loaded; check the dataset (or remove "
-                          "hubmod_validation from the parent's config.json)")
-    return torch.nonzero(~allowed).flatten(), "train (images held out of the parent's training)"
-
-
-def _stream_data(dataset: str, parent: Parent, train_per_class: int, val_per_class: int, seed: int,
-                 extra_per_class: int = 0) -> _SplitData:
-    """The same disjoint parts, filled from shuffled streams: only the sampled images are decoded."""
-    cfg, names, where = parent.data_config, parent.class_names, parent.display_name
-    size = tuple(cfg.input_size[1:])
-    quotas = [val_per_class, train_per_class, extra_per_class]
-    if "test" in dataset_splits(dataset, streaming=True):
-        val, train, extra = sample_stream(dataset, "train", names, where, quotas, size, seed)
-        (test,) = sample_stream(dataset, "test", names, where, [STREAM_TEST_PER_CLASS], size, seed)
-    else:
-        val, train, extra, test = sample_stream(dataset, "train", names, where, [*quotas, STREAM_TEST_PER_CLASS],
-                                                size, seed)
-        test.split = "train (held-out streamed sample)"
-    train_x = preprocess(train.images, cfg)
-    distill_x = torch.cat([train_x, preprocess(extra.images, cfg)]) if extra_per_class else None
-    distill_y = torch.cat([train.labels, extra.labels]) if extra_per_class else None
-    return _SplitData(train_x, train.labels, preprocess(val.images, cfg), val.labels, test, train.hub_id, distill_x,
-                      distill_y)
 
 
 def dataset_of(snapshot: Snapshot, source: str) -> str:
@@ -350,9 +175,8 @@ def split(
 
     t = time.perf_counter()
     mcfg = splitter.config
-    data = _load_data(job.dataset, job.parent, mcfg.train_per_class, mcfg.val_per_class, seed, stream,
-                      mcfg.distill_per_class_needed(),
-                      class_plan(len(job.parent.class_names), job.targets, splitter.samples_other_classes))
+    source_data = open_split_data(job.dataset, job.parent, mcfg.train_per_class, mcfg.val_per_class, seed, stream,
+                                  mcfg.distill_per_class_needed())
     times["load_data"] = time.perf_counter() - t
 
     parent = job.parent
@@ -370,36 +194,25 @@ def split(
         if restored is not None:
             modules, method_metrics = restored
             times["search"] = times["extract"] = 0.0
+            data = source_data.draw(class_plan(len(parent.class_names), job.targets, splitter.samples_other_classes))
+            refit = (_features(model, data.train_x), data.train_y)
         else:
-            t = time.perf_counter()
-            groups, fixed, outcome = _search(splitter, model, example, data, len(parent.class_names), job.targets,
-                                             seed, progress, par, compute)
-            times["search"] = time.perf_counter() - t
-
-            t = time.perf_counter()
-            base = _module_base(parent, method, splitter, outcome, job.dataset, data, seed, split_id,
-                                _command(source, job.dataset, method, classes, repo_prefix, hub_obj, seed, options,
-                                         stream, negatives))
-            built = [_build_module(s, model, groups, fixed, example, base, parent_sizes, data)
-                     for s in outcome.slices]
-            modules = [module for module, _ in built]
-            if job.negative_images is not None:
-                expose(modules, [feats for _, feats in built], data.val_y, job.negative_images,
-                       job.exposure_record)
-            method_metrics = outcome.metrics
+            modules, method_metrics, refit = _search_groups(
+                splitter, job, source_data, model, example, parent_sizes, seed, progress, par, compute, times, method,
+                _command(source, job.dataset, method, classes, repo_prefix, hub_obj, seed, options, stream,
+                         negatives), split_id)
             if publish_here:
                 save_checkpoint(split_id, modules, method_metrics, job.prefix)
-            times["extract"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        measured = _measure(modules, parent, job.targets, data, seed)
+        measured = _measure(modules, parent, job.targets, source_data.test, refit, seed)
         times["evaluate"] = time.perf_counter() - t
 
-        report = _report(modules, parent, method, job.dataset, data, measured, parent_sizes, times, method_metrics,
-                         job.repo_ids if publish else None)
+        report = _report(modules, parent, method, job.dataset, source_data.test, measured, parent_sizes, times,
+                         method_metrics, job.repo_ids if publish else None)
         if publish_here:
             t = time.perf_counter()
-            _publish(report, modules, job.repo_ids, parent, job.prefix, hub_obj, done, data.test, private)
+            _publish(report, modules, job.repo_ids, parent, job.prefix, hub_obj, done, source_data.test, private)
             clear_checkpoint(split_id)
             times["publish"] = time.perf_counter() - t
         par.barrier()  # the other processes return once the modules are published
@@ -455,12 +268,68 @@ def _resume(job: _SplitJob, split_id: str, hub: Hub, resume: bool,
     return done, restored
 
 
-def _search(splitter, model: torch.nn.Module, example: torch.Tensor, data: _SplitData, num_classes: int,
-            targets: list[int], seed: int, progress: bool, par, compute: torch.device):
-    """The method's search on the frozen parent: its channel groups, the couplings kept whole, and the outcome."""
-    groups, fixed = analyse_channels(model, example)  # before freezing: torch-pruning traces through autograd
+def _search_groups(splitter, job: _SplitJob, source: SplitSource, model: torch.nn.Module, example: torch.Tensor,
+                   parent_sizes: dict, seed: int, progress: bool, par, compute: torch.device, times: dict,
+                   method: str, command: str,
+                   split_id: str) -> tuple[list[ClassModule], dict, tuple[torch.Tensor, torch.Tensor]]:
+    """Stages 4 and 5 for each group of classes the method searches together (`Splitter.search_groups`):
+    draw the group's images, search, and build its modules. One group is the whole split, as ever;
+    the method metrics of several are kept side by side under ``searches``."""
+    class_groups = splitter.search_groups(job.targets)
+    if len(class_groups) > 1:
+        logger.info("searching %d classes in %d groups of at most %d", len(job.targets), len(class_groups),
+                    max(len(g) for g in class_groups))
+    channel_groups, fixed = _frozen_channels(model, example)
+    modules: list[ClassModule] = []
+    searches: list[dict] = []
+    feats, labels = [], []
+    for classes in class_groups:
+        t = time.perf_counter()
+        data = source.draw(class_plan(len(job.parent.class_names), classes, splitter.samples_other_classes))
+        times["load_data"] = times.get("load_data", 0.0) + time.perf_counter() - t
+
+        t = time.perf_counter()
+        outcome = _search(splitter, model, example, channel_groups, data, len(job.parent.class_names), classes, seed,
+                          progress, par, compute)
+        times["search"] = times.get("search", 0.0) + time.perf_counter() - t
+
+        t = time.perf_counter()
+        base = _module_base(job.parent, method, splitter, outcome, job.dataset, data, seed, split_id, command)
+        built = [_build_module(s, model, channel_groups, fixed, example, base, parent_sizes, data)
+                 for s in outcome.slices]
+        group_modules = [module for module, _ in built]
+        if job.negative_images is not None:
+            expose(group_modules, [f for _, f in built], data.val_y, job.negative_images, job.exposure_record)
+        modules += group_modules
+        feats.append(_features(model, data.train_x))
+        labels.append(data.train_y)
+        searches.append({**outcome.metrics, "classes": classes} if len(class_groups) > 1 else outcome.metrics)
+        times["extract"] = times.get("extract", 0.0) + time.perf_counter() - t
+    refit = (torch.cat(feats), torch.cat(labels))
+    if len(searches) == 1:
+        return modules, searches[0], refit
+    return modules, {"searches": searches, "processes": par.world,
+                     "distilled": all(m.get("distilled", False) for m in searches)}, refit
+
+
+def _features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The parent's penultimate features of preprocessed images (for the refit baseline)."""
+    with torch.no_grad():
+        return torch.cat([pre_logits(model, x[i : i + 512]) for i in range(0, len(x), 512)])
+
+
+def _frozen_channels(model: torch.nn.Module, example: torch.Tensor) -> tuple[list, list]:
+    """The parent's channel groups and the couplings kept whole, then its weights frozen for the searches
+    (analysed first: torch-pruning traces through autograd)."""
+    groups, fixed = analyse_channels(model, example)
     for p in model.parameters():
         p.requires_grad_(False)
+    return groups, fixed
+
+
+def _search(splitter, model: torch.nn.Module, example: torch.Tensor, groups: list, data: SplitData,
+            num_classes: int, targets: list[int], seed: int, progress: bool, par, compute: torch.device):
+    """The method's search on the frozen parent for ``targets``: its outcome."""
     with torch.no_grad():
         parent_val_acc = float((model(data.val_x).argmax(1) == data.val_y).float().mean())
 
@@ -481,10 +350,10 @@ def _search(splitter, model: torch.nn.Module, example: torch.Tensor, data: _Spli
         if s.backbone is not None:
             s.backbone.cpu()
         s.head_state = {k: v.cpu() for k, v in s.head_state.items()}
-    return groups, fixed, outcome
+    return outcome
 
 
-def _module_base(parent: Parent, method: str, splitter, outcome, dataset: str, data: _SplitData, seed: int,
+def _module_base(parent: Parent, method: str, splitter, outcome, dataset: str, data: SplitData, seed: int,
                  split_id: str, command: str) -> dict:
     """What every module config.json of this split shares: parent, input, method, dataset, split id, command."""
     return {
@@ -502,7 +371,7 @@ def _module_base(parent: Parent, method: str, splitter, outcome, dataset: str, d
     }
 
 
-def _report(modules: list[ClassModule], parent: Parent, method: str, dataset: str, data: _SplitData, measured: dict,
+def _report(modules: list[ClassModule], parent: Parent, method: str, dataset: str, test: LabeledImages, measured: dict,
             parent_sizes: dict, times: dict, method_metrics: dict, repo_ids: dict[int, str] | None) -> SplitReport:
     """The split's report: a row per module and the composed accuracy against the parent's."""
     rows = [
@@ -514,7 +383,7 @@ def _report(modules: list[ClassModule], parent: Parent, method: str, dataset: st
     ]
     return SplitReport(
         parent=parent.display_name, parent_revision=parent.snapshot.sha, method=method, dataset=dataset,
-        eval_split=data.test.split, rows=rows, parent_accuracy=measured["parent"],
+        eval_split=test.split, rows=rows, parent_accuracy=measured["parent"],
         parent_refit_accuracy=measured["refit"], composed_accuracy=measured["composed"], n_test=measured["n"],
         parent_kernels=parent_sizes["kernels"], parent_params=parent_sizes["params"],
         parent_macs=parent_sizes["macs"], seconds=times, method_metrics=method_metrics, modules=modules,
@@ -522,7 +391,7 @@ def _report(modules: list[ClassModule], parent: Parent, method: str, dataset: st
 
 
 def _build_module(s: ClassSlice, model: torch.nn.Module, groups: list, fixed: list, example: torch.Tensor, base: dict,
-                  parent_sizes: dict, data: _SplitData) -> tuple[ClassModule, torch.Tensor]:
+                  parent_sizes: dict, data: SplitData) -> tuple[ClassModule, torch.Tensor]:
     """The standalone module of one class: extracted, with its head, calibrated on validation images;
     and what its head read on them (for the outlier-exposure gate)."""
     if s.backbone is not None:
@@ -552,13 +421,14 @@ def _build_module(s: ClassSlice, model: torch.nn.Module, groups: list, fixed: li
     return module, val_features
 
 
-def _measure(modules: list[ClassModule], parent: Parent, targets: list[int], data: _SplitData, seed: int) -> dict:
+def _measure(modules: list[ClassModule], parent: Parent, targets: list[int], test: LabeledImages,
+             refit: tuple[torch.Tensor, torch.Tensor], seed: int) -> dict:
     """Held-out accuracy of the composed modules, of the parent, and of the parent with a refit classifier.
 
     Only test images of the split's classes count, so a split of a few classes is compared with the
     parent on exactly those images. Per-class test metrics are written into each module's config.
     """
-    test, model, cfg = data.test, parent.model, parent.data_config
+    model, cfg = parent.model, parent.data_config
     mask = torch.isin(test.labels, torch.tensor(targets))
     position = {c: j for j, c in enumerate(targets)}
     y_local = torch.tensor([position[int(c)] for c in test.labels[mask]], dtype=torch.long)
@@ -566,7 +436,7 @@ def _measure(modules: list[ClassModule], parent: Parent, targets: list[int], dat
     composed = float((pred == y_local).float().mean())
     per_class = per_class_metrics(pred, y_local, [m.class_name for m in modules])
     parent_acc = float((model_logits(model, test.images[mask], cfg).argmax(1) == test.labels[mask]).float().mean())
-    clf = refit_classifier(model, data.train_x, data.train_y, len(parent.class_names), seed)
+    clf = refit_on_features(model, *refit, len(parent.class_names), seed)
     with torch.no_grad():
         feats = torch.cat([pre_logits(model, preprocess(test.images[mask][i : i + 512], cfg))
                            for i in range(0, int(mask.sum()), 512)])

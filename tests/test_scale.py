@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import TINY_SPLIT
 
-from hubmod import ClassModule
+from hubmod import ClassModule, HubmodError
 from hubmod.hub import LocalHub
 from hubmod.parallel import DataParallel
 
@@ -174,7 +174,8 @@ def forty_classes(fmnist_train, tmp_path_factory):
 
 def test_a_few_classes_of_a_many_class_parent_draw_a_few_classes_images(forty_classes):
     from hubmod.parents import load_parent
-    from hubmod.split_pipeline import OTHER_CLASSES_DRAWN, ClassPlan, _load_data, class_plan
+    from hubmod.split_data import OTHER_CLASSES_DRAWN, ClassPlan, class_plan
+    from hubmod.split_data import load_split_data as _load_data
 
     parent_dir, data_dir = forty_classes
     parent = load_parent(str(parent_dir))
@@ -222,3 +223,31 @@ def test_the_refit_baseline_refits_only_the_classes_a_split_drew(tiny_parent_dir
     assert set(logits.argmax(1).tolist()) <= {2, 5, 7}
     whole = refit_classifier(model, x, torch.arange(40) % 10, 10)(pre_logits(model, x))
     assert torch.isfinite(whole).all()
+
+
+def test_gradsplitter_searches_many_classes_in_groups():
+    from hubmod.splitters import get_splitter
+
+    assert get_splitter("gradsplitter", {"classes_per_search": 3}).search_groups(list(range(8))) == [
+        [0, 1, 2], [3, 4, 5], [6, 7]]
+    assert get_splitter("gradsplitter", None).search_groups(list(range(10))) == [list(range(10))]  # ten: one search
+    assert len(get_splitter("gradsplitter", None).search_groups(list(range(25)))) == 3
+    assert get_splitter("gradsplitter", {"classes_per_search": 0}).search_groups(list(range(40))) == [list(range(40))]
+    assert get_splitter("cnnsplitter", None).search_groups(list(range(40))) == [list(range(40))]  # needs every class
+    with pytest.raises(HubmodError, match="classes_per_search"):
+        get_splitter("gradsplitter", {"classes_per_search": -1})
+
+
+def test_a_split_in_groups_draws_and_searches_each_group_then_composes_all(forty_classes):
+    import hubmod
+
+    parent_dir, data_dir = forty_classes
+    options = {**TINY_SPLIT, "max_cycles": 1, "distill_epochs": 0, "classes_per_search": 2}
+    report = hubmod.split(str(parent_dir), str(data_dir), classes=["c30", "c05", "c06"], options=options, seed=0,
+                          publish=False, progress=False)
+    assert [m.class_name for m in report.modules] == ["c05", "c06", "c30"]
+    assert [s["classes"] for s in report.method_metrics["searches"]] == [[5, 6], [30]]
+    per = TINY_SPLIT["train_per_class"]  # each group: its own classes' budgets and a sample of nine others'
+    assert [m.config.dataset["train_samples"] for m in report.modules] == [per * (2 + 9)] * 2 + [per * (1 + 9)]
+    assert all(m.config.calibration for m in report.modules)
+    assert report.n_test == 30 and 0.0 <= report.composed_accuracy <= 1.0

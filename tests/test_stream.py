@@ -84,7 +84,7 @@ def test_distillation_images_carry_their_own_labels(parquet_dir, tiny_parent_dir
     from test_validation_holdout import _open
 
     from hubmod.preprocess import preprocess
-    from hubmod.split_pipeline import _load_data
+    from hubmod.split_data import load_split_data as _load_data
 
     parent = _open(tiny_parent_dirs["vgg"])
     truth = {_digest(x): int(y) for x, y in

@@ -47,7 +47,7 @@ def held_out_parent(fmnist_train, tmp_path_factory):
 
 def test_split_validates_on_the_parents_held_out_images(held_out_parent, fmnist_train):
     from hubmod.preprocess import preprocess
-    from hubmod.split_pipeline import _load_data
+    from hubmod.split_data import load_split_data as _load_data
 
     directory, record = held_out_parent
     config = json.loads((directory / "config.json").read_text())

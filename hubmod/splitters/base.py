@@ -207,5 +207,10 @@ class Splitter(ABC):
     def __init__(self, config: MethodConfig):
         self.config = config
 
+    def search_groups(self, targets: list[int]) -> list[list[int]]:
+        """The requested classes in the groups searched one after another, each on its own draw of
+        images (split_pipeline._search_groups). By default one search makes every module."""
+        return [list(targets)]
+
     @abstractmethod
     def split(self, ctx: SplitContext) -> SplitOutcome: ...

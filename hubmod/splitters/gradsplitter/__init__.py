@@ -23,6 +23,9 @@ What hubmod changes to make it practical on a laptop CPU:
   are a poor summary of what is left; a head on the features re-weighs them;
 * ``--classes`` trains only the requested modules; the other classes compete with the parent's
   own fixed scores, so a few modules of a 1000-class parent cost a few forwards per image, not 1000;
+* many modules are searched in groups of ``classes_per_search``, each on its own classes' images
+  and a sample of the others (the rest again answering with the parent's scores): every module is
+  trained on every image its search draws, so one search of k modules would cost k times k;
 * data parallel under ``accelerate launch`` / ``torchrun``: each process runs a share of every
   batch and gradients are summed before each step (see hubmod.parallel);
 * the final masks are chosen automatically on held-out data — the fewest kernels whose composed
@@ -53,6 +56,13 @@ class GradSplitter(Splitter):
     data_parallel = True
     any_device = True
     samples_other_classes = True  # the classes not split answer with the parent's own scores
+
+    def search_groups(self, targets: list[int]) -> list[list[int]]:
+        """Groups of at most ``classes_per_search`` classes (0: all at once): each module's search
+        then trains on its group's images and a sample of the others, so the cost of a split grows
+        linearly with the classes split instead of with their square."""
+        size = self.config.classes_per_search or len(targets)  # type: ignore[attr-defined]
+        return [list(targets[i : i + size]) for i in range(0, len(targets), size)]
 
     def split(self, ctx: SplitContext) -> SplitOutcome:
         search = MaskSearch(self.config, ctx)  # type: ignore[arg-type]

@@ -68,6 +68,10 @@ class GradSplitterConfig(MethodConfig):
         "search ends below it, its last masks are topped up to it with the channels nearest to being kept, and "
         "among choices within tolerance at or below it the most accurate wins; 0 = the cheapest wins, as in the "
         "paper", between(0, 1))
+    classes_per_search: int = method_option(
+        10, "most modules one search trains together; a split of more classes searches them in groups of this "
+        "many (by class index), each on its own classes' images and a sample of the others, so its cost grows "
+        "linearly with the classes split; 0 = all in one search", at_least(0))
     share_stem: bool = method_option(
         True, "keep the first convolution and its BatchNorm as in the parent (not distilled or recalibrated), so a "
         "composed classifier runs them once for all modules of the parent")
