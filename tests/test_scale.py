@@ -242,12 +242,13 @@ def test_a_split_in_groups_draws_and_searches_each_group_then_composes_all(forty
     import hubmod
 
     parent_dir, data_dir = forty_classes
-    options = {**TINY_SPLIT, "max_cycles": 1, "distill_epochs": 0, "classes_per_search": 2}
+    per = 10  # training images per class; each group draws its own classes' budgets and nine others' worth
+    options = {**TINY_SPLIT, "train_per_class": per, "val_per_class": 10, "max_cycles": 1, "distill_epochs": 0,
+               "classes_per_search": 2}
     report = hubmod.split(str(parent_dir), str(data_dir), classes=["c30", "c05", "c06"], options=options, seed=0,
                           publish=False, progress=False)
     assert [m.class_name for m in report.modules] == ["c05", "c06", "c30"]
     assert [s["classes"] for s in report.method_metrics["searches"]] == [[5, 6], [30]]
-    per = TINY_SPLIT["train_per_class"]  # each group: its own classes' budgets and a sample of nine others'
     assert [m.config.dataset["train_samples"] for m in report.modules] == [per * (2 + 9)] * 2 + [per * (1 + 9)]
     assert all(m.config.calibration for m in report.modules)
     assert report.n_test == 30 and 0.0 <= report.composed_accuracy <= 1.0
