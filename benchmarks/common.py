@@ -66,6 +66,34 @@ def ensure_parent(repo: str, args: list[str]) -> dict:
     return info
 
 
+WIDTH = 110  # BENCHMARKS.md's prose is wrapped at this width; tables, headings and markers are not
+
+
+def wrap_prose(text: str, width: int = WIDTH) -> str:
+    """``text`` with every prose line longer than ``width`` wrapped (a list item's continuation indented,
+    a Markdown hard break kept at the end, code spans never broken); other lines are left as they are,
+    so wrapping twice changes nothing."""
+    import textwrap
+
+    out, fenced = [], False
+    for line in text.split("\n"):
+        if line.startswith("```"):
+            fenced = not fenced
+        if fenced or len(line) <= width or line.lstrip().startswith(("|", "#", "<!--")):
+            out.append(line)
+            continue
+        hard_break = "  " if line.endswith("  ") else ""
+        item = re.match(r"\s*(?:[-*]|\d+\.)\s+", line)
+        indent = " " * (item.end() if item else len(line) - len(line.lstrip()))
+        # spaces inside `code spans` become unbreakable for the wrap, then spaces again
+        glued = re.sub(r"`[^`]*`", lambda m: m.group(0).replace(" ", "\0"), line.rstrip())
+        wrapped = textwrap.wrap(glued, width, subsequent_indent=indent, break_long_words=False,
+                                break_on_hyphens=False, drop_whitespace=True)
+        out.extend(w.replace("\0", " ") for w in wrapped[:-1])
+        out.append(wrapped[-1].replace("\0", " ") + hard_break)
+    return "\n".join(out)
+
+
 def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     """Replace (or append) the section between <!-- name --> markers in BENCHMARKS.md (or ``path``)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -75,7 +103,7 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    path.write_text(wrap_prose(text))
 
 
 def section_header(name: str) -> str | None:
@@ -84,11 +112,15 @@ def section_header(name: str) -> str | None:
     start = f"<!-- {name}:start -->\n"
     if start not in text:
         return None
-    body = text[text.index(start) + len(start):]
-    lines = [line for line in body.splitlines()[:6] if line.strip() and not line.startswith("#")]  # past a heading
-    if len(lines) < 2 or not lines[0].startswith("Command:"):
+    lines = text[text.index(start) + len(start):].splitlines()
+    first = next((i for i, line in enumerate(lines[:6]) if line.strip() and not line.startswith("#")), None)
+    if first is None or not lines[first].startswith("Command:"):  # (past a heading, if the section opens with one)
         return None
-    return "\n".join(lines[:2]) + "\n\n"
+    end = next((i for i in range(first, len(lines)) if not lines[i].strip()), len(lines))
+    paragraph = lines[first:end]  # the Command and Machine lines, however they are wrapped
+    if not any(line.startswith("Machine:") for line in paragraph[1:]):
+        return None
+    return "\n".join(paragraph) + "\n\n"
 
 
 def run_header(section: str, rendering: bool) -> str:

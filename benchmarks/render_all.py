@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from common import wrap_prose
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -102,7 +104,7 @@ def _write_unsaved(path: Path, missing: list[str]) -> None:
     else:
         end = "<!-- summary:end -->"
         text = text.replace(end, f"{end}\n\n{block}", 1)
-    path.write_text(text)
+    path.write_text(wrap_prose(text))
 
 
 def main() -> None:

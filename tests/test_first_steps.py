@@ -96,6 +96,29 @@ def test_benchmarks_md_is_what_its_saved_results_render():
     assert "rebuilt from saved results" in run.stdout
 
 
+def test_benchmarks_md_prose_is_wrapped_and_wrapping_it_again_changes_nothing():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_common", Path(__file__).parent.parent / "benchmarks" /
+                                                  "common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    table = "| a | " + "b " * 40 + "|"
+    heading = "## " + "Title " * 30
+    text = "\n".join(["Command: `python benchmarks/x.py --only some-part --and more options here`  ",
+                      "Machine: " + "word " * 30 + " ", table, "- " + "item words " * 12, heading])
+    lines = common.wrap_prose(text, width=40).split("\n")
+    assert lines[:2] == ["Command:", "`python benchmarks/x.py --only some-part --and more options here`  "]
+    machine = lines[2 : lines.index(table)]  # wrapped, its hard break ("  ") kept at the end only
+    assert len(machine) > 1 and machine[-1].endswith("word  ") and not any(m.endswith("  ") for m in machine[:-1])
+    assert lines[-1] == heading  # tables and headings are never wrapped
+    items = lines[lines.index(table) + 1 : -1]
+    assert len(items) > 1 and items[0].startswith("- item")
+    assert all(line.startswith("  ") and line[2] != " " for line in items[1:])  # a list item's continuation
+    assert all(len(line.rstrip()) <= 40 for line in machine + items)
+    assert common.wrap_prose("\n".join(lines), width=40) == "\n".join(lines)
+
+
 def test_every_relative_link_in_the_readme_and_docs_resolves():
     import re
 
