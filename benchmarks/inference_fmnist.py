@@ -149,8 +149,9 @@ def measure_split(prefix: str, images, repeats: int) -> dict:
 def render(data: dict) -> str:
     lines = ["## Composed inference against the parent", "",
              "Raw uint8 28 px test images, preprocessing included, median of repeated runs after a warm-up; "
-             "modules are GradSplitter's (split_fmnist.py), run one after another; \"vs parent\" is against "
-             "the faster of the parent's rows.", "",
+             "modules are those of split_fmnist.py's `full` part (GradSplitter without distillation, so they "
+             "keep many of the parent's channels; \"Composed inference with smaller (distilled) modules\" times "
+             "smaller ones), run one after another; \"vs parent\" is against the faster of the parent's rows.", "",
              "| parent | model | images/s at batch 256 | vs parent | latency at batch 1 |",
              "|---|---|---:|---:|---:|"]
     for repo, d in data["parents"].items():
