@@ -135,12 +135,13 @@ def render_modules(data: dict) -> str:
 def measure_split(prefix: str, images, repeats: int) -> dict:
     """A published split (its index repo), against the parent its index names."""
     from hubmod.loading import load
+    from hubmod.split_index import SplitIndex
 
     index = load(prefix, hub="local").obj
-    if not isinstance(index, dict) or index.get("hubmod_kind") != "split_index":
+    if not isinstance(index, SplitIndex):
         raise SystemExit(f"{prefix} is not a split index repo; name a split's --repo-prefix")
-    parent = index["parent"]["repo_id"]
-    ratios = [r["macs_ratio"] for r in index["modules"]]
+    parent = index.parent["repo_id"]
+    ratios = [entry.macs_ratio for entry in index.modules]
     out = measure(parent, images, repeats, modules=prefix)
     out.update(parent=parent, module_macs=sum(ratios) / len(ratios))
     return out
