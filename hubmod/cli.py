@@ -181,7 +181,10 @@ def split(
     method: Annotated[str, typer.Option(metavar="NAME",
                                         help="Splitting method; `hubmod methods` lists them.")] = "gradsplitter",
     classes: Annotated[str | None, typer.Option(metavar="CLASS,...",
-                                                help="Comma-separated classes to publish (default: all).")] = None,
+                                                help="Comma-separated classes to make modules of (default: all). "
+                                                     "GradSplitter trains only these, on their images and a "
+                                                     "sample of the others', ten at a time "
+                                                     "(-p classes_per_search).")] = None,
     repo_prefix: Annotated[str | None, typer.Option(metavar="NS/NAME",
                                                     help="Modules go to PREFIX-<class-slug>; the split index "
                                                     "to PREFIX. Default: the parent's repo id.")] = None,
