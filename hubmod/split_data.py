@@ -146,13 +146,6 @@ def open_split_data(dataset: str, parent: Parent, train_per_class: int, val_per_
     return SplitSource(dataset, parent, budgets, test, gen, train, not_val, held_out, val_source)
 
 
-def load_split_data(dataset: str, parent: Parent, train_per_class: int, val_per_class: int, seed: int,
-                    stream: bool = False, distill_per_class: int = 0, plan: ClassPlan = ClassPlan()) -> SplitData:
-    """One search's samples and the test images: `open_split_data` then one `SplitSource.draw`."""
-    return open_split_data(dataset, parent, train_per_class, val_per_class, seed, stream,
-                           distill_per_class).draw(plan)
-
-
 MIN_VAL_PER_CLASS = 5  # fewer validation images cannot choose masks or calibrate a module
 MIN_TRAIN_PER_CLASS = 5
 

@@ -195,7 +195,7 @@ def split(
             modules, method_metrics = restored
             times["search"] = times["extract"] = 0.0
             data = source_data.draw(class_plan(len(parent.class_names), job.targets, splitter.samples_other_classes))
-            refit = (_features(model, data.train_x), data.train_y)
+            refit = (pre_logits(model, data.train_x), data.train_y)
         else:
             modules, method_metrics, refit = _search_groups(
                 splitter, job, source_data, model, example, parent_sizes, seed, progress, par, compute, times, method,
@@ -301,7 +301,7 @@ def _search_groups(splitter, job: _SplitJob, source: SplitSource, model: torch.n
         if job.negative_images is not None:
             expose(group_modules, [f for _, f in built], data.val_y, job.negative_images, job.exposure_record)
         modules += group_modules
-        feats.append(_features(model, data.train_x))
+        feats.append(pre_logits(model, data.train_x))
         labels.append(data.train_y)
         searches.append({**outcome.metrics, "classes": classes} if len(class_groups) > 1 else outcome.metrics)
         times["extract"] = times.get("extract", 0.0) + time.perf_counter() - t
@@ -310,12 +310,6 @@ def _search_groups(splitter, job: _SplitJob, source: SplitSource, model: torch.n
         return modules, searches[0], refit
     return modules, {"searches": searches, "processes": par.world,
                      "distilled": all(m.get("distilled", False) for m in searches)}, refit
-
-
-def _features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The parent's penultimate features of preprocessed images (for the refit baseline)."""
-    with torch.no_grad():
-        return torch.cat([pre_logits(model, x[i : i + 512]) for i in range(0, len(x), 512)])
 
 
 def _frozen_channels(model: torch.nn.Module, example: torch.Tensor) -> tuple[list, list]:

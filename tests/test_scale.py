@@ -174,8 +174,7 @@ def forty_classes(fmnist_train, tmp_path_factory):
 
 def test_a_few_classes_of_a_many_class_parent_draw_a_few_classes_images(forty_classes):
     from hubmod.parents import load_parent
-    from hubmod.split_data import OTHER_CLASSES_DRAWN, ClassPlan, class_plan
-    from hubmod.split_data import load_split_data as _load_data
+    from hubmod.split_data import OTHER_CLASSES_DRAWN, ClassPlan, class_plan, open_split_data
 
     parent_dir, data_dir = forty_classes
     parent = load_parent(str(parent_dir))
@@ -185,13 +184,13 @@ def test_a_few_classes_of_a_many_class_parent_draw_a_few_classes_images(forty_cl
         plan = class_plan(40, targets, samples_others=True)
         others = max(len(targets), OTHER_CLASSES_DRAWN)
         assert plan == ClassPlan(targets, others)
-        data = _load_data(str(data_dir), parent, 20, 15, seed=0, plan=plan)
+        data = open_split_data(str(data_dir), parent, 20, 15, seed=0).draw(plan)
         for y, per_class in ((data.train_y, 20), (data.val_y, 15)):
             own = torch.isin(y, torch.tensor(targets))
             assert torch.bincount(y[own], minlength=40)[targets].tolist() == [per_class] * len(targets)
             assert int((~own).sum()) == per_class * others  # the others: a sample, not 40 - k classes' worth
             assert len(set(y[~own].tolist())) > 1
-    whole = _load_data(str(data_dir), parent, 20, 15, seed=0)
+    whole = open_split_data(str(data_dir), parent, 20, 15, seed=0).draw()
     assert torch.bincount(whole.train_y, minlength=40).tolist() == [20] * 40
 
 

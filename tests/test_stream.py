@@ -84,13 +84,13 @@ def test_distillation_images_carry_their_own_labels(parquet_dir, tiny_parent_dir
     from test_validation_holdout import _open
 
     from hubmod.preprocess import preprocess
-    from hubmod.split_data import load_split_data as _load_data
+    from hubmod.split_data import open_split_data
 
     parent = _open(tiny_parent_dirs["vgg"])
     truth = {_digest(x): int(y) for x, y in
              zip(preprocess(fmnist_train.images, parent.data_config), fmnist_train.labels, strict=True)}
     for stream, source in ((True, f"{parquet_dir}/"), (False, "fashion-mnist")):
-        data = _load_data(source, parent, 5, 3, seed=0, stream=stream, distill_per_class=12)
+        data = open_split_data(source, parent, 5, 3, seed=0, stream=stream, distill_per_class=12).draw()
         assert torch.bincount(data.distill_y, minlength=10).tolist() == [12] * 10
         assert torch.equal(data.distill_x[: len(data.train_x)], data.train_x)
         assert torch.equal(data.distill_y[: len(data.train_y)], data.train_y)

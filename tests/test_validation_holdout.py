@@ -47,7 +47,7 @@ def held_out_parent(fmnist_train, tmp_path_factory):
 
 def test_split_validates_on_the_parents_held_out_images(held_out_parent, fmnist_train):
     from hubmod.preprocess import preprocess
-    from hubmod.split_data import load_split_data as _load_data
+    from hubmod.split_data import open_split_data
 
     directory, record = held_out_parent
     config = json.loads((directory / "config.json").read_text())
@@ -55,14 +55,14 @@ def test_split_validates_on_the_parents_held_out_images(held_out_parent, fmnist_
     assert "held out of training" in (directory / "README.md").read_text()
     parent = _open(directory)
     assert parent.spec.validation == record
-    data = _load_data("fashion-mnist", parent, train_per_class=10, val_per_class=30, seed=0)
+    data = open_split_data("fashion-mnist", parent, train_per_class=10, val_per_class=30, seed=0).draw()
     held = preprocess(fmnist_train.subset(torch.tensor(record["rows"])).images, parent.data_config)
     assert len(data.val_y) == 200  # all 20 per class: fewer held out than val_per_class asks for
     assert _keys(data.val_x) == _keys(held) and "held out" in data.val_source
     assert not _keys(data.train_x) & _keys(held)
 
     parent.spec.validation = {**record, "dataset": "mnist"}  # a record for another dataset does not apply
-    unrelated = _load_data("fashion-mnist", parent, 10, 30, 0)
+    unrelated = open_split_data("fashion-mnist", parent, 10, 30, 0).draw()
     assert unrelated.val_source == "train" and len(unrelated.val_y) == 300
 
 
