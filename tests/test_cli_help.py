@@ -61,7 +61,7 @@ def test_version():
 
 @pytest.mark.parametrize("option,needle", [
     ("alpha=-1", "alpha=-1.0 must be at least 0 (default 1.0)"),
-    ("penalty=flops", "penalty='flops' must be one of: kernels, macs (default 'kernels')"),
+    ("penalty=flops", "penalty='flops' must be one of: kernels, macs, both (default 'kernels')"),
     ("head_input=feature", "head_input='feature' must be one of: features, logits (default 'features')"),
 ])
 def test_a_bad_option_value_names_only_that_option(option, needle, tmp_path):

@@ -72,3 +72,28 @@ def test_kernel_share_weighs_each_group_by_its_kernels_and_extraction_keeps_one_
     counted = as_extracted(masks)
     assert counted["a"][1].tolist() == [1.0, 0.0, 0.0, 0.0] and torch.equal(counted["b"], masks["b"])
     assert masks["a"][1].sum() == 0  # the masks themselves are left as they are
+
+
+def test_penalty_both_presses_on_the_mean_of_the_kernel_and_mac_shares(tiny_parent_dirs, fmnist_train):
+    from hubmod.channels import analyse_channels
+    from hubmod.parents import load_parent
+    from hubmod.preprocess import preprocess
+    from hubmod.splitters import SplitContext, get_splitter
+    from hubmod.splitters.gradsplitter.cost import mac_share
+    from hubmod.splitters.gradsplitter.search import MaskSearch
+
+    model = load_parent(str(tiny_parent_dirs["vgg"])).model.eval()
+    example = torch.zeros(1, 1, 28, 28)
+    groups, _ = analyse_channels(model, example)
+    data = fmnist_train.subset(fmnist_train.stratified(4, torch.Generator().manual_seed(0)))
+    x = preprocess(data.images, load_parent(str(tiny_parent_dirs["vgg"])).data_config)
+    ctx = SplitContext(model=model, groups=groups, num_classes=10, targets=[1, 7], train_x=x, train_y=data.labels,
+                       val_x=x, val_y=data.labels, example_input=example, seed=0, progress=False,
+                       parent_val_accuracy=0.5)
+    gen = torch.Generator().manual_seed(1)
+    masks = {g.name: (torch.rand(2, g.units, generator=gen) < 0.4).float() for g in groups}
+    kernels, macs = kernel_share(groups)(masks), mac_share(model, groups, example)(masks)
+    assert not torch.allclose(kernels, macs)  # the two measures differ, so their mean says something
+    search = MaskSearch(get_splitter("gradsplitter", {"penalty": "both"}).config, ctx)
+    assert torch.allclose(search.cost(masks), (kernels + macs) / 2)
+    assert torch.allclose(MaskSearch(get_splitter("gradsplitter", {"penalty": "macs"}).config, ctx).cost(masks), macs)

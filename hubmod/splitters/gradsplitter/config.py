@@ -61,13 +61,14 @@ class GradSplitterConfig(MethodConfig):
         0, "first distillation epochs on randomly flipped and shifted images (the rest on the images as they are, as "
         "the composition sees them); 0, the default, was measured more accurate at a few epochs", at_least(0))
     penalty: str = method_option(
-        "kernels", "what alpha penalises and the choice minimises: 'kernels' (kept conv kernels, the paper) or "
-        "'macs' (the modules' multiply-accumulates, i.e. their inference cost)", one_of("kernels", "macs"))
+        "kernels", "what alpha penalises and the choice minimises: 'kernels' (kept conv kernels, the paper), "
+        "'macs' (the modules' multiply-accumulates, i.e. their inference cost) or 'both' (the mean of the two "
+        "shares)", one_of("kernels", "macs", "both"))
     size_budget: float = method_option(
-        0.0, "mean share of kernels (or MACs, with penalty=macs) the modules may keep at no extra cost: if the "
-        "search ends below it, its last masks are topped up to it with the channels nearest to being kept, and "
-        "among choices within tolerance at or below it the most accurate wins; 0 = the cheapest wins, as in the "
-        "paper", between(0, 1))
+        0.0, "mean share of kernels (or MACs, or their mean, as the penalty says) the modules may keep at no extra "
+        "cost: if the search ends below it, its last masks are topped up to it with the channels nearest to being "
+        "kept, and among choices within tolerance at or below it the most accurate wins; 0 = the cheapest wins, as "
+        "in the paper", between(0, 1))
     classes_per_search: int = method_option(
         10, "most modules one search trains together; a split of more classes searches them in groups of this "
         "many (by class index), each on its own classes' images and a sample of the others, so its cost grows "

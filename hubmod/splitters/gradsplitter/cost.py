@@ -66,6 +66,18 @@ def mac_share(model: nn.Module, groups: list[ChannelGroup],
     return share
 
 
+def mean_share(*shares: Callable[[Masks], torch.Tensor]) -> Callable[[Masks], torch.Tensor]:
+    """[k] the mean of several shares: pressing on kernels and MACs together.
+
+    The kernel share falls fastest in the wide late layers, the MAC share in the early high-resolution
+    ones; their mean presses on both, for modules small in size and in inference cost at once.
+    """
+    def share(bin_masks: Masks) -> torch.Tensor:
+        return sum(s(bin_masks) for s in shares) / len(shares)
+
+    return share
+
+
 def as_extracted(bin_masks: Masks) -> Masks:
     """The masks as extraction will count them: a group with no kept channel keeps one (zeroed) channel."""
     out = {}

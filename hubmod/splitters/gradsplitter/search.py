@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +32,7 @@ from ...heads import build_head
 from ...weights import substate
 from ..base import ClassSlice, SplitContext, SplitOutcome
 from .config import GradSplitterConfig
-from .cost import Masks, as_extracted, kernel_share, mac_share, top_up
+from .cost import Masks, as_extracted, kernel_share, mac_share, mean_share, top_up
 from .layers import BinaryMask, start_heads
 from .selection import choose, next_distill_try
 
@@ -79,7 +80,7 @@ class MaskSearch:
         self.width = self.heads.w1.shape[-1]
         self.hooks = GroupMasks(self.model, self.groups)
         self.retention = kernel_share(self.groups)
-        self.cost = self.retention if cfg.penalty == "kernels" else mac_share(self.model, self.groups, self.example)
+        self.cost = self._cost(cfg.penalty)
         # The classes not being split answer with the parent's own (fixed) score, so a few modules
         # of a many-class parent train against the whole parent at the cost of those few.
         self.parent_train, self.parent_val = self.parent_outputs(ctx.train_x), self.parent_outputs(ctx.val_x)
@@ -91,6 +92,13 @@ class MaskSearch:
         self.search_threshold = self.threshold - (cfg.distill_slack / 100 if self.distilling else 0.0)
         self.history: list[dict] = []
         self.snapshots: list[Snapshot] = []
+
+    def _cost(self, penalty: str) -> Callable[[Masks], torch.Tensor]:
+        """The share alpha presses down and the choice ranks by (the ``penalty`` option)."""
+        if penalty == "kernels":
+            return self.retention
+        macs = mac_share(self.model, self.groups, self.example)
+        return macs if penalty == "macs" else mean_share(self.retention, macs)
 
     # ------------------------------------------------------------------ what the heads read and score
 
