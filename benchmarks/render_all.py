@@ -52,6 +52,7 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     "compose-from-hub": ("compose_from_hub.json", ["compose_from_hub.py"]),
     "find-scale": ("find_scale.json", ["find_scale.py"]),
     "split-scaling": ("split_scaling.json", ["split_scaling.py"]),
+    "split-size-curve": ("split_size_curve.json", ["split_size_curve.py"]),
 }
 
 

@@ -193,8 +193,9 @@ def split(
                                       help="Seed for sampling and training; same seed, same modules.")] = 0,
     param: Annotated[list[str], typer.Option("--param", "-p", metavar="NAME=VALUE",
                                              help="Method option NAME=VALUE (repeatable), "
-                                             "e.g. -p alpha=1.0 -p train_per_class=300; -p preset=paper: the "
-                                             "paper's frozen weights (`hubmod methods` lists all).")] = [],  # noqa: B006
+                                             "e.g. -p alpha=1.0 -p train_per_class=300; -p preset=small: the "
+                                             "smallest modules, more slowly; -p preset=paper: the paper's frozen "
+                                             "weights (`hubmod methods` lists all).")] = [],  # noqa: B006
     publish: Annotated[bool, typer.Option(help="Publish modules and index (--no-publish: only measure).")] = True,
     resume: Annotated[bool, typer.Option(help="Finish a split that was stopped: reuse its finished search and skip "
                                          "classes whose repo already holds this split's module.")] = False,

@@ -17,6 +17,18 @@ def test_the_fast_preset_is_the_setting_benchmarked_under_its_name(monkeypatch):
     assert "labels-b256-ho" in GradSplitterConfig.preset_docs["fast"]
 
 
+def test_the_small_preset_is_the_setting_benchmarked_for_it(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from split_size_curve import SETTINGS, SMALL  # the candidate split_size_curve.py measured as the small preset
+
+    cfg = GradSplitterConfig.from_options({"preset": "small"}, "gradsplitter")
+    fast = GradSplitterConfig.from_options({"preset": "fast"}, "gradsplitter")
+    assert {k: getattr(cfg, k) for k in SETTINGS[SMALL]} == SETTINGS[SMALL]
+    changed = {k for k in GradSplitterConfig.presets["small"] if getattr(cfg, k) != getattr(fast, k)}
+    assert changed == set(SETTINGS[SMALL])  # the candidate is the default with exactly these changes
+    assert "split-size-curve" in GradSplitterConfig.preset_docs["small"]
+
+
 def test_options_beside_a_preset_override_it():
     cfg = GradSplitterConfig.from_options({"preset": "fast", "distill_epochs": "1"}, "gradsplitter")
     assert cfg.distill_epochs == 1 and cfg.train_per_class == 100 and cfg.distill_batch_size == 256
@@ -33,5 +45,5 @@ def test_the_default_is_the_best_measured_setting_and_paper_keeps_the_parents_we
 
 def test_an_unknown_preset_names_the_known_ones():
     with pytest.raises(HubmodError, match="unknown preset 'turbo' for method gradsplitter; its presets are: "
-                                          "fast, paper, thorough"):
+                                          "fast, small, paper, thorough"):
         GradSplitterConfig.from_options({"preset": "turbo"}, "gradsplitter")

@@ -82,6 +82,10 @@ class GradSplitterConfig(MethodConfig):
                  "distill_epochs": 3, "distill_per_class": 1000, "distill_tries": 1, "distill_slack": 4.0,
                  "distill_batch_size": 256, "distill_lr": 1e-3, "distill_label_weight": 0.5,
                  "distill_temperature": 2.0},
+        "small": {"train_per_class": 100, "val_per_class": 200, "mask_lr": 0.05, "max_cycles": 5,
+                  "penalty": "both", "size_budget": 0.09, "distill_epochs": 8, "distill_per_class": 1000,
+                  "distill_tries": 2, "distill_slack": 20.0, "distill_batch_size": 256, "distill_lr": 1e-3,
+                  "distill_label_weight": 0.5, "distill_temperature": 2.0},
         "paper": {"train_per_class": 400, "mask_lr": 0.01, "max_cycles": 8, "distill_epochs": 0},
         "thorough": {"train_per_class": 400, "mask_lr": 0.01, "max_cycles": 8, "distill_epochs": 2,
                      "distill_lr": 3e-4, "distill_slack": 3.0, "distill_tries": 2, "distill_batch_size": 64,
@@ -91,6 +95,9 @@ class GradSplitterConfig(MethodConfig):
         "fast": "the default, spelled out: a short mask search on 100 images per class that may go 4 points "
                 "below the parent, won back by three epochs of distillation that also learn from the labels "
                 "(BENCHMARKS.md, labels-b256-ho)",
+        "small": "the smallest modules measured within half a point of the parent: five mask epochs pressing on "
+                 "kernels and MACs together, the last masks topped up to 9 % of that mean and distilled for eight "
+                 "epochs, whatever their accuracy before; slower than the default (BENCHMARKS.md, split-size-curve)",
         "paper": "GradSplitter as published: a longer mask search on 400 images per class, and modules keep the "
                  "parent's weights (no distillation); larger modules for the same accuracy",
         "thorough": "the default before the fast setting was measured: a longer search on 400 images per class "
