@@ -106,6 +106,13 @@ def _options(options: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in options.items()) or "(none)"
 
 
+def _meets(r: dict) -> bool:
+    t = TARGETS
+    return (r["mean_kept_kernels"] <= t["kernels"] and r["module_macs"] <= t["macs"]
+            and 100 * (r["parent_accuracy"] - r["composed_accuracy"]) <= t["points"]
+            and r["wall_seconds"] <= t["seconds"])
+
+
 def render(result: dict, header: str) -> str:
     t = TARGETS
     lines = ["## Module size against accuracy, for the default and each preset", "", header.rstrip(), "",
@@ -118,23 +125,30 @@ def render(result: dict, header: str) -> str:
              "| parent | setting | options | parent acc. | composed | Δ | kept kernels | MACs | params | distilled "
              "| total | peak RSS |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
-    for r in result["rows"].values():
+    order = {name: i for i, name in enumerate(SETTINGS)}
+    rows = sorted(result["rows"].values(), key=lambda r: (list(PARENTS).index(r["parent"]),
+                                                          order.get(r["setting"], len(order))))
+    for r in rows:
         delta = 100 * (r["composed_accuracy"] - r["parent_accuracy"])
         name = f"**`small` preset** ({r['setting']})" if r["setting"] == SMALL else r["setting"]
         lines.append(f"| `{r['parent']}` | {name} | `{_options(r['options'])}` | {pct(r['parent_accuracy'])} "
                      f"| {pct(r['composed_accuracy'])} | {delta:+.2f} pt | {pct(r['mean_kept_kernels'])} | "
                      f"{pct(r['module_macs'])} | {pct(r['module_params'])} | {'yes' if r['distilled'] else 'no'} | "
                      f"{r['wall_seconds']:.0f} s | {r['peak_rss_mb']:.0f} MB |")
-    met = [r for r in result["rows"].values()
-           if r["mean_kept_kernels"] <= t["kernels"] and r["module_macs"] <= t["macs"]
-           and 100 * (r["parent_accuracy"] - r["composed_accuracy"]) <= t["points"]
-           and r["wall_seconds"] <= t["seconds"]]
+    met = [r for r in rows if _meets(r)]
     lines += ["", "Settings that meet every target: " + (", ".join(f"{r['setting']} on `{r['parent']}`" for r in met)
                                                        if met else "none yet") + "."]
+    for r in rows:
+        if r["setting"] == SMALL and not _meets(r):
+            lines.append(f"The `small` preset on `{r['parent']}` falls short: {pct(r['mean_kept_kernels'])} of the "
+                         f"kernels (target {pct(t['kernels'])}), {pct(r['module_macs'])} of the MACs "
+                         f"({pct(t['macs'])}), {100 * (r['composed_accuracy'] - r['parent_accuracy']):+.2f} pt, "
+                         f"{r['wall_seconds']:.0f} s.")
     lines += ["", "Mask epochs of each search, validation accuracy / mean kept kernels / cost (the share the "
               "penalty measures):", ""]
-    for r in result["rows"].values():
-        steps = ", ".join(f"{h['cycle']}: {pct(h['val_accuracy'])} / {pct(h['retention'])} / {pct(h['cost'])}"
+    for r in rows:
+        steps = ", ".join(f"{h['cycle']}{' topped up' if h.get('topped_up') else ''}: "
+                          f"{pct(h['val_accuracy'])} / {pct(h['retention'])} / {pct(h['cost'])}"
                           + (f" (distilled {pct(h['distilled_val_accuracy'])})" if "distilled_val_accuracy" in h
                              else "") for h in r["history"])
         lines.append(f"- `{r['parent']}`, {r['setting']}: {steps or 'not recorded'}.")

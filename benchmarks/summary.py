@@ -37,6 +37,16 @@ def rows() -> list[tuple[str, str, str, str]]:
                         f"{_pct(r['composed_accuracy'])}; modules keep {_pct(r['mean_kept_kernels'])} of the kernels, "
                         f"{_pct(r['module_macs'])} of the MACs; {r['wall_seconds']:.0f} s on 2 CPU cores",
                         f"parent {_pct(r['parent_accuracy'])}", "split-cost-labels"))
+    curve = RESULTS / "split_size_curve.json"
+    if curve.exists():
+        from split_size_curve import SMALL
+
+        for r in json.loads(curve.read_text())["rows"].values():
+            if r["setting"] == SMALL:
+                out.append((f"Split the `{r['parent']}` parent with `-p preset=small`, all ten modules composed",
+                            f"{_pct(r['composed_accuracy'])}; modules keep {_pct(r['mean_kept_kernels'])} of the "
+                            f"kernels, {_pct(r['module_macs'])} of the MACs; {r['wall_seconds']:.0f} s on 2 CPU "
+                            "cores", f"parent {_pct(r['parent_accuracy'])}", "split-size-curve"))
     reuse = RESULTS / "reuse.json"
     if reuse.exists():
         for r in json.loads(reuse.read_text()).values():
