@@ -5,9 +5,10 @@
 
 The issue on smaller modules asks for composed inference at least as fast as the parent (ten modules
 of one split >= 1.0x its throughput, two >= 3x, one module's score >= 5x) and for the time to be
-profiled per stage, with ONNX Runtime beside PyTorch. Models: the default-setting split of the
-resnet18 Fashion-MNIST parent of families_fmnist.py (`bench/resnet18-fmnist-ho-fast`), its parent,
-one module, two and ten modules composed. Raw uint8 28 px test images in, preprocessing included,
+profiled per stage, with ONNX Runtime beside PyTorch. Models: two splits of the resnet18
+Fashion-MNIST parent `bench/resnet18-fmnist-ho` that split_size_curve.py publishes (the default
+setting, `-fast`, and the `small` preset, named after its candidate), and for each the parent, one module, two and
+ten modules composed. Raw uint8 28 px test images in, preprocessing included,
 median of repeated runs after a warm-up, at batch 256 (throughput) and batch 1 (latency). PyTorch
 runs the modules as hubmod does (inference copies, one shared stem). ONNX Runtime runs what
 `hubmod export` writes (preprocessing in the graph) and the parent exported the same way, on the same
@@ -24,11 +25,13 @@ import time
 from pathlib import Path
 
 from common import RESULTS, pct, section_main, throughput_and_latency
+from split_size_curve import SMALL
 
 OUT = RESULTS / "inference_profile.json"
 SECTION = "inference-profile"
-SPLIT = "bench/resnet18-fmnist-ho-fast"
 PARENT = "bench/resnet18-fmnist-ho"
+# setting -> its split of PARENT, published by split_size_curve.py
+SPLITS = {"the default setting": f"{PARENT}-fast", "the small preset": f"{PARENT}-{SMALL}"}
 REPEATS = 10
 TARGETS = {"10 modules": 1.0, "2 modules": 3.0, "1 module": 5.0}
 
@@ -111,6 +114,10 @@ def _profile(model, batch) -> dict:
 
 
 def measure() -> dict:
+    return {"runs": {setting: measure_split(split) for setting, split in SPLITS.items()}}
+
+
+def measure_split(split: str) -> dict:
     import torch
 
     import hubmod
@@ -129,9 +136,9 @@ def measure() -> dict:
         with torch.no_grad():
             return fast_parent(preprocess(x, parent.data_config).contiguous(memory_format=torch.channels_last))
 
-    composed = {k: hubmod.compose([f"{SPLIT}:{c}" for c in names[:k]], hub="local") for k in (1, 2, 10)}
+    composed = {k: hubmod.compose([f"{split}:{c}" for c in names[:k]], hub="local") for k in (1, 2, 10)}
     module = composed[1].class_modules[0]
-    out: dict = {"split": SPLIT, "parent": PARENT, "threads": torch.get_num_threads(), "torch": {}, "ort": {}}
+    out: dict = {"split": split, "parent": PARENT, "threads": torch.get_num_threads(), "torch": {}, "ort": {}}
     out["torch"]["parent"] = _timed(run_parent, batch, one)
     out["torch"]["1 module"] = _timed(module.score, batch, one)
     for k in (2, 10):
@@ -152,8 +159,14 @@ def measure() -> dict:
 
 
 def render(result: dict, header: str) -> str:
-    lines = [header.rstrip(), "",
-             f"Modules of `{result['split']}` (the default setting) against their parent `{result['parent']}`; raw "
+    lines = [header.rstrip()]
+    for setting, run in result["runs"].items():
+        lines += ["", f"### Modules of {setting}", "", *render_split(run, setting)]
+    return "\n".join(lines)
+
+
+def render_split(result: dict, setting: str) -> list[str]:
+    lines = [f"Modules of `{result['split']}` ({setting}) against their parent `{result['parent']}`; raw "
              f"uint8 images, preprocessing included, {result['threads']} threads, median of {REPEATS} runs after a "
              "warm-up. \"vs parent\" compares each runtime with the parent in the same runtime.", "",
              "| model | PyTorch images/s (batch 256) | vs parent | batch-1 latency | ONNX Runtime images/s | vs parent "
@@ -173,16 +186,19 @@ def render(result: dict, header: str) -> str:
     lines += [f"| {stage} | {1000 * s:.1f} ms | {pct(s / total)} |" for stage, s in prof.items()]
     lines += ["", f"{result['profile_10']['modules sharing one stem']} of the 10 modules share one stem convolution."]
     macs = [m for m in result["module_macs"] if m is not None]
+    if len(macs) == len(result["module_macs"]):
+        lines += ["", f"The one- and two-module rows run the modules of the parent's first classes, which hold "
+                  f"{pct(macs[0])} and {pct(macs[1])} of its MACs; the ten modules hold {pct(min(macs))} to "
+                  f"{pct(max(macs))} each (median {pct(statistics.median(macs))})."]
     if macs:
         share = prof["module backbones after the stem"] / total
         measured = result["torch"]["10 modules"]["throughput"] / result["torch"]["parent"]["throughput"]
         lines += ["", f"The ten modules together hold {pct(sum(macs))} of the parent's MACs (each {pct(min(macs))} "
-                  f"to {pct(max(macs))}), so even at the parent's arithmetic speed they could reach only "
-                  f"{1 / sum(macs):.2f}× its throughput; they reach {measured:.2f}×. {pct(share)} of their time is "
-                  "in the module backbones themselves, not in preprocessing, the shared stem or the heads: what "
-                  "holds ten composed modules back is the arithmetic they keep, which is what part 1 of the "
-                  "issue (modules of at most 10 % of the MACs) addresses, more than per-module overhead."]
-    return "\n".join(lines)
+                  f"to {pct(max(macs))}), so at the parent's arithmetic speed they would reach "
+                  f"{1 / sum(macs):.2f}× its throughput; they reach {measured:.2f}×, "
+                  f"{pct(measured * sum(macs))} of that. {pct(share)} of their time is in the module backbones "
+                  "after the stem (not in preprocessing, the shared stem or the heads)."]
+    return lines
 
 
 def main() -> None:
