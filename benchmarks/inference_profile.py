@@ -162,6 +162,13 @@ def render(result: dict, header: str) -> str:
     lines = [header.rstrip()]
     for setting, run in result["runs"].items():
         lines += ["", f"### Modules of {setting}", "", *render_split(run, setting)]
+    lines += ["", "What has been tried for ten modules (each measured in the sections named): inference copies "
+              "with BatchNorm folded in and channels-last memory, and the parent's stem run once for all modules "
+              "(\"Composed inference with smaller (distilled) modules\"); stacking the modules of one parent as one "
+              "grouped convolution per layer, slower than separate convolutions on this CPU (\"Composed inference "
+              "against the parent\"); smaller modules (the `small` preset, \"Module size against accuracy\"). "
+              "ONNX Runtime, which runs the modules' graphs one after another too, is slower than PyTorch for ten "
+              "modules of either split."]
     return "\n".join(lines)
 
 
@@ -179,6 +186,11 @@ def render_split(result: dict, setting: str) -> list[str]:
         vs_ort = o["throughput"] / result["ort"]["parent"]["throughput"]
         lines.append(f"| {key} | {t['throughput']:.0f} | {vs_torch:.2f}× | {t['latency_ms']:.1f} ms | "
                      f"{o['throughput']:.0f} | {vs_ort:.2f}× | {o['latency_ms']:.1f} ms | {target} |")
+    short = [f"{key} {result['torch'][key]['throughput'] / result['torch']['parent']['throughput']:.2f}× "
+             f"(target ≥ {target:.1f}×)" for key, target in TARGETS.items()
+             if result["torch"][key]["throughput"] / result["torch"]["parent"]["throughput"] < target]
+    lines += ["", "Short of the throughput targets in PyTorch: " + ", ".join(short) + "." if short
+              else "Every throughput target is met in PyTorch."]
     prof = {k: v for k, v in result["profile_10"].items() if k != "modules sharing one stem"}
     total = sum(prof.values())
     lines += ["", "Where ten composed modules spend a batch of 256 in PyTorch:", "",
