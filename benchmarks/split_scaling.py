@@ -1,6 +1,7 @@
 """Benchmark: what a split costs as the parent's size, its class count and the classes extracted grow.
 
     python benchmarks/split_scaling.py            # every run not saved yet (cheapest first)
+    python benchmarks/split_scaling.py --parts grouping,classes   # only some parts (of PARTS)
     python benchmarks/split_scaling.py --render   # rebuild the BENCHMARKS.md section from the saved JSON
 
 A small VGG-style parent (`hubmod_vgg`, 16-32-64 channels, 28 px gray) with 100 and with 1,000
@@ -16,6 +17,11 @@ ten searches of ten classes each (GradSplitter's `classes_per_search`).
 Parent size: resnet18, resnet50 and mobilenetv3_small_100 trained by examples/train_parent.py on
 Fashion-MNIST (200 images per class held out), one module and all ten split with the default
 setting; their accuracy is reported in the sections that trained them (families), so here only cost.
+
+What grouping costs in accuracy: all ten modules of a small Fashion-MNIST VGG-style parent (the same
+16-32-64 channels, trained by examples/train_parent.py with 200 images per class held out), split in
+one search of ten classes (the default), two of five and five of two, with three seeds each; composed
+accuracy on the test split against the parent's.
 
 Results go to benchmarks/results/split_scaling.json and BENCHMARKS.md.
 """
@@ -37,11 +43,12 @@ SECTION = "split-scaling"
 WORK = ROOT / "benchmarks" / ".work" / "scaling"
 CFG = [16, "M", 32, "M", 64, "M"]
 PER_CLASS, TEST_PER_CLASS, PARENT_PER_CLASS = 220, 10, 20
-# (parent classes, classes extracted, every class drawn?), cheapest first: a run that is cut short
-# leaves the cheaper rows saved.
+# (parent classes, classes extracted, every class drawn?): what the issue asks (cost against k and
+# against the parent's class count) runs first, then the parent-size rows, then the comparison with
+# drawing every class; a run that is cut short leaves the earlier rows saved.
 # k = 100 runs as ten searches of ten classes (GradSplitter's classes_per_search).
 RUNS = [(10, 1, False), (10, 10, False), (100, 1, False), (100, 10, False), (1000, 1, False), (1000, 10, False),
-        (1000, 1, True), (100, 1, True), (100, 100, False), (1000, 100, False)]
+        (100, 100, False), (1000, 100, False), (100, 1, True), (1000, 1, True)]
 
 
 HO = ["--holdout-per-class", "200"]
@@ -51,7 +58,12 @@ SIZES = {  # parent size: the hub's parents (trained here if missing), cheapest 
                               ["--arch", "mobilenetv3_small_100", "--epochs", "1", *HO]),
     "resnet50": ("bench/resnet50-fmnist-ho", ["--arch", "resnet50", "--epochs", "1", *HO]),
 }
-SIZE_RUNS = [(arch, k) for k in (1, 10) for arch in SIZES]
+SIZE_RUNS = [(arch, k) for arch in SIZES for k in (1, 10)]  # resnet50, the costliest to train and split, last
+GROUP_PARENT = ("bench/vgg16to64-fmnist-ho", ["--arch", "hubmod_vgg", "--epochs", "3", "--model-args",
+                                              json.dumps({"cfg": CFG}), *HO])
+GROUP_RUNS = (10, 5, 2)  # classes_per_search for all ten classes of GROUP_PARENT
+GROUP_SEEDS = (0, 1, 2)
+PARTS = ("grouping", "classes", "sizes", "every-class")  # what a run measures (--parts), in this order
 
 
 def _key(classes: int, k: int, whole: bool) -> str:
@@ -111,16 +123,20 @@ def child(spec: dict) -> dict:
 
     if spec.get("whole"):  # as every split drew before the sample of the other classes
         split_pipeline.class_plan = lambda *args: ClassPlan()
-    if "arch" in spec:
-        source, data, hub = SIZES[spec["arch"]][0], "fashion-mnist", "local"
+    if "arch" in spec or "per_search" in spec:
+        source, data, hub = SIZES[spec["arch"]][0] if "arch" in spec else GROUP_PARENT[0], "fashion-mnist", "local"
         names = load_parent(source, hub=hub).class_names
     else:
         source, data, hub = parent(spec["classes"]), dataset(spec["classes"]), None
         names = json.loads((Path(source) / "config.json").read_text())["label_names"]
     t = time.perf_counter()
-    report = hubmod.split(source, data, classes=names[: spec["k"]], seed=0, publish=False, progress=False, hub=hub)
+    options = {"classes_per_search": spec["per_search"]} if "per_search" in spec else None
+    report = hubmod.split(source, data, classes=names[: spec["k"]], seed=spec.get("seed", 0), publish=False,
+                          progress=False, hub=hub,
+                          options=options)
     d = report.to_dict()
-    return {**spec, "classes": len(names), "extracted": spec["k"], "every_class_drawn": bool(spec.get("whole")),
+    return {**spec, "parent_accuracy": report.parent_accuracy, "composed_accuracy": report.composed_accuracy,
+            "classes": len(names), "extracted": spec["k"], "every_class_drawn": bool(spec.get("whole")),
             "wall_seconds": time.perf_counter() - t, "seconds": d["seconds"],
             "parent_params": d["parent_params"], "parent_macs": d["parent_macs"],
             "train_images": report.modules[0].config.dataset["train_samples"],
@@ -142,18 +158,31 @@ def measure() -> dict:
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     results.setdefault("runs", {})
     results.setdefault("sizes", {})
+    results.setdefault("grouping", {})
     results.update({"parent_cfg": CFG, "per_class": PER_CLASS, "test_per_class": TEST_PER_CLASS,
                     "parent_per_class": PARENT_PER_CLASS})
-    for classes, k, whole in RUNS:
-        key = _key(classes, k, whole)
-        if key not in results["runs"]:
-            parent(classes)  # outside the timed child
-            _run(results, "runs", key, {"classes": classes, "k": k, "whole": whole})
-    for arch, k in SIZE_RUNS:
+    for seed in GROUP_SEEDS if "grouping" in PARTS else ():
+        for per_search in GROUP_RUNS:
+            key = f"{per_search} classes per search, seed {seed}"
+            if key not in results["grouping"]:
+                results["group_parent"] = ensure_parent(*GROUP_PARENT)
+                _run(results, "grouping", key, {"per_search": per_search, "k": 10, "seed": seed})
+    def class_runs(whole_ones: bool) -> None:
+        for classes, k, whole in RUNS:
+            key = _key(classes, k, whole)
+            if whole == whole_ones and key not in results["runs"]:
+                parent(classes)  # outside the timed child
+                _run(results, "runs", key, {"classes": classes, "k": k, "whole": whole})
+
+    if "classes" in PARTS:
+        class_runs(whole_ones=False)
+    for arch, k in SIZE_RUNS if "sizes" in PARTS else ():
         key = f"{arch}, {k} extracted"
         if key not in results["sizes"]:
             ensure_parent(*SIZES[arch])
             _run(results, "sizes", key, {"arch": arch, "k": k})
+    if "every-class" in PARTS:
+        class_runs(whole_ones=True)  # the comparison with drawing every class, last
     return results
 
 
@@ -178,7 +207,7 @@ def render(result: dict, header: str) -> str:
     from hubmod.splitters import get_splitter
 
     per_search = get_splitter("gradsplitter", None).config.classes_per_search
-    for r in runs.values():
+    for r in sorted(runs.values(), key=lambda r: (r["every_class_drawn"], r["classes"], r["extracted"])):
         k = r["extracted"]
         searches, group = -(-k // per_search), min(k, per_search)
         plan = class_plan(r["classes"], list(range(group)), samples_others=not r["every_class_drawn"])
@@ -205,6 +234,24 @@ def render(result: dict, header: str) -> str:
                      f"training images when every class is drawn, {b['wall_seconds']:.0f} s on "
                      f"{b['train_images']:,} with the sample "
                      f"({pct(b['wall_seconds'] / a['wall_seconds'])} of the time).  ")
+    grouping = result.get("grouping", {})
+    if grouping:
+        lines += ["", f"What grouping costs in accuracy: all ten modules of `{GROUP_PARENT[0]}` (the same {widths} "
+                  "channels, trained on Fashion-MNIST for three epochs with 200 images per class held out, "
+                  f"{pct(result['group_parent']['test_accuracy'])} on the test split), split with the default "
+                  "setting but for `classes_per_search`; composed accuracy on the 10,000 test images, the mean "
+                  "(lowest-highest) over the seeds run, times the mean:",
+                  "", "| classes per search | searches | seeds | composed | vs parent | search | total |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        parent_acc = result["group_parent"]["test_accuracy"]
+        for per_search in sorted({r["per_search"] for r in grouping.values()}, reverse=True):
+            rs = [r for r in grouping.values() if r["per_search"] == per_search]
+            acc = [r["composed_accuracy"] for r in rs]
+            mean = sum(acc) / len(acc)
+            lines.append(f"| {per_search} | {-(-10 // per_search)} | {len(rs)} | {pct(mean)} "
+                         f"({pct(min(acc))}-{pct(max(acc))}) | {100 * (mean - parent_acc):+.2f} pt | "
+                         f"{sum(r['seconds']['search'] for r in rs) / len(rs):.0f} s | "
+                         f"{sum(r['wall_seconds'] for r in rs) / len(rs):.0f} s |")
     sizes = result.get("sizes", {})
     if sizes:
         lines += ["", "Parent size: Fashion-MNIST parents of `examples/train_parent.py` (see the section on timm CNN "
@@ -226,4 +273,8 @@ if __name__ == "__main__":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         print(json.dumps(child(json.loads(sys.argv[2]))))
     else:
+        if "--parts" in sys.argv:  # (not section_main's: taken out before it parses the rest)
+            at = sys.argv.index("--parts")
+            PARTS = tuple(sys.argv[at + 1].split(","))
+            del sys.argv[at:at + 2]
         section_main(__doc__, SECTION, "What a split costs as the parent's classes grow", OUT, measure, render)
