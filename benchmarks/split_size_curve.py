@@ -57,6 +57,7 @@ SETTINGS = {
     "both-c5-s20-d8-t2-b9": {"penalty": "both", "max_cycles": 5, "distill_slack": 20.0, "distill_epochs": 8,
                              "distill_tries": 2, "size_budget": 0.09},
     "paper": {"preset": "paper"},
+    "thorough": {"preset": "thorough"},
 }
 SMALL = "both-c5-s20-d8-t2-b9"  # the candidate that became the `small` preset (tests/test_presets.py)
 TARGETS = {"kernels": 0.15, "macs": 0.10, "points": 0.5, "seconds": 600}
