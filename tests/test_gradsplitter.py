@@ -82,11 +82,12 @@ def test_penalty_both_presses_on_the_mean_of_the_kernel_and_mac_shares(tiny_pare
     from hubmod.splitters.gradsplitter.cost import mac_share
     from hubmod.splitters.gradsplitter.search import MaskSearch
 
-    model = load_parent(str(tiny_parent_dirs["vgg"])).model.eval()
+    parent = load_parent(str(tiny_parent_dirs["vgg"]))
+    model = parent.model.eval()
     example = torch.zeros(1, 1, 28, 28)
     groups, _ = analyse_channels(model, example)
     data = fmnist_train.subset(fmnist_train.stratified(4, torch.Generator().manual_seed(0)))
-    x = preprocess(data.images, load_parent(str(tiny_parent_dirs["vgg"])).data_config)
+    x = preprocess(data.images, parent.data_config)
     ctx = SplitContext(model=model, groups=groups, num_classes=10, targets=[1, 7], train_x=x, train_y=data.labels,
                        val_x=x, val_y=data.labels, example_input=example, seed=0, progress=False,
                        parent_val_accuracy=0.5)
