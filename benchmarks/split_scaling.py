@@ -123,8 +123,9 @@ def child(spec: dict) -> dict:
 
     if spec.get("whole"):  # as every split drew before the sample of the other classes
         split_pipeline.class_plan = lambda *args: ClassPlan()
-    if "arch" in spec or "per_search" in spec:
-        source, data, hub = SIZES[spec["arch"]][0] if "arch" in spec else GROUP_PARENT[0], "fashion-mnist", "local"
+    if "arch" in spec or "per_search" in spec:  # a hub parent trained on Fashion-MNIST
+        source = SIZES[spec["arch"]][0] if "arch" in spec else GROUP_PARENT[0]
+        data, hub = "fashion-mnist", "local"
         names = load_parent(source, hub=hub).class_names
     else:
         source, data, hub = parent(spec["classes"]), dataset(spec["classes"]), None
@@ -132,8 +133,7 @@ def child(spec: dict) -> dict:
     t = time.perf_counter()
     options = {"classes_per_search": spec["per_search"]} if "per_search" in spec else None
     report = hubmod.split(source, data, classes=names[: spec["k"]], seed=spec.get("seed", 0), publish=False,
-                          progress=False, hub=hub,
-                          options=options)
+                          progress=False, hub=hub, options=options)
     d = report.to_dict()
     return {**spec, "parent_accuracy": report.parent_accuracy, "composed_accuracy": report.composed_accuracy,
             "classes": len(names), "extracted": spec["k"], "every_class_drawn": bool(spec.get("whole")),
@@ -167,6 +167,7 @@ def measure() -> dict:
             if key not in results["grouping"]:
                 results["group_parent"] = ensure_parent(*GROUP_PARENT)
                 _run(results, "grouping", key, {"per_search": per_search, "k": 10, "seed": seed})
+
     def class_runs(whole_ones: bool) -> None:
         for classes, k, whole in RUNS:
             key = _key(classes, k, whole)

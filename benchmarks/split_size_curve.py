@@ -85,7 +85,7 @@ def child(parent: str, options: dict, prefix: str) -> dict:
 def measure(only: str | None, parent_only: str | None) -> dict:
     result = json.loads(OUT.read_text()) if OUT.exists() else {}
     rows = result.setdefault("rows", {})
-    result["parents"] = {}
+    result.setdefault("parents", {})
     for parent, args in PARENTS.items():
         for name, options in SETTINGS.items():
             key = f"{parent} | {name}"
