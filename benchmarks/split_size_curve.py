@@ -56,6 +56,19 @@ SETTINGS = {
     # the same, the last masks topped up to 9 % (the mean of the kernel and MAC shares), distilled 8 epochs
     "both-c5-s20-d8-t2-b9": {"penalty": "both", "max_cycles": 5, "distill_slack": 20.0, "distill_epochs": 8,
                              "distill_tries": 2, "size_budget": 0.09},
+    # the small preset's options with alpha held at its start (not raised after each epoch above the search's
+    # threshold) and more room for distillation to win accuracy back
+    "both-c5-s30-d8-t2-b9-fixed": {"penalty": "both", "max_cycles": 5, "distill_slack": 30.0, "distill_epochs": 8,
+                                   "distill_tries": 2, "size_budget": 0.09, "adapt_alpha": False},
+    # alpha (and, above the search's threshold, its growth) at three times the preset's start
+    "both-a3-c5-s30-d8-t2-b9": {"penalty": "both", "alpha": 3.0, "max_cycles": 5, "distill_slack": 30.0,
+                                "distill_epochs": 8, "distill_tries": 2, "size_budget": 0.09},
+    # between the two: alpha at twice the preset's start, one more mask epoch, and more slack still
+    "both-a2-c6-s40-d8-t2-b9": {"penalty": "both", "alpha": 2.0, "max_cycles": 6, "distill_slack": 40.0,
+                                "distill_epochs": 8, "distill_tries": 2, "size_budget": 0.09},
+    # the same with room to distil the masks past the VGG-style parent's cliff (after its first mask epoch)
+    "both-a2-c6-s60-d8-t2-b9": {"penalty": "both", "alpha": 2.0, "max_cycles": 6, "distill_slack": 60.0,
+                                "distill_epochs": 8, "distill_tries": 2, "size_budget": 0.09},
     "paper": {"preset": "paper"},
     "thorough": {"preset": "thorough"},
 }
