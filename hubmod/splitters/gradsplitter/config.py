@@ -101,10 +101,11 @@ class GradSplitterConfig(MethodConfig):
                  "kernels and MACs together, the last masks topped up to 9 % of that mean and distilled for eight "
                  "epochs, whatever their accuracy before; slower than the default (BENCHMARKS.md, split-size-curve)",
         "paper": "GradSplitter as published: a longer mask search on 400 images per class, and modules keep the "
-                 "parent's weights (no distillation); larger modules for the same accuracy",
+                 "parent's weights (no distillation); slower and less accurate than the default on both benchmark "
+                 "parents (BENCHMARKS.md, split-size-curve)",
         "thorough": "the default before the fast setting was measured: a longer search on 400 images per class "
-                    "and up to two distillation tries on the soft targets alone; several times slower (BENCHMARKS.md, "
-                    "split-distill)",
+                    "and up to two distillation tries on the soft targets alone; about twice as slow as the default "
+                    "and less accurate on both benchmark parents (BENCHMARKS.md, split-size-curve)",
     }
 
     def distill_per_class_needed(self) -> int:
