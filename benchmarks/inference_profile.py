@@ -192,6 +192,14 @@ def render_split(result: dict, setting: str) -> list[str]:
              if vs_parent[key] < target]
     lines += ["", "Short of the throughput targets in PyTorch: " + ", ".join(short) + "." if short
               else "Every throughput target is met in PyTorch."]
+    # the same targets at batch 1: how many times faster than the parent's latency, in each runtime
+    for runtime, name in (("torch", "PyTorch"), ("ort", "ONNX Runtime")):
+        runs = result[runtime]
+        speedup = {key: runs["parent"]["latency_ms"] / run["latency_ms"] for key, run in runs.items()}
+        slow = [f"{key} {speedup[key]:.2f}× (target ≥ {target:.1f}×)" for key, target in TARGETS.items()
+                if speedup[key] < target]
+        lines.append(f"At batch 1 (the parent's latency over the model's), short of the same targets in {name}: "
+                     + ", ".join(slow) + "." if slow else f"At batch 1 every target is met in {name}.")
     prof = {k: v for k, v in result["profile_10"].items() if k != "modules sharing one stem"}
     total = sum(prof.values())
     lines += ["", "Where ten composed modules spend a batch of 256 in PyTorch:", "",
