@@ -172,6 +172,20 @@ def render(result: dict, header: str) -> str:
     return "\n".join(lines)
 
 
+def _vs_parent(runs: dict, measure: str) -> dict[str, float]:
+    """How many times better than the parent each model of ``runs`` is in ``measure`` (throughput: more
+    images per second; latency_ms: less time per image)."""
+    parent = runs["parent"][measure]
+    return {key: (run[measure] / parent if measure == "throughput" else parent / run[measure])
+            for key, run in runs.items()}
+
+
+def _misses(vs_parent: dict[str, float]) -> str:
+    """The targets ``vs_parent`` falls short of, each with its measured ratio ("" when none)."""
+    return ", ".join(f"{key} {vs_parent[key]:.2f}× (target ≥ {target:.1f}×)" for key, target in TARGETS.items()
+                     if vs_parent[key] < target)
+
+
 def render_split(result: dict, setting: str) -> list[str]:
     lines = [f"Modules of `{result['split']}` ({setting}) against their parent `{result['parent']}`; raw "
              f"uint8 images, preprocessing included, {result['threads']} threads, median of {REPEATS} runs after a "
@@ -179,27 +193,19 @@ def render_split(result: dict, setting: str) -> list[str]:
              "| model | PyTorch images/s (batch 256) | vs parent | batch-1 latency | ONNX Runtime images/s | vs parent "
              "| batch-1 latency | target |",
              "|---|---:|---:|---:|---:|---:|---:|---|"]
+    vs_torch, vs_ort = _vs_parent(result["torch"], "throughput"), _vs_parent(result["ort"], "throughput")
     for key in ("parent", "1 module", "2 modules", "10 modules"):
         t, o = result["torch"][key], result["ort"][key]
         target = f"≥ {TARGETS[key]:.1f}×" if key in TARGETS else ""
-        vs_torch = t["throughput"] / result["torch"]["parent"]["throughput"]
-        vs_ort = o["throughput"] / result["ort"]["parent"]["throughput"]
-        lines.append(f"| {key} | {t['throughput']:.0f} | {vs_torch:.2f}× | {t['latency_ms']:.1f} ms | "
-                     f"{o['throughput']:.0f} | {vs_ort:.2f}× | {o['latency_ms']:.1f} ms | {target} |")
-    vs_parent = {key: run["throughput"] / result["torch"]["parent"]["throughput"]
-                 for key, run in result["torch"].items()}
-    short = [f"{key} {vs_parent[key]:.2f}× (target ≥ {target:.1f}×)" for key, target in TARGETS.items()
-             if vs_parent[key] < target]
-    lines += ["", "Short of the throughput targets in PyTorch: " + ", ".join(short) + "." if short
+        lines.append(f"| {key} | {t['throughput']:.0f} | {vs_torch[key]:.2f}× | {t['latency_ms']:.1f} ms | "
+                     f"{o['throughput']:.0f} | {vs_ort[key]:.2f}× | {o['latency_ms']:.1f} ms | {target} |")
+    short = _misses(vs_torch)
+    lines += ["", "Short of the throughput targets in PyTorch: " + short + "." if short
               else "Every throughput target is met in PyTorch."]
-    # the same targets at batch 1: how many times faster than the parent's latency, in each runtime
-    for runtime, name in (("torch", "PyTorch"), ("ort", "ONNX Runtime")):
-        runs = result[runtime]
-        speedup = {key: runs["parent"]["latency_ms"] / run["latency_ms"] for key, run in runs.items()}
-        slow = [f"{key} {speedup[key]:.2f}× (target ≥ {target:.1f}×)" for key, target in TARGETS.items()
-                if speedup[key] < target]
+    for runtime, name in (("torch", "PyTorch"), ("ort", "ONNX Runtime")):  # the same targets at batch 1
+        slow = _misses(_vs_parent(result[runtime], "latency_ms"))
         lines.append(f"At batch 1 (the parent's latency over the model's), short of the same targets in {name}: "
-                     + ", ".join(slow) + "." if slow else f"At batch 1 every target is met in {name}.")
+                     + slow + "." if slow else f"At batch 1 every target is met in {name}.")
     prof = {k: v for k, v in result["profile_10"].items() if k != "modules sharing one stem"}
     total = sum(prof.values())
     lines += ["", "Where ten composed modules spend a batch of 256 in PyTorch:", "",
@@ -213,7 +219,7 @@ def render_split(result: dict, setting: str) -> list[str]:
                   f"{pct(max(macs))} each (median {pct(statistics.median(macs))})."]
     if macs:
         share = prof["module backbones after the stem"] / total
-        measured = vs_parent["10 modules"]
+        measured = vs_torch["10 modules"]
         lines += ["", f"The ten modules together hold {pct(sum(macs))} of the parent's MACs (each {pct(min(macs))} "
                   f"to {pct(max(macs))}), so at the parent's arithmetic speed they would reach "
                   f"{1 / sum(macs):.2f}× its throughput; they reach {measured:.2f}×, "
