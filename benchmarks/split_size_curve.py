@@ -44,6 +44,9 @@ PARENTS = {  # the resnet18 and VGG-style parents of BENCHMARKS.md, with held-ou
     "bench/resnet18-fmnist-ho": ["--arch", "resnet18", "--epochs", "1", *HO],
     "bench/vgg-fmnist-ho": ["--arch", "hubmod_vgg", "--epochs", "3", *HO],
 }
+# the candidate that became the small preset; the later candidates change a few of its options
+_B9 = {"penalty": "both", "max_cycles": 5, "distill_slack": 20.0, "distill_epochs": 8, "distill_tries": 2,
+       "size_budget": 0.09}
 # setting -> split options; presets by name, candidates spelled out on top of the default.
 SETTINGS = {
     "default (fast)": {},
@@ -54,21 +57,16 @@ SETTINGS = {
     "both-c5-s20-d6-t2": {"penalty": "both", "max_cycles": 5, "distill_slack": 20.0, "distill_epochs": 6,
                           "distill_tries": 2},
     # the same, the last masks topped up to 9 % (the mean of the kernel and MAC shares), distilled 8 epochs
-    "both-c5-s20-d8-t2-b9": {"penalty": "both", "max_cycles": 5, "distill_slack": 20.0, "distill_epochs": 8,
-                             "distill_tries": 2, "size_budget": 0.09},
+    "both-c5-s20-d8-t2-b9": _B9,
     # the small preset's options with alpha held at its start (not raised after each epoch above the search's
     # threshold) and more room for distillation to win accuracy back
-    "both-c5-s30-d8-t2-b9-fixed": {"penalty": "both", "max_cycles": 5, "distill_slack": 30.0, "distill_epochs": 8,
-                                   "distill_tries": 2, "size_budget": 0.09, "adapt_alpha": False},
+    "both-c5-s30-d8-t2-b9-fixed": {**_B9, "distill_slack": 30.0, "adapt_alpha": False},
     # alpha (and, above the search's threshold, its growth) at three times the preset's start
-    "both-a3-c5-s30-d8-t2-b9": {"penalty": "both", "alpha": 3.0, "max_cycles": 5, "distill_slack": 30.0,
-                                "distill_epochs": 8, "distill_tries": 2, "size_budget": 0.09},
+    "both-a3-c5-s30-d8-t2-b9": {**_B9, "alpha": 3.0, "distill_slack": 30.0},
     # between the two: alpha at twice the preset's start, one more mask epoch, and more slack still
-    "both-a2-c6-s40-d8-t2-b9": {"penalty": "both", "alpha": 2.0, "max_cycles": 6, "distill_slack": 40.0,
-                                "distill_epochs": 8, "distill_tries": 2, "size_budget": 0.09},
+    "both-a2-c6-s40-d8-t2-b9": {**_B9, "alpha": 2.0, "max_cycles": 6, "distill_slack": 40.0},
     # the same with room to distil the masks past the VGG-style parent's cliff (after its first mask epoch)
-    "both-a2-c6-s60-d8-t2-b9": {"penalty": "both", "alpha": 2.0, "max_cycles": 6, "distill_slack": 60.0,
-                                "distill_epochs": 8, "distill_tries": 2, "size_budget": 0.09},
+    "both-a2-c6-s60-d8-t2-b9": {**_B9, "alpha": 2.0, "max_cycles": 6, "distill_slack": 60.0},
     "paper": {"preset": "paper"},
     "thorough": {"preset": "thorough"},
 }
