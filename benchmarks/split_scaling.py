@@ -276,6 +276,9 @@ if __name__ == "__main__":
     else:
         if "--parts" in sys.argv:  # (not section_main's: taken out before it parses the rest)
             at = sys.argv.index("--parts")
-            PARTS = tuple(sys.argv[at + 1].split(","))
+            asked = tuple(sys.argv[at + 1].split(","))
+            if unknown := sorted(set(asked) - set(PARTS)):
+                sys.exit(f"--parts: no part named {', '.join(unknown)}; the parts are {', '.join(PARTS)}")
+            PARTS = asked
             del sys.argv[at:at + 2]
         section_main(__doc__, SECTION, "What a split costs as the parent's classes grow", OUT, measure, render)
