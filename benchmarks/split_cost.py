@@ -282,7 +282,12 @@ def main() -> None:
     full = RESULTS / "split_fmnist_full.json"
     if full.exists():
         d = json.loads(full.read_text())[REPO]
-        data["rows"]["defaults (400/class, up to 8 epochs; split_fmnist.py)"] = {
+        from hubmod.splitters.gradsplitter.config import GradSplitterConfig
+
+        c = GradSplitterConfig()
+        label = (f"defaults without distillation ({c.train_per_class}/class, validation {c.val_per_class}/class, "
+                 f"mask lr {c.mask_lr}, {c.max_cycles} epochs; split_fmnist.py)")
+        data["rows"][label] = {
             "composed_accuracy": d["composed_accuracy"], "parent_accuracy": d["parent_accuracy"],
             "mean_kept_kernels": d["mean_kept_kernels"], "seconds": d["seconds"], "wall_seconds": d["wall_seconds"],
             "chosen_cycle": d["method_metrics"]["chosen_cycle"], "cycles_run": d["method_metrics"]["cycles_run"],
