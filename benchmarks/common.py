@@ -55,6 +55,9 @@ def ensure_parent(repo: str, args: list[str]) -> dict:
     cache = RESULTS / "parents.json"
     known = json.loads(cache.read_text()) if cache.exists() else {}
     if hub.repo_exists(repo) and repo in known:
+        if known[repo].get("args") != args:
+            raise SystemExit(f"{repo} in the benchmark hub was trained with {' '.join(known[repo].get('args', []))}, "
+                             f"not {' '.join(args)}: give one of the two parents another name")
         return known[repo]
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "train_parent.py"), "--repo", repo, *args],
                          check=True, capture_output=True, text=True, env=os.environ.copy())

@@ -4,7 +4,7 @@
     python benchmarks/distill_repeat.py --setting labels-b256-ho   # another setting of split_cost.LABELED
     python benchmarks/distill_repeat.py --setting labels-k30-ho --label-weights 0.5   # one label weight
 
-Runs the search of a split_cost.py setting (``labels-ho`` by default) on ``bench/resnet18-fmnist-ho``
+Runs the search of a split_cost.py setting (``labels-ho`` by default) on ``bench/resnet18-fmnist-3ep-ho``
 once, stops it where GradSplitter would distil (the masks of its third mask epoch, about 26 % of the
 kernels), and then distils copies of those same modules several times with that setting's
 distillation options: once per seed and per label weight, each measured as composed accuracy on the
@@ -157,7 +157,8 @@ def run(setting: str, smoke: bool = False, label_weights: tuple[float, ...] = LA
     x_test, y_test = test_images(HELD_OUT_REPO)
     with torch.no_grad():
         parent_acc = float((got["parent"](x_test).argmax(1) == y_test).float().mean())
-    out = {"setting": setting, "search_seconds": search_seconds, "parent_accuracy": parent_acc,
+    out = {"setting": setting, "parent_repo": HELD_OUT_REPO, "search_seconds": search_seconds,
+           "parent_accuracy": parent_acc,
            "options": search_options(setting),
            "undistilled_accuracy": composed_accuracy(got, got["students"], x_test, y_test),
            "step_seconds": {"1": time_steps(got)}, "step_seconds_nchw": {"1": time_steps(got, channels_last=False)},
@@ -222,7 +223,8 @@ def _kind(run: dict, epochs: int) -> tuple[float, bool, int]:
 def _merged(data: dict, previous: dict | None) -> dict:
     """``data`` with the previous results' runs of the kinds it did not measure again, so a run with one
     option changed keeps the rows it is compared with."""
-    if previous is None or previous.get("options") != data["options"]:
+    if (previous is None or previous.get("options") != data["options"]
+            or previous.get("parent_repo") != data["parent_repo"]):
         return data
     epochs = data["settings"]["epochs"]
     measured = {_kind(r, epochs) for r in data["runs"]}
@@ -237,7 +239,7 @@ def render(data: dict) -> str:
     dated = any(r.get("date") for r in data["runs"])  # runs saved before dates were recorded have none
     lines = [
         f"## Distilling the same masks again ({setting}): spread over seeds, label weight, threads", "",
-        f"The masks of {search} on `{HELD_OUT_REPO}` (parent {pct(data['parent_accuracy'])} on "
+        f"The masks of {search} on `{data['parent_repo']}` (parent {pct(data['parent_accuracy'])} on "
         f"the 10,000 test images; these masks undistilled {pct(data['undistilled_accuracy'])}; search "
         f"{data['search_seconds']:.0f} s), distilled again and again from the same start: {s['epochs']} epochs on "
         f"{len(SEEDS)} seeds per label weight, `distill_lr={s['lr']}`, `distill_temperature={s['temperature']}`, "

@@ -139,3 +139,33 @@ def test_messages_name_python_arguments_in_python_and_flags_in_the_cli():
         draw_fit_images([], "fashion-mnist", 0)
     with cli_messages(), pytest.raises(HubmodError, match="--shots must be a whole number"):
         draw_fit_images([], "fashion-mnist", 0)
+
+
+def test_each_benchmark_parent_name_stands_for_one_training_recipe(monkeypatch):
+    """Benchmarks reuse a parent already on the benchmark hub by name, so two scripts asking for one name with
+    different training would silently share whichever was trained first; the saved results must agree too."""
+    import json
+
+    bench = Path(__file__).parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    import activation_fmnist
+    import families_fmnist
+    import reuse_fmnist
+    import split_cost
+    import split_fmnist
+    import split_scaling
+    import split_size_curve
+
+    asked = [*split_fmnist.PARENTS.items(), *split_fmnist.DISJOINT.items(), *split_fmnist.WIDE.items(),
+             (split_cost.HELD_OUT_REPO, split_cost.HELD_OUT_ARGS), *split_size_curve.PARENTS.items(),
+             *((repo, args) for repo, args, _ in families_fmnist.FAMILIES.values()),
+             *split_scaling.SIZES.values(), split_scaling.GROUP_PARENT,
+             *(spec for pair in reuse_fmnist.PAIRS.values() for spec in pair),
+             (activation_fmnist.WEAK, activation_fmnist.WEAK_ARGS)]
+    recipes: dict[str, set[tuple[str, ...]]] = {}
+    for repo, args in asked:
+        recipes.setdefault(repo, set()).add(tuple(args))
+    assert {repo: r for repo, r in recipes.items() if len(r) > 1} == {}
+    saved = json.loads((bench / "results" / "parents.json").read_text())
+    assert {repo: saved[repo]["args"] for repo in recipes if repo in saved
+            and tuple(saved[repo]["args"]) not in recipes[repo]} == {}
