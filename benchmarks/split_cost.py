@@ -180,7 +180,9 @@ def render(data: dict) -> str:
     return "\n".join(lines)
 
 
-def render_distilled(data: dict) -> str:
+def render_distilled(data: dict, settings: dict[str, dict] | None = None) -> str:
+    """The section of the distilled settings; those of ``settings`` with no saved row are named with the
+    command that measures them."""
     lines = [
         f"GradSplitter with distillation on `{REPO}` (all 10 classes; settings ending in `-ho`: on "
         f"`{data['held_out_repo']}`, the same training without 200 images per class, which the split validates "
@@ -216,6 +218,12 @@ def render_distilled(data: dict) -> str:
         what = "mean kept kernels / MAC share" if macs else "mean kept kernels"
         lines.append(f"- {name}: validation accuracy / {what} after each mask epoch: {hist} "
                      f"(parent on the same images: {pct(r['parent_val_accuracy'])}).")
+    missing = [name for name in settings or {} if name not in data["rows"]]
+    if missing:
+        flag = "--labels" if set(settings) <= set(LABELED) else "--distilled"
+        lines += ["", "Not measured again yet (earlier figures in the docs' history page): "
+                  + ", ".join(f"`{n}`" for n in missing)
+                  + f"; `python benchmarks/split_cost.py {flag} --only NAME` measures one and keeps these rows."]
     return "\n".join(lines)
 
 
@@ -227,8 +235,9 @@ def _run_settings(settings: dict[str, dict], path: Path, data: dict, only: str |
     previous = json.loads(path.read_text()) if only and path.exists() else {}
     # rows measured on another held-out parent (before it was renamed) are not mixed with new ones
     saved = previous.get("rows", {}) if previous.get("held_out_repo") == data.get("held_out_repo") else {}
+    chosen = [only] if only in settings else [n for n in settings if not only or only in n]
     for name, options in settings.items():
-        if only and only not in name:
+        if name not in chosen:
             if name in saved:
                 data["rows"][name] = saved[name]
             continue
@@ -246,7 +255,8 @@ def _epochs(parent_args: list[str]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--render", action="store_true", help="only re-render BENCHMARKS.md from saved results")
-    ap.add_argument("--only", help="run only settings whose name contains this; keep the other saved rows")
+    ap.add_argument("--only", help="run only the setting of this name, or else those whose name contains it; "
+                                   "keep the other saved rows")
     ap.add_argument("--distilled", action="store_true",
                     help="the settings with distillation (section split-cost-distilled), not the search-only ones")
     ap.add_argument("--labels", action="store_true",
@@ -259,9 +269,13 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_one(json.loads(args.child), args.prefix, args.parent)), flush=True)
         return
-    section, out_file, draw = (("split-cost-distilled", OUT_DISTILLED, render_distilled) if args.distilled
-                               else ("split-cost-labels", OUT_LABELED, render_distilled) if args.labels
-                               else ("split-cost", OUT, render))
+    section, out_file, settings = (("split-cost-distilled", OUT_DISTILLED, DISTILLED) if args.distilled
+                                   else ("split-cost-labels", OUT_LABELED, LABELED) if args.labels
+                                   else ("split-cost", OUT, SETTINGS))
+
+    def draw(data: dict) -> str:
+        return render(data) if settings is SETTINGS else render_distilled(data, settings)
+
     if args.render:
         data = json.loads(out_file.read_text())
         write_section(section, (section_header(section) or "") + draw(data))
@@ -280,7 +294,7 @@ def main() -> None:
                 ensure_parent(HELD_OUT_REPO, HELD_OUT_ARGS)
             return _run_child(options, f"{parent_of(name)}-{name}", parent_of(name))
 
-        _run_settings(LABELED if args.labels else DISTILLED, out_file, data, args.only, run_distilled)
+        _run_settings(settings, out_file, data, args.only, run_distilled)
         write_section(section, header + draw(data))
         return
     info = ensure_parent(REPO, PARENTS[REPO])
