@@ -223,7 +223,7 @@ def render_distilled(data: dict, settings: dict[str, dict] | None = None) -> str
         flag = "--labels" if set(settings) <= set(LABELED) else "--distilled"
         lines += ["", "Not measured again yet (earlier figures in the docs' history page): "
                   + ", ".join(f"`{n}`" for n in missing)
-                  + f"; `python benchmarks/split_cost.py {flag} --only NAME` measures one and keeps these rows."]
+                  + f"; `python benchmarks/split_cost.py {flag} --only NAME` measures one, keeping the rows above."]
     return "\n".join(lines)
 
 
