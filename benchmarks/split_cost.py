@@ -221,8 +221,9 @@ def render_distilled(data: dict, settings: dict[str, dict] | None = None) -> str
     missing = [name for name in settings or {} if name not in data["rows"]]
     if missing:
         flag = "--labels" if set(settings) <= set(LABELED) else "--distilled"
-        lines += ["", "Not measured again yet (earlier figures in the docs' history page): "
-                  + ", ".join(f"`{n}`" for n in missing)
+        lines += ["", "No saved row yet for " + ", ".join(f"`{n}`" for n in missing)
+                  + " (figures from before results were saved are in BENCHMARKS.md's git history; the docs' "
+                  "history page quotes some)"
                   + f"; `python benchmarks/split_cost.py {flag} --only NAME` measures one, keeping the rows above."]
     return "\n".join(lines)
 
