@@ -220,7 +220,7 @@ def render_distilled(data: dict, settings: dict[str, dict] | None = None) -> str
                      f"(parent on the same images: {pct(r['parent_val_accuracy'])}).")
     missing = [name for name in settings or {} if name not in data["rows"]]
     if missing:
-        flag = "--labels" if set(settings) <= set(LABELED) else "--distilled"
+        flag = "--labels" if settings is LABELED else "--distilled"
         lines += ["", "No saved row yet for " + ", ".join(f"`{n}`" for n in missing)
                   + " (figures from before results were saved are in BENCHMARKS.md's git history; the docs' "
                   "history page quotes some)"
