@@ -69,7 +69,8 @@ def rows() -> list[tuple[str, str, str, str]]:
         if exposed is not None:
             out.append((f"Modules of two parents ({z['pair']}), all ten, no labels: both split with `--negatives` "
                         "(scikit-learn's digits)",
-                        f"{_pct(exposed)} with the `{z['exposed_auto_rule']}` rule `auto` picks",
+                        f"{_pct(exposed)} with the `{z['exposed_auto_rule']}` rule `auto` picks"
+                        + (f" (mean of {len(z['trainings'])} trainings of the pair)" if "trainings" in z else ""),
                         f"split without negatives: {_pct(acc['minmax'])} (minmax)", "zero-shot"))
     by_name = RESULTS / "compose_from_hub.json"
     if by_name.exists():

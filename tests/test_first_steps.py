@@ -155,13 +155,15 @@ def test_each_benchmark_parent_name_stands_for_one_training_recipe(monkeypatch):
     import split_fmnist
     import split_scaling
     import split_size_curve
+    import zero_shot_fmnist
 
     asked = [*split_fmnist.PARENTS.items(), *split_fmnist.DISJOINT.items(), *split_fmnist.WIDE.items(),
              (split_cost.HELD_OUT_REPO, split_cost.HELD_OUT_ARGS), *split_size_curve.PARENTS.items(),
              *((repo, args) for repo, args, _ in families_fmnist.FAMILIES.values()),
              *split_scaling.SIZES.values(), split_scaling.GROUP_PARENT,
              *(spec for pair in reuse_fmnist.PAIRS.values() for spec in pair),
-             (activation_fmnist.WEAK, activation_fmnist.WEAK_ARGS)]
+             (activation_fmnist.WEAK, activation_fmnist.WEAK_ARGS),
+             *(spec for seed in zero_shot_fmnist.TRAININGS for spec in zero_shot_fmnist.trained_pair(seed))]
     recipes: dict[str, set[tuple[str, ...]]] = {}
     for repo, args in asked:
         recipes.setdefault(repo, set()).add(tuple(args))
