@@ -7,14 +7,19 @@ one of these rules:
 
 * ``none``   — raw scores (right for modules of one split: they were trained to compete);
 * ``minmax`` — CNNSplitter's rule: rescale by the min and max over own-class validation samples;
+* ``means``  — rescale so the other classes' mean validation score is 0 and the own class's is 1
+  (means are steadier than minmax's extremes, which one odd validation image can set);
 * ``platt``  — a logistic fit P(own class | score) on own vs other samples, class-balanced, so every
   module answers the same question on the same 0..1 scale;
 * ``vote``   — Pan & Rajan's composition: a module votes when it says "mine" (P(own) > 0.5); voters
   rank above non-voters, and ties among voters or no vote at all go to the highest P(own). P(own)
   is the module's own class-vs-rest probability for a ``margin`` head (the activation method's),
   else its Platt probability. Returned as P(own) + 1 for voters, so argmax applies the rule;
-* ``exposed`` — the ``minmax`` score times the probability of the module's outlier-exposure gate
-  (hubmod.exposure), for modules split with ``--negatives``.
+* ``gated``  — the ``means`` score times the probability of the module's outlier-exposure gate
+  (hubmod.exposure), for modules split with ``--negatives``;
+* ``exposed`` — the ``minmax`` score times that gate (the first gated rule; ``gated`` was measured
+  steadier across trainings of the same parents, BENCHMARKS.md zero-shot). Kept so composed repos
+  that name it load as they were published.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ import torch
 
 from .lbfgs import minimise
 
-METHODS = ("none", "minmax", "platt", "vote", "exposed")
-NEEDS_GATE = "exposed"  # the rule that needs every module to carry an outlier-exposure gate
+METHODS = ("none", "minmax", "means", "platt", "vote", "gated", "exposed")
+NEEDS_GATE = ("gated", "exposed")  # the rules that need every module to carry an outlier-exposure gate
+GATED = "gated"  # the one `auto` picks when every module has a gate
 AUTO = "auto"
 
 
@@ -78,14 +84,17 @@ def apply(method: str, scores: torch.Tensor, calibration: dict, head_type: str |
     if method == "minmax":
         lo, hi = calibration["own"]["min"], calibration["own"]["max"]
         return (scores - lo) / max(hi - lo, 1e-12)
+    if method == "means":
+        lo, hi = calibration["other"]["mean"], calibration["own"]["mean"]
+        return (scores - lo) / max(hi - lo, 1e-12)
     if method == "platt":
         p = calibration["platt"]
         return torch.sigmoid(scores * p["a"] + p["b"])
     if method == "vote":
         mine = torch.sigmoid(scores) if head_type == "margin" else apply("platt", scores, calibration)
         return mine + (mine > 0.5).to(mine.dtype)
-    if method == NEEDS_GATE:
+    if method in NEEDS_GATE:
         if gate is None:
-            raise ValueError("the exposed rule needs the module's exposure gate")
-        return apply("minmax", scores, calibration) * gate
+            raise ValueError(f"the {method} rule needs the module's exposure gate")
+        return apply("means" if method == GATED else "minmax", scores, calibration) * gate
     raise ValueError(f"unknown calibration {method!r}; use one of {', '.join(METHODS)}")

@@ -206,7 +206,7 @@ def split(
                                                   help="A dataset with none of the parent's classes (e.g. digits "
                                                   "for a clothing parent): each module learns to reject its images "
                                                   "and then composes better with modules of other parents (the "
-                                                  "'exposed' rule; BENCHMARKS.md, zero-shot).")] = None,
+                                                  "'gated' rule; BENCHMARKS.md, zero-shot).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     device: DeviceOpt = AUTO,
     private: PrivateOpt = False,
@@ -289,9 +289,9 @@ def compose(
                                                help="Publish the classifier as this repo.")] = None,
     calibration: Annotated[str, typer.Option(metavar="RULE",
                                              help="How module scores are made comparable: auto (vote for "
-                                             "activation modules, none for modules of one split, exposed "
+                                             "activation modules, none for modules of one split, gated "
                                              "when every module was split with --negatives, else minmax), "
-                                             "none, minmax, platt, vote, exposed.")] = "auto",
+                                             "none, minmax, means, platt, vote, gated, exposed.")] = "auto",
     hub: HubOpt = None,
     dataset: Annotated[str | None, typer.Option("--eval-dataset", "-d", metavar="DATASET",
                                                 help="Also evaluate on this dataset's "
@@ -463,7 +463,8 @@ def replace(
     output: Annotated[str, typer.Option("--output", "-o", metavar="NS/NAME",
                                         help="Publish the new classifier as this repo.")],
     calibration: Annotated[str, typer.Option(metavar="RULE",
-                                             help="As in compose: auto, none, minmax, platt, vote, exposed.")] = "auto",
+                                             help="As in compose: auto, none, minmax, means, platt, vote, gated, "
+                                             "exposed.")] = "auto",
     hub: HubOpt = None,
     dataset: Annotated[str | None, typer.Option("--eval-dataset", "-d", metavar="DATASET",
                                                 help="Also evaluate the model before and "

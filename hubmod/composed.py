@@ -61,7 +61,7 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
             raise HubmodError(f"unknown calibration {calibration_method!r}; use one of "
                               f"{', '.join((calibration.AUTO, *calibration.METHODS))}")
         ungated = [m.class_name for m in modules if not m.exposed]
-        if calibration_method == calibration.NEEDS_GATE and ungated:
+        if calibration_method in calibration.NEEDS_GATE and ungated:
             raise HubmodError(f"the {calibration_method} calibration needs modules split with --negatives; "
                               f"{', '.join(map(repr, ungated[:5]))} {'has' if len(ungated) == 1 else 'have'} no "
                               "outlier-exposure gate: use --calibration minmax")
@@ -232,7 +232,7 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
             modules, provenance = [m for m, _ in pairs], [p for _, p in pairs]
         if combiner is not None:
             combiner.check_fits(len(modules), sum(m.head_width for m in modules), name)
-        if calibration_method == calibration.NEEDS_GATE and not all(m.exposed for m in modules):
+        if calibration_method in calibration.NEEDS_GATE and not all(m.exposed for m in modules):
             raise InvalidRepoError(f"{name}: config.json names the {calibration_method} calibration but not every "
                                    "module has an outlier-exposure gate; re-publish the composed model")
         selection = checked_selection(data["selection"], name, len(modules)) if "selection" in data else None
@@ -450,12 +450,13 @@ def compose_modules(pairs: Sequence[tuple[ClassModule, dict]], output: str | Non
 
 def auto_calibration(modules: Sequence[ClassModule]) -> str:
     """Activation modules answer "mine or not": Pan & Rajan's vote. Modules of one split were trained
-    to compete: raw scores. Otherwise min-max, the best of the calibrations for modules of two
-    parents on disjoint classes (BENCHMARKS.md, reuse), times the outlier-exposure gate when every
-    module has one (BENCHMARKS.md, zero-shot)."""
+    to compete: raw scores. Modules of different splits that all carry an outlier-exposure gate: the
+    ``gated`` rule, the best and steadiest zero-shot rule measured over trainings of the same parents
+    (BENCHMARKS.md, zero-shot). Otherwise min-max (BENCHMARKS.md, reuse and zero-shot, set it beside
+    the other rules on each problem)."""
     if {m.config.method.get("name") for m in modules} == {"activation"}:
         return "vote"
     split_ids = {m.config.split_id for m in modules}
     if len(split_ids) == 1 and "" not in split_ids:
         return "none"
-    return calibration.NEEDS_GATE if all(m.exposed for m in modules) else "minmax"
+    return calibration.GATED if all(m.exposed for m in modules) else "minmax"

@@ -6,8 +6,9 @@ no reason to reject a coat. ``hubmod split ... --negatives D2`` shows it images 
 none of the parent's classes. Each module gets a **gate**: a class-balanced logistic regression on
 the features its head reads, own class against the parent's other classes and the negatives,
 stored beside the head (``exposure.weight``, ``exposure.bias``) with a record of what it saw. The
-``exposed`` composition rule multiplies a module's min-max score by its gate's probability; ``auto``
-picks it for modules of different splits when every one of them was exposed.
+``gated`` composition rule multiplies a module's ``means`` score by its gate's probability (``exposed``:
+its min-max score); ``auto`` picks ``gated`` for modules of different splits when every one of them
+was exposed.
 
 Why a gate rather than retraining the head: the head was chosen with the search (and distilled);
 the gate is fitted in seconds on the validation images the split already holds, so the module's

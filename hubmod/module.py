@@ -217,10 +217,10 @@ class ClassModule(HubArtifact, nn.Module):
     def calibrated(self, raw: torch.Tensor, method: str, features: torch.Tensor | None = None) -> torch.Tensor:
         """Raw scores [B] made comparable with other modules' by ``method`` (hubmod.calibration).
 
-        ``features`` [B, head_width] are what the head read; the ``exposed`` rule needs them for the gate.
+        ``features`` [B, head_width] are what the head read; the gated rules need them for the gate.
         """
         gate = None
-        if method == calibration.NEEDS_GATE:
+        if method in calibration.NEEDS_GATE:
             if self.exposure is None or features is None:
                 raise HubmodError(f"module {self.class_name!r} has no outlier-exposure gate (it was split without "
                                   f"--negatives); compose it with another calibration")

@@ -31,13 +31,24 @@ def test_gate_separates_own_from_other_and_folds_standardisation():
     assert torch.equal(again[0], weight) and torch.equal(again[1], bias)  # deterministic
 
 
-def test_exposed_rule_is_minmax_times_gate():
+def test_gated_rules_are_a_rescaled_score_times_the_gate():
     cal = calibration.fit(torch.tensor([2.0, 4.0, 6.0]), torch.tensor([-3.0, -1.0, 0.0]))
     raw, gate = torch.tensor([2.0, 6.0, 4.0]), torch.tensor([1.0, 0.5, 0.0])
-    out = calibration.apply("exposed", raw, cal, gate=gate)
-    assert torch.allclose(out, calibration.apply("minmax", raw, cal) * gate)
-    with pytest.raises(ValueError, match="gate"):
-        calibration.apply("exposed", raw, cal)
+    for rule, rescaled in (("exposed", "minmax"), ("gated", "means")):
+        expected = calibration.apply(rescaled, raw, cal) * gate
+        assert torch.allclose(calibration.apply(rule, raw, cal, gate=gate), expected)
+    for rule in calibration.NEEDS_GATE:
+        with pytest.raises(ValueError, match="gate"):
+            calibration.apply(rule, raw, cal)
+
+
+def test_means_rule_maps_the_other_mean_to_0_and_the_own_mean_to_1():
+    # own scores with one far outlier: minmax squeezes typical own scores toward 1, means does not
+    own, other = torch.tensor([-8.0, 3.0, 4.0, 5.0]), torch.tensor([-4.0, -2.0, 0.0])
+    cal = calibration.fit(own, other)
+    out = calibration.apply("means", torch.tensor([-2.0, 1.0, 4.0]), cal)
+    assert torch.allclose(out, torch.tensor([0.0, 1.0, 2.0]), atol=1e-6)
+    assert calibration.apply("minmax", torch.tensor([-2.0]), cal) > 0.4  # an other-class mean score, by minmax
 
 
 @pytest.mark.parametrize("bad", [{"dataset": 3}, {"dataset": "d", "split": "train", "images": -1},
@@ -91,13 +102,16 @@ def test_split_with_negatives_gates_modules_and_composes_exposed(tiny_parent_dir
 
     assert hubmod.compose(["me/vgg-a:Trouser", "me/vgg-a:Bag"]).calibration == "none"  # one split: raw scores
     composed = hubmod.compose(["me/vgg-a:Trouser", "me/vgg-b-bag"], output="me/exposed")
-    assert composed.calibration == "exposed"
+    assert composed.calibration == "gated"
     assert auto_calibration([*a.modules, *vgg_split.modules[:1]]) == "minmax"  # one module without a gate
     with pytest.raises(HubmodError, match="no outlier-exposure gate"):
-        ComposedClassifier([a.modules[0], vgg_split.modules[2]], "exposed")
+        ComposedClassifier([a.modules[0], vgg_split.modules[2]], "gated")
     few = fmnist_test.images[:16]
     reloaded = ComposedClassifier.from_pretrained("me/exposed")
     assert torch.equal(reloaded(few), composed(few))
+    earlier = hubmod.compose(["me/vgg-a:Trouser", "me/vgg-b-bag"], calibration_method="exposed",
+                             output="me/minmax-gated")
+    assert torch.equal(ComposedClassifier.from_pretrained("me/minmax-gated")(few), earlier(few))  # the first rule loads
     info = export_onnx(reloaded, tmp_path / "exposed.onnx", check_images=few)
     assert info["max_abs_diff"] < 1e-4 and info["same_argmax"]
 
