@@ -26,7 +26,7 @@ sensitive than minmax's extremes: ``quantile`` (own-class 5th and 95th percentil
 
 Each typicality p-value is scored alone and multiplied with the minmax score (the shipped
 ``auto`` rule for modules of different splits). Accuracy is on the problem's classes of the
-Fashion-MNIST test split. The pair is trained three times with the same recipe (seeds 0, 1, 2;
+Fashion-MNIST test split. The pair is trained four times with the same recipe (seeds 0-3;
 each seed also draws other held-out images), since one training of the pair can land far from
 another: every rule is reported per training and as the mean. The script also counts how many of
 minmax's errors cross parents (an image given to a module of the parent that never saw its class). Results go to
@@ -54,7 +54,7 @@ from reuse_fmnist import (
 OUT = RESULTS / "zero_shot.json"
 SECTION = "zero-shot"
 PAIR = "vgg+resnet18"
-TRAININGS = (0, 1, 2)  # train_parent.py --seed of each training of the pair (0: reuse_fmnist.py's parents)
+TRAININGS = (0, 1, 2, 3)  # train_parent.py --seed of each training of the pair (0: reuse_fmnist.py's parents)
 STAT_IMAGES = 100  # of the 200 held-out images per class; the rest calibrate the p-value
 SHRINK = 0.1  # covariance shrinkage toward a scaled identity (features are 20-110 wide, 100 images)
 NEIGHBOURS = 1
