@@ -277,6 +277,15 @@ def _against_fit(result: dict) -> str:
             + "; ".join(cells) + "." if cells else "")
 
 
+def _exposed_split_times(trainings: dict) -> str:
+    timed = [f"{t['exposed_split_seconds']:.0f} s" for t in trainings.values()
+             if t["exposed_split_seconds"] is not None]
+    same = "the same search, so the same modules: minmax is unchanged; the gates fit in seconds"
+    if not timed:
+        return f"Splitting both parents again with `--negatives` ({same}) was not timed: those splits predate the run."
+    return f"Splitting both parents again with `--negatives` took {', '.join(timed)} ({same})."
+
+
 def render(result: dict, header: str) -> str:
     problems = list(result["problems"])
     rules = list(result["problems"][problems[0]]["accuracy"])
@@ -310,10 +319,7 @@ def render(result: dict, header: str) -> str:
         "typical a shirt as a shirt is. Outlier exposure instead fits each module's gate with images of "
         f"another world ({result['negatives']['images']} of scikit-learn's 8x8 digits, none of them clothing) "
         "among its negatives, so the gate learns what in the features means \"this is my class\" rather than "
-        "\"this is not one of my parent's other classes\". Splitting both parents again with `--negatives` took "
-        + ", ".join(f"{t['exposed_split_seconds']:.0f} s" if t["exposed_split_seconds"] is not None
-                    else "(not timed: made before this run)" for t in trainings.values())
-        + " (the same search, so the same modules: minmax is unchanged; the gates fit in seconds).", "",
+        "\"this is not one of my parent's other classes\". " + _exposed_split_times(trainings), "",
         _against_fit(result)]
     return "\n".join(lines)
 
