@@ -451,9 +451,9 @@ def compose_modules(pairs: Sequence[tuple[ClassModule, dict]], output: str | Non
 def auto_calibration(modules: Sequence[ClassModule]) -> str:
     """Activation modules answer "mine or not": Pan & Rajan's vote. Modules of one split were trained
     to compete: raw scores. Modules of different splits that all carry an outlier-exposure gate: the
-    ``gated`` rule, the best and steadiest zero-shot rule measured over trainings of the same parents
-    (BENCHMARKS.md, zero-shot). Otherwise min-max (BENCHMARKS.md, reuse and zero-shot, set it beside
-    the other rules on each problem)."""
+    ``gated`` rule, the steadiest zero-shot rule over trainings of the same parents and the best on
+    average for all ten classes (BENCHMARKS.md, zero-shot). Otherwise min-max (BENCHMARKS.md, reuse
+    and zero-shot, set it beside the other rules on each problem)."""
     if {m.config.method.get("name") for m in modules} == {"activation"}:
         return "vote"
     split_ids = {m.config.split_id for m in modules}
