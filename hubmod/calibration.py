@@ -29,7 +29,8 @@ import torch
 from .lbfgs import minimise
 
 METHODS = ("none", "minmax", "means", "platt", "vote", "gated", "exposed")
-NEEDS_GATE = ("gated", "exposed")  # the rules that need every module to carry an outlier-exposure gate
+# the rules that need every module to carry an outlier-exposure gate, and the score each multiplies by it
+NEEDS_GATE = {"gated": "means", "exposed": "minmax"}
 GATED = "gated"  # the one `auto` picks when every module has a gate
 AUTO = "auto"
 
@@ -82,11 +83,9 @@ def apply(method: str, scores: torch.Tensor, calibration: dict, head_type: str |
     if method == "none":
         return scores
     if method == "minmax":
-        lo, hi = calibration["own"]["min"], calibration["own"]["max"]
-        return (scores - lo) / max(hi - lo, 1e-12)
+        return _rescaled(scores, calibration["own"]["min"], calibration["own"]["max"])
     if method == "means":
-        lo, hi = calibration["other"]["mean"], calibration["own"]["mean"]
-        return (scores - lo) / max(hi - lo, 1e-12)
+        return _rescaled(scores, calibration["other"]["mean"], calibration["own"]["mean"])
     if method == "platt":
         p = calibration["platt"]
         return torch.sigmoid(scores * p["a"] + p["b"])
@@ -96,5 +95,10 @@ def apply(method: str, scores: torch.Tensor, calibration: dict, head_type: str |
     if method in NEEDS_GATE:
         if gate is None:
             raise ValueError(f"the {method} rule needs the module's exposure gate")
-        return apply("means" if method == GATED else "minmax", scores, calibration) * gate
+        return apply(NEEDS_GATE[method], scores, calibration) * gate
     raise ValueError(f"unknown calibration {method!r}; use one of {', '.join(METHODS)}")
+
+
+def _rescaled(scores: torch.Tensor, zero: float, one: float) -> torch.Tensor:
+    """Scores mapped linearly so that ``zero`` becomes 0 and ``one`` becomes 1."""
+    return (scores - zero) / max(one - zero, 1e-12)
