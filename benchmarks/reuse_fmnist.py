@@ -212,16 +212,17 @@ def ceiling(model, dataset: str, test, test_scores, test_features) -> dict:
 
     from hubmod.combiners import build
     from hubmod.data import load_images
-    from hubmod.fitting import draw_fit_images, untouched_rows
+    from hubmod.fitting import untouched_rows
 
     modules = list(model.class_modules)
-    size = max((tuple(m.data_config.input_size[1:]) for m in modules), key=lambda hw: hw[0] * hw[1])
+    size = max((tuple(m.data_config.input_size[1:]) for m in modules), key=lambda hw: hw[0] * hw[1])  # as --fit
     data = load_images(dataset, "train", size).for_classes(model.class_names, "ceiling")
     rows = untouched_rows(modules, data, dataset)
     if rows is None:
         return {}
-    per_class = int(torch.bincount(data.labels[rows], minlength=len(modules)).min())
-    pool, _ = draw_fit_images(modules, dataset, per_class, 0)
+    untouched = data.subset(rows)
+    per_class = int(torch.bincount(untouched.labels, minlength=len(modules)).min())
+    pool = untouched.subset(untouched.stratified(per_class, torch.Generator().manual_seed(0)))  # as --fit draws
     scores, features = _outputs(model, pool.images)
     best: dict = {}
     for kind in COMBINERS:

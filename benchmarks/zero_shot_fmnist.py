@@ -99,16 +99,19 @@ def _nearest(fit, cal, test):
     return _p_value(dist(cal), dist(test), larger_is_typical=False)
 
 
-def ensure_exposed_split(repo: str) -> str:
-    """The same split as ensure_split's, with the digits as negatives."""
+def ensure_exposed_split(repo: str) -> tuple[str, float | None]:
+    """The same split as ensure_split's, with the digits as negatives: its index repo, and the seconds the
+    split took (None when it was already on the hub)."""
     import hubmod
     from hubmod.hub import LocalHub
 
     prefix = f"{repo}-fast-digits"
-    if not LocalHub().repo_exists(prefix):
-        hubmod.split(repo, "fashion-mnist", hub="local", options=SPLIT_OPTIONS, repo_prefix=prefix,
-                     negatives=str(digits_dataset()), progress=False)
-    return prefix
+    if LocalHub().repo_exists(prefix):
+        return prefix, None
+    t = time.perf_counter()
+    hubmod.split(repo, "fashion-mnist", hub="local", options=SPLIT_OPTIONS, repo_prefix=prefix,
+                 negatives=str(digits_dataset()), progress=False)
+    return prefix, time.perf_counter() - t
 
 
 def trained_pair(seed: int) -> list[tuple[str, list[str]]]:
@@ -187,12 +190,9 @@ def measure_pair(seed: int) -> dict:
             out[:, cols] *= _p_value(ref, value, larger_is_typical=True)[:, None]
         return out
 
-    from hubmod.hub import LocalHub
-
-    made = all(LocalHub().repo_exists(f"{repo}-fast-digits") for repo in (a_repo, b_repo))
-    t_split = time.perf_counter()
-    a_exposed, b_exposed = ensure_exposed_split(a_repo), ensure_exposed_split(b_repo)
-    split_seconds = None if made else time.perf_counter() - t_split  # None: made before this run, not timed
+    (a_exposed, a_seconds), (b_exposed, b_seconds) = ensure_exposed_split(a_repo), ensure_exposed_split(b_repo)
+    # None: both were made before this run, so not timed
+    split_seconds = None if a_seconds is None and b_seconds is None else (a_seconds or 0.0) + (b_seconds or 0.0)
     exposed = hubmod.compose([f"{a_exposed}:{c}" for c in firsts] + [f"{b_exposed}:{c}" for c in lasts], hub="local")
     auto_rule = exposed.calibration
     exposed.calibration = "none"  # the modules run once; each rule then calibrates their raw scores
@@ -261,8 +261,8 @@ def _verdict(result: dict) -> str:
 
 
 def _against_fit(result: dict) -> str:
-    """The exposed rule beside ten labelled images per class (reuse_fmnist.py's affine combiner, on the
-    seed-0 training), if measured."""
+    """`auto`'s rule for exposed modules beside ten labelled images per class (reuse_fmnist.py's affine
+    combiner, on the seed-0 training), if measured on the same parents."""
     reuse = RESULTS / "reuse.json"
     fits = json.loads(reuse.read_text()) if reuse.exists() else {}
     first = result["trainings"][str(TRAININGS[0])]
