@@ -312,7 +312,16 @@ def compose(
                                           "BENCHMARKS.md), stack (logistic regression over the module scores), "
                                           "probe (a linear classifier on the modules' features; better with 50 "
                                           "or more images per class).")] = "affine",
-    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for drawing the --fit images.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for drawing the --fit or --adapt "
+                                      "images.")] = 0,
+    adapt: Annotated[str | None, typer.Option("--adapt", metavar="DATASET",
+                                              help="No labels? Images of this task (a folder of them will do; labels "
+                                              "are not read), about as many of each class: each module's score is "
+                                              "offset so the composition shares them evenly between its classes. "
+                                              "Helps modules of different parents when --fit is not possible "
+                                              "(BENCHMARKS.md, zero-shot); not with --fit.")] = None,
+    adapt_split: Annotated[str, typer.Option("--adapt-split", metavar="SPLIT",
+                                             help="Split of --adapt to read.")] = "train",
     from_hub: Annotated[bool, typer.Option("--from-hub",
                                            help="The arguments are class names: for each, find the modules on the "
                                            "hub and keep the one under which the composition is most accurate on "
@@ -337,6 +346,7 @@ def compose(
     Examples:
       hubmod compose demo/resnet18-fmnist:Sneaker demo/vgg-fmnist:Bag --output me/shoes-vs-bags
       hubmod compose Sneaker Bag Shirt --from-hub --fit fashion-mnist --shots 10 --output me/three
+      hubmod compose demo/vgg-fmnist:Coat demo/resnet18-fmnist:Shirt --adapt ./my-unlabelled-photos
     """
 
     def body():
@@ -345,19 +355,22 @@ def compose(
 
             model = compose_from_hub(refs, output=output, hub=hub, candidates=candidates, fit=fit, shots=shots,
                                      combiner=combiner, calibration_method=calibration, seed=seed,
-                                     fit_split=fit_split, private=private, unlabelled=unlabelled)
+                                     fit_split=fit_split, private=private, unlabelled=unlabelled,
+                                     adapt=adapt, adapt_split=adapt_split)
         else:
             from .composed import compose as run_compose
 
             model = run_compose(refs, output=output, calibration_method=calibration, hub=hub, private=private,
-                                fit=fit, shots=shots, combiner=combiner, seed=seed, fit_split=fit_split)
+                                fit=fit, shots=shots, combiner=combiner, seed=seed, fit_split=fit_split,
+                                adapt=adapt, adapt_split=adapt_split)
         info = {"output": output, "revision": model.pushed_revision, "classes": model.class_names,
                 "calibration": model.calibration, "modules": model.provenance,
                 "fit": {k: v for k, v in model.fit_info.items() if k != "rows"} if model.fit_info else None,
                 "selection": model.selection}
-        if fit and dataset and model.fit_info and model.fit_info["split"] == "test":
-            typer.echo(f"warning: the fit images come from {_s(fit)}'s test split, which --eval-dataset scores: "
-                       "the accuracy counts them", err=True)
+        given = fit or adapt
+        if given and dataset and model.fit_info and model.fit_info["split"] == "test":
+            typer.echo(f"warning: the {'fit' if fit else 'adapt'} images come from {_s(given)}'s test split, which "
+                       "--eval-dataset scores: the accuracy counts them", err=True)
         if dataset:
             from .evaluation import evaluate
             from .loading import COMPOSED, Loaded
@@ -382,7 +395,8 @@ def compose(
                           "choice")
         if model.fit_info:
             f = model.fit_info
-            con.print(_s(f"fitted a {f['combiner']} combiner on {f['shots']} images per class of {f['dataset']} "
+            con.print(_s(f"adapted to {f['images']} unlabelled images of {f['dataset']} ({f['split']})" if adapt else
+                         f"fitted a {f['combiner']} combiner on {f['shots']} images per class of {f['dataset']} "
                          f"({f['source']})"))
         if output:
             con.print(_s(f"published {output}@{info['revision'][:12]}"))
@@ -477,6 +491,10 @@ def replace(
                                               "before).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", metavar="N",
                                              help="Seed for the refit (default: as before).")] = None,
+    adapt: Annotated[str | None, typer.Option("--adapt", metavar="DATASET",
+                                              help="For a composition adapted to unlabelled images (compose "
+                                              "--adapt): those images again, to adapt it to the new module (it is "
+                                              "refused without).")] = None,
     device: DeviceOpt = AUTO,
     private: PrivateOpt = False,
     as_json: JsonOpt = False,
@@ -492,7 +510,7 @@ def replace(
         from .replacing import replace as run_replace
 
         new = run_replace(model, class_name, with_ref, output=output, calibration_method=calibration, hub=hub,
-                          private=private, fit=fit, shots=shots, seed=seed)
+                          private=private, fit=fit, shots=shots, seed=seed, adapt=adapt)
         info = {"output": output, "revision": new.pushed_revision, "classes": new.class_names,
                 "calibration": new.calibration, "modules": new.provenance}
         if dataset:

@@ -137,6 +137,13 @@ class AffineCombiner(Combiner):
             self.scale.copy_(a.float())
             self.offset.copy_(b.float())
 
+    @classmethod
+    def of(cls, scale: torch.Tensor, offset: torch.Tensor) -> AffineCombiner:
+        """An affine combiner with these scales and offsets (one per module), set rather than fitted."""
+        combiner = cls(len(scale))
+        combiner._load(scale, offset)
+        return combiner
+
 
 class _Linear(Combiner):
     """logits = W standard(x) + c, x standardised with the fit images' mean and spread."""

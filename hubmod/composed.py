@@ -20,7 +20,7 @@ from . import calibration, cards
 from .artifact import CONFIG, HubArtifact, PredictsClassNames, artifact_class
 from .combiners import Combiner
 from .devices import device_of
-from .errors import HubmodError, InvalidRepoError
+from .errors import HubmodError, InvalidRepoError, option
 from .fast_inference import SharedStems, use_fast_path
 from .formatting import percent
 from .hub import Hub, Snapshot, get_hub, open_ref
@@ -163,9 +163,7 @@ class ComposedClassifier(PredictsClassNames, HubArtifact, nn.Module):
         hub_arg, hub_flag = cards.usage(hub_name)
         refs = " ".join(f"{r['repo']}" for r in rows)
         fit = self.fit_info if self.combiner is not None else None
-        fit_flags = (f" --fit {fit['dataset']} --shots {fit['shots']} --combiner {fit['combiner']} --seed {fit['seed']}"
-                     + (f" --fit-split {fit['split']}" if fit.get("source") != "images none of the parents trained on"
-                        else "") if fit else "")
+        fit_flags = _fit_flags(fit) if fit else ""
         if fit and fit.get("dataset_hub_id") and fit["dataset_hub_id"] not in datasets:
             card_data.datasets = [*(card_data.datasets or []), fit["dataset_hub_id"]]
         selection_rows, from_hub = [], None
@@ -400,27 +398,45 @@ def modules_of(source: str, hub: str | Hub | None = None) -> list[tuple[ClassMod
                       f"it first (a plain classifier is patched with `hubmod patch`)")
 
 
+def _fit_flags(fit: dict) -> str:
+    """The compose options that fitted (or adapted) a combiner as recorded, for the card's command."""
+    from .fitting import ADAPTED
+
+    if fit.get("method") == ADAPTED:
+        return (f" --adapt {fit['dataset']}" + (f" --adapt-split {fit['split']}" if fit["split"] != "train" else "")
+                + (f" --seed {fit['seed']}" if fit["seed"] else ""))
+    return (f" --fit {fit['dataset']} --shots {fit['shots']} --combiner {fit['combiner']} --seed {fit['seed']}"
+            + (f" --fit-split {fit['split']}" if fit.get("source") != "images none of the parents trained on" else ""))
+
+
 def compose(refs: Sequence[str], output: str | None = None, calibration_method: str = calibration.AUTO,
             hub: str | Hub | None = None, private: bool = False, fit: str | None = None, shots: int = 10,
-            combiner: str = DEFAULT_COMBINER, seed: int = 0, fit_split: str | None = None) -> ComposedClassifier:
+            combiner: str = DEFAULT_COMBINER, seed: int = 0, fit_split: str | None = None,
+            adapt: str | None = None, adapt_split: str = "train") -> ComposedClassifier:
     """Build a classifier from module REFs; publish it to ``output`` on the hub when given
     (``private``: as a private repo, where the hub has visibility).
 
     With ``fit`` (a labelled dataset whose class names include the composed classes), a combiner
     of kind ``combiner`` is fitted on ``shots`` images per class drawn with ``seed`` (see
-    hubmod.fitting) and becomes part of the composed model.
+    hubmod.fitting) and becomes part of the composed model. With ``adapt`` instead (images of the
+    task, labels not needed), each module's score is offset so the composition shares those images
+    evenly between its classes (hubmod.adaptation).
     """
     if not refs:
         raise HubmodError("name at least one module REF (REPO:CLASS or a module repo)")
-    check_fit_args(fit, shots, combiner)
+    check_fit_args(fit, shots, combiner, adapt)
     pairs = [pair for text in refs for pair in resolve_ref(text, hub)]
-    return compose_modules(pairs, output, calibration_method, hub, private, fit, shots, combiner, seed, fit_split)
+    return compose_modules(pairs, output, calibration_method, hub, private, fit, shots, combiner, seed, fit_split,
+                           adapt, adapt_split)
 
 
-def check_fit_args(fit: str | None, shots: int, combiner: str) -> None:
+def check_fit_args(fit: str | None, shots: int, combiner: str, adapt: str | None = None) -> None:
     """Option errors before any module is loaded."""
     if combiner not in Combiner.registry:
         raise HubmodError(f"unknown combiner {combiner!r}; use one of {', '.join(Combiner.registry)}")
+    if fit is not None and adapt is not None:
+        raise HubmodError(f"give {option('fit')} (labelled images) or {option('adapt')} (unlabelled ones), not both: "
+                          "with labels, --fit alone is the more accurate")
     if fit is not None:
         from .fitting import check_shots
 
@@ -431,9 +447,10 @@ def compose_modules(pairs: Sequence[tuple[ClassModule, dict]], output: str | Non
                     calibration_method: str = calibration.AUTO, hub: str | Hub | None = None,
                     private: bool = False, fit: str | None = None, shots: int = 10,
                     combiner: str = DEFAULT_COMBINER, seed: int = 0,
-                    fit_split: str | None = None) -> ComposedClassifier:
+                    fit_split: str | None = None, adapt: str | None = None,
+                    adapt_split: str = "train") -> ComposedClassifier:
     """A classifier from resolved (module, provenance) pairs; ``auto`` picks the calibration."""
-    check_fit_args(fit, shots, combiner)
+    check_fit_args(fit, shots, combiner, adapt)
     modules = [m for m, _ in pairs]
     method = calibration_method
     if method == calibration.AUTO:
@@ -443,6 +460,10 @@ def compose_modules(pairs: Sequence[tuple[ClassModule, dict]], output: str | Non
         from .fitting import fit_combiner
 
         fit_combiner(model, fit, shots, combiner, seed, fit_split)
+    if adapt is not None:
+        from .adaptation import adapt_combiner
+
+        adapt_combiner(model, adapt, adapt_split, seed)
     if output:
         model.push_to_hub(output, hub, private=private)
     return model

@@ -240,6 +240,30 @@ def load_images(spec: str, split: str = "train", size: tuple[int, int] | None = 
     return dataset_to_images(ds, name=spec, split=split, size=size, hub_id=hub_id)
 
 
+def load_unlabelled_images(spec: str, split: str = "train", size: tuple[int, int] | None = None
+                           ) -> tuple[torch.Tensor, str | None]:
+    """The images of one split of a DATASET, uint8 [n, C, H, W], and its Hub id; no label column is
+    needed and any there is not read (``compose --adapt``: images of a task nobody labelled)."""
+    import datasets
+
+    if spec == FASHION_MNIST:
+        _check_split(spec, split, _FMNIST_FILES)
+        return _fashion_mnist_images(split, str(fashion_mnist_dir())).images, FASHION_MNIST_HF_ID
+    ds = _open(spec)
+    if isinstance(ds, datasets.DatasetDict):
+        _check_split(spec, split, ds)
+        ds = ds[split]
+    elif split != "train":
+        raise NotFoundError(f"dataset {spec} has a single split; use {option('split', 'train')}")
+    column = _image_column(ds)
+    if column is None:
+        raise HubmodError(f"dataset {spec} has no image column; it has: {', '.join(ds.features)} "
+                          "(hubmod looks for an Image or Array feature)")
+    if len(ds) == 0:
+        raise HubmodError(f"dataset {spec} has no images in its {split} split")
+    return _decode_images(ds, column, size, image_roots(spec)), _hub_id(spec)
+
+
 @functools.lru_cache(maxsize=2)
 def _fashion_mnist_images(split: str, root: str) -> LabeledImages:
     """The built-in dataset, decoded once and kept for the process's later splits and evaluations (decoding
@@ -253,12 +277,19 @@ def _hub_id(spec: str) -> str | None:
     return FASHION_MNIST_HF_ID if spec == FASHION_MNIST else (None if looks_like_path(spec) else spec)
 
 
-def _columns(ds) -> tuple[str, str]:
-    from datasets import Array2D, Array3D, ClassLabel, Image
+def _image_column(ds) -> str | None:
+    from datasets import Array2D, Array3D, Image
 
     feats = ds.features
     image_col = next((c for c, f in feats.items() if isinstance(f, Image | Array2D | Array3D)), None)
-    image_col = image_col or next((c for c in ("image", "img", "pixel_values") if c in feats), None)
+    return image_col or next((c for c in ("image", "img", "pixel_values") if c in feats), None)
+
+
+def _columns(ds) -> tuple[str, str]:
+    from datasets import ClassLabel
+
+    feats = ds.features
+    image_col = _image_column(ds)
     label_col = next((c for c, f in feats.items() if isinstance(f, ClassLabel)), None)
     label_col = label_col or next((c for c in ("label", "labels", "fine_label") if c in feats), None)
     if image_col is None or label_col is None:

@@ -25,16 +25,23 @@ from .untrusted import Fields
 
 logger = logging.getLogger(__name__)
 HELD_OUT = "images none of the parents trained on"
+ADAPTED = "adapt"  # a fit record's method when the images were unlabelled (compose --adapt)
 
 
 def checked_fit_record(data: object, where: str) -> dict:
     """A composed config's ``fit`` record, checked field by field (it came from a repo)."""
     f = Fields(data, f"{where} config.json fit")
     record = {"dataset": f.str("dataset", max_len=500), "split": f.str("split", max_len=100),
-              "source": f.str("source", max_len=200), "shots": f.int("shots", lo=1, hi=1_000_000),
-              "seed": f.int("seed", lo=0, hi=2**63 - 1), "combiner": f.str("combiner", max_len=50),
-              "calibration": f.str("calibration", max_len=50),
-              "penalty": f.number("penalty", lo=0.0, hi=1e6)}
+              "source": f.str("source", max_len=200), "seed": f.int("seed", lo=0, hi=2**63 - 1),
+              "combiner": f.str("combiner", max_len=50), "calibration": f.str("calibration", max_len=50)}
+    method = f.str("method", optional=True, max_len=50)
+    if method not in (None, ADAPTED):
+        raise f.error(f"field 'method' must be {ADAPTED!r} or absent (labelled images)")
+    if method == ADAPTED:  # compose --adapt: unlabelled images, balancing offsets (hubmod.adaptation)
+        record.update(method=method, images=f.int("images", lo=1, hi=100_000_000),
+                      temperature=f.number("temperature", lo=1e-6, hi=1e6))
+    else:
+        record.update(shots=f.int("shots", lo=1, hi=1_000_000), penalty=f.number("penalty", lo=0.0, hi=1e6))
     rows = f.list("rows", max_len=100_000_000)
     if any(type(r) is not int or r < 0 for r in rows):
         raise f.error("field 'rows' must list row numbers")

@@ -217,18 +217,20 @@ def compose_from_hub(classes: Sequence[str], output: str | None = None, hub: str
                      candidates: int = DEFAULT_CANDIDATES, fit: str | None = None, shots: int = 10,
                      combiner: str = DEFAULT_COMBINER, calibration_method: str = calibration.AUTO, seed: int = 0,
                      fit_split: str | None = None, private: bool = False,
-                     unlabelled: str = DEFAULT_UNLABELLED) -> ComposedClassifier:
+                     unlabelled: str = DEFAULT_UNLABELLED, adapt: str | None = None,
+                     adapt_split: str = "train") -> ComposedClassifier:
     """A classifier for ``classes`` assembled from the best modules ``hub`` holds, chosen as the module docstring says.
 
     ``candidates``: modules considered per class (the best by recorded F1). With ``fit``, a combiner
     of kind ``combiner`` is fitted on the same ``shots`` images per class the choice was measured on.
     ``unlabelled``: the choice without ``fit``, and where the measured choice starts: ``splits`` (as few
-    splits as cover the classes) or ``f1`` (each class's best recorded F1).
+    splits as cover the classes) or ``f1`` (each class's best recorded F1). ``adapt``: unlabelled images of the
+    task the chosen modules' scores are balanced on (hubmod.adaptation); not with ``fit``.
     """
     _check_args(classes, candidates)
     if unlabelled not in UNLABELLED:
         raise HubmodError(f"unknown choice {option('unlabelled', unlabelled)}; use one of {', '.join(UNLABELLED)}")
-    check_fit_args(fit, shots, combiner)
+    check_fit_args(fit, shots, combiner, adapt)
     target = get_hub(hub)
     found = find(list(classes), hub=target, sort="f1", limit=candidates)
     missing = [c for c, rows in found.items() if not rows]
@@ -261,6 +263,10 @@ def compose_from_hub(classes: Sequence[str], output: str | None = None, hub: str
         from .fitting import fit_combiner
 
         fit_combiner(model, fit, shots, combiner, seed, fit_split, drawn=drawn)
+    if adapt is not None:
+        from .adaptation import adapt_combiner
+
+        adapt_combiner(model, adapt, adapt_split, seed)
     model.selection = {
         "by": by, "hub": target.name, "candidates_per_class": candidates, "unlabelled": unlabelled,
         "penalty": DEFAULT_PENALTY if by == BY_FIT else None,

@@ -7,7 +7,7 @@ from . import calibration
 from .artifact import CONFIG, artifact_class
 from .composed import DEFAULT_COMBINER, ComposedClassifier, compose_modules, modules_of, resolve_ref
 from .errors import HubmodError
-from .fitting import HELD_OUT
+from .fitting import ADAPTED, HELD_OUT
 from .hub import Hub, open_ref
 from .refs import match_class
 
@@ -15,15 +15,21 @@ from .refs import match_class
 def replace(model_source: str, class_name: str, with_ref: str, output: str | None = None,
             calibration_method: str = calibration.AUTO, hub: str | Hub | None = None,
             private: bool = False, fit: str | None = None, shots: int | None = None,
-            seed: int | None = None) -> ComposedClassifier:
+            seed: int | None = None, adapt: str | None = None) -> ComposedClassifier:
     """``model_source`` (a composed classifier or split parent), ``class_name``'s module swapped for ``with_ref``.
 
     A fitted composition is fitted again with its combiner when ``fit`` names the labelled data
-    (its shots, seed and split unless given); without ``fit`` it is refused, since the old combiner
-    was fitted to the old module's scores.
+    (its shots, seed and split unless given), an adapted one adapted again when ``adapt`` names the
+    unlabelled images (its split and seed as before); otherwise it is refused, since the old
+    combiner was fitted to the old module's scores.
     """
     fitted = _fit_record(model_source, hub)
-    if fitted is not None and fit is None:
+    adapted = fitted is not None and fitted.get("method") == ADAPTED
+    if adapted and adapt is None:
+        raise HubmodError(f"{model_source} was adapted to unlabelled images of {fitted.get('dataset')}; its offsets do "
+                          f"not fit a new module: name those images again (--adapt {fitted.get('dataset')}) to adapt "
+                          "it again")
+    if fitted is not None and not adapted and fit is None:
         raise HubmodError(f"{model_source} was fitted on {fitted.get('shots')} images per class of "
                           f"{fitted.get('dataset')}; its combiner does not fit a new module: name the fit data again "
                           f"(--fit {fitted.get('dataset')}) to refit it")
@@ -39,6 +45,11 @@ def replace(model_source: str, class_name: str, with_ref: str, output: str | Non
         raise HubmodError(f"{with_ref} is the module of {module.class_name!r}, not {pairs[index][0].class_name!r}: "
                           "a class is only replaced by a module of the same class") from None
     pairs[index] = new[0]
+    if adapt is not None:
+        before = fitted if adapted else {}
+        return compose_modules(pairs, output, calibration_method, hub, private,
+                               seed=seed if seed is not None else int(before.get("seed", 0)),
+                               adapt=adapt, adapt_split=str(before.get("split", "train")))
     if fitted is None and fit is None:
         return compose_modules(pairs, output, calibration_method, hub, private)
     fitted = fitted or {}

@@ -7,6 +7,7 @@ import pytest
 from conftest import TINY_SPLIT
 from typer.testing import CliRunner
 
+from hubmod import ComposedClassifier
 from hubmod.cli import app
 from hubmod.hub import LocalHub
 
@@ -56,7 +57,7 @@ def published_parent(tiny_parent_dirs):
     return "cli/vgg"
 
 
-def test_split_compose_eval_inspect(published_parent):
+def test_split_compose_eval_inspect(published_parent, fmnist_test, tmp_path):
     res = _run("split", published_parent, "--dataset", "fashion-mnist", "--json", "--seed", "1",
                "--classes", "Sneaker,Bag,Ankle boot", *TINY_P)
     report = json.loads(res.stdout)
@@ -76,6 +77,27 @@ def test_split_compose_eval_inspect(published_parent):
     res = _run("replace", "cli/shoes-bags", "--class", "Bag", "--with", "cli/vgg:Sneaker", "--output", "cli/no",
                code=1)
     assert "not 'Bag'" in res.stderr and not LocalHub().repo_exists("cli/no")
+
+    # no labels: a flat folder of photos of the task; an adapted composition is only adapted again on replace
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shoes = fmnist_test.for_classes(["Sneaker", "Bag", "Ankle boot"], "photos")
+    for i in range(30):
+        Image.fromarray(shoes.images[i, 0].numpy()).save(photos / f"{i}.png")
+    res = _run("compose", "cli/vgg:Sneaker", "cli/vgg:Bag", "cli/vgg-ankle-boot", "--adapt", str(photos),
+               "--output", "cli/adapted", "--json")
+    adapted = json.loads(res.stdout)["fit"]
+    assert adapted["method"] == "adapt" and adapted["images"] == 30 and adapted["combiner"] == "affine"
+    card = (LocalHub().snapshot("cli/adapted").path / "README.md").read_text()
+    assert "## Adapted to unlabelled images" in card and f"--adapt {photos}" in card
+    res = _run("replace", "cli/adapted", "--class", "Bag", "--with", "cli/vgg-bag", "--output", "cli/no", code=1)
+    assert f"--adapt {photos}" in res.stderr and not LocalHub().repo_exists("cli/no")
+    res = _run("replace", "cli/adapted", "--class", "Bag", "--with", "cli/vgg-bag", "--adapt", str(photos),
+               "--output", "cli/adapted-2", "--json")
+    assert json.loads(res.stdout)["classes"] == ["Sneaker", "Bag", "Ankle boot"]
+    assert ComposedClassifier.from_pretrained("cli/adapted-2").fit_info["method"] == "adapt"
 
     res = _run("eval", "cli/shoes-bags", "--dataset", "fashion-mnist", "--json")
     ev = json.loads(res.stdout)
@@ -100,6 +122,7 @@ def test_split_compose_eval_inspect(published_parent):
     (["split", "cli/vgg", "--dataset", "./no/such/data"], 3, "does not exist"),
     (["eval", "cli/vgg@0000000", "--dataset", "fashion-mnist"], 3, "revision '0000000' not found"),
     (["split", "cli/vgg", "--dataset", "fashion-mnist", "--hub", "ftp"], 1, "unknown hub"),
+    (["compose", "cli/vgg:Bag", "--fit", "fashion-mnist", "--adapt", "./photos"], 1, "not both"),
 ])
 def test_bad_input_is_one_line(published_parent, args, code, needle):
     res = _run(*args, code=code)
