@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hubmod.adaptation import balancing_offsets, check_adapt_images
+from hubmod.adaptation import TEMPERATURE, balancing_offsets, check_adapt_images
 from hubmod.data import load_unlabelled_images
 from hubmod.errors import HubmodError, InvalidRepoError
 from hubmod.fitting import checked_fit_record
@@ -24,7 +24,7 @@ def test_offsets_share_the_images_evenly_and_undo_an_over_claiming_module():
     assert float((scores.argmax(1) == y).float().mean()) < 0.5  # module 2 takes most of classes 0 and 1
     b = balancing_offsets(scores)
     assert abs(float(b.mean())) < 1e-6
-    shares = torch.softmax((scores + b) / 0.1, dim=1).mean(0)
+    shares = torch.softmax((scores + b) / TEMPERATURE, dim=1).mean(0)
     assert torch.allclose(shares, torch.full((3,), 1 / 3), atol=1e-4), shares  # what the offsets are defined by
     test, test_y = _over_claimed(300, seed=1)  # labels were never given to the fit
     assert float(((test + b).argmax(1) == test_y).float().mean()) > 0.95
@@ -59,7 +59,7 @@ def test_a_dataset_without_an_image_column_is_one_line(tmp_path):
 
 
 GOOD_ADAPT = {"method": "adapt", "dataset": "./photos", "split": "train", "source": "unlabelled images", "images": 40,
-              "seed": 0, "combiner": "affine", "calibration": "gated", "temperature": 0.1, "rows": [0, 1, 2]}
+              "seed": 0, "combiner": "affine", "calibration": "gated", "temperature": 0.3, "rows": [0, 1, 2]}
 
 
 @pytest.mark.parametrize("record", [{**GOOD_ADAPT, "method": "magic"}, {**GOOD_ADAPT, "images": 0},
