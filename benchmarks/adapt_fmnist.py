@@ -180,9 +180,20 @@ def render(result: dict, header: str) -> str:
     lines += ["", "Rows \"unequal shares\": each class's share of the unlabelled images drawn from a Dirichlet "
               f"distribution ({SHARE_DRAWS} draws; concentration 10: shares within about a factor of two, 2: up to "
               "ten or more), and accuracy weighs each class's test recall by its share, for the unadapted "
-              "composition too. `--adapt` assumes equal shares, so the further the images are from them the less "
-              "it helps."]
+              "composition too. `--adapt` assumes equal shares. " + _unequal(result)]
     return "\n".join(lines)
+
+
+def _unequal(result: dict) -> str:
+    """Where unequal shares made --adapt worse than `auto` on the same modules (computed, so a re-run can
+    change the text)."""
+    cells = []
+    for alpha in ALPHAS:
+        adapted, unadapted = (f"unequal shares (Dirichlet {alpha:g}), {rule}" for rule in ("`--adapt`", "`auto`"))
+        worse = [f"{p} ({100 * (r['accuracy'][adapted] - r['accuracy'][unadapted]):+.2f} points)"
+                 for p, r in result["problems"].items() if r["accuracy"][adapted] < r["accuracy"][unadapted]]
+        cells.append(f"Dirichlet {alpha:g}: " + (", ".join(worse) if worse else "none"))
+    return "Problems where it then did worse than `auto`: " + "; ".join(cells) + "."
 
 
 def main() -> None:

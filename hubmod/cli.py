@@ -318,8 +318,9 @@ def compose(
                                               help="No labels? Images of this task (a folder of them will do; labels "
                                               "are not read), about as many of each class: each module's score is "
                                               "offset so the composition shares them evenly between its classes. "
-                                              "Helps modules of different parents when --fit is not possible "
-                                              "(BENCHMARKS.md, zero-shot); not with --fit.")] = None,
+                                              "Helps modules of different parents when --fit is not possible; "
+                                              "costs accuracy when the classes are far from equally common among "
+                                              "the images (BENCHMARKS.md, adapt). Not with --fit.")] = None,
     adapt_split: Annotated[str, typer.Option("--adapt-split", metavar="SPLIT",
                                              help="Split of --adapt to read.")] = "train",
     from_hub: Annotated[bool, typer.Option("--from-hub",
