@@ -30,7 +30,7 @@ import time
 
 from common import RESULTS, pct, section_main
 from reuse_fmnist import PROBLEMS, WORK, _outputs, ensure_split
-from zero_shot_fmnist import TRAININGS, _parents, ensure_exposed_split, trained_pair
+from zero_shot_fmnist import TRAININGS, _parents, ensure_exposed_split, mean_sd_rows, over_trainings, trained_pair
 
 OUT = RESULTS / "adapt.json"
 SECTION = "adapt"
@@ -69,12 +69,9 @@ def _unlabelled_folder(images, name: str):
 def measure() -> dict:
     runs = {str(seed): measure_pair(seed) for seed in TRAININGS}
     first = runs[str(TRAININGS[0])]
-    out: dict = {"trainings": runs, "problems": {}, "temperature": first["temperature"]}
-    for problem, row in first["problems"].items():
-        values = {rule: [r["problems"][problem]["accuracy"][rule] for r in runs.values()] for rule in row["accuracy"]}
-        out["problems"][problem] = {"accuracy": {r: statistics.mean(v) for r, v in values.items()},
-                                    "spread": {r: statistics.stdev(v) for r, v in values.items()},
-                                    "seconds": max(r["problems"][problem]["seconds"] for r in runs.values())}
+    out: dict = {"trainings": runs, "problems": over_trainings(runs), "temperature": first["temperature"]}
+    for problem, row in out["problems"].items():
+        row["seconds"] = max(r["problems"][problem]["seconds"] for r in runs.values())
     return out
 
 
@@ -165,10 +162,7 @@ def render(result: dict, header: str) -> str:
              "offsets from the same modules' scores with one thing changed. Accuracy on the problem's Fashion-MNIST "
              "test images, mean ± standard deviation over the trainings (%):", "",
              "| | " + " | ".join(problems) + " |", "|---|" + "---:|" * len(problems)]
-    for rule in rules:
-        lines.append(f"| {rule} | " + " | ".join(
-            f"{100 * result['problems'][p]['accuracy'][rule]:.2f} ± {100 * result['problems'][p]['spread'][rule]:.2f}"
-            for p in problems) + " |")
+    lines += mean_sd_rows(result, rules, problems)
     fit = _against_fit()
     shipped = next(r for r in rules if r.startswith("`--adapt` (T"))
     lines += ["", "Compose + adapt wall time (the slowest training): " + ", ".join(

@@ -132,13 +132,27 @@ def measure() -> dict:
     first = runs[str(TRAININGS[0])]
     out = {k: first[k] for k in ("pair", "negatives", "held_out_source", "stat_images", "shrink", "neighbours",
                                  "exposed_auto_rule")}
-    out.update(trainings=runs, problems={})
+    out.update(trainings=runs, problems=over_trainings(runs))
+    return out
+
+
+def over_trainings(runs: dict) -> dict:
+    """Per problem, each rule's accuracy as the mean and standard deviation over the trainings' runs."""
+    first = next(iter(runs.values()))
+    out = {}
     for problem in first["problems"]:
         rules = first["problems"][problem]["accuracy"]
         values = {rule: [r["problems"][problem]["accuracy"][rule] for r in runs.values()] for rule in rules}
-        out["problems"][problem] = {"accuracy": {rule: statistics.mean(v) for rule, v in values.items()},
-                                    "spread": {rule: statistics.stdev(v) for rule, v in values.items()}}
+        out[problem] = {"accuracy": {rule: statistics.mean(v) for rule, v in values.items()},
+                        "spread": {rule: statistics.stdev(v) for rule, v in values.items()}}
     return out
+
+
+def mean_sd_rows(result: dict, rules: list[str], problems: list[str]) -> list[str]:
+    """Table rows: one per rule, 'mean ± sd' (in %) per problem."""
+    return [f"| {rule} | " + " | ".join(
+        f"{100 * result['problems'][p]['accuracy'][rule]:.2f} ± {100 * result['problems'][p]['spread'][rule]:.2f}"
+        for p in problems) + " |" for rule in rules]
 
 
 def measure_pair(seed: int) -> dict:
@@ -298,10 +312,7 @@ def render(result: dict, header: str) -> str:
              f"({result['stat_images']} per class fit them, the rest calibrate the p-value). Accuracy on the "
              "problem's Fashion-MNIST test images, mean ± standard deviation over the trainings:", "",
              "| rule | " + " | ".join(problems) + " |", "|---|" + "---:|" * len(problems)]
-    for rule in rules:
-        lines.append(f"| {rule} | " + " | ".join(
-            f"{100 * result['problems'][p]['accuracy'][rule]:.2f} ± {100 * result['problems'][p]['spread'][rule]:.2f}"
-            for p in problems) + " |")
+    lines += mean_sd_rows(result, rules, problems)
     hard = [p for p in ("all ten", "upper body") if p in problems]
     lines += ["", f"Each training ({' / '.join(hard)}):", "",
               "| rule | " + " | ".join(f"seed {s}" for s in trainings) + " |", "|---|" + "---:|" * len(trainings)]

@@ -225,36 +225,36 @@ def load_images(spec: str, split: str = "train", size: tuple[int, int] | None = 
     Images of different sizes are resized (shorter side, then centre crop) to ``size``, which the
     caller takes from the model's input size; same-size images are kept as they are.
     """
-    import datasets
 
     if spec == FASHION_MNIST:  # built lazily: only the split asked for is decoded, once per process
         _check_split(spec, split, _FMNIST_FILES)
         return dataclasses.replace(_fashion_mnist_images(split, str(fashion_mnist_dir())))
+    ds = _open_split(spec, split)
+    hub_id = _hub_id(spec)
+    return dataset_to_images(ds, name=spec, split=split, size=size, hub_id=hub_id)
+
+
+def _open_split(spec: str, split: str):
+    """One split of a DATASET (not the built-in one) as a ``datasets.Dataset``; one line if it has no such split."""
+    import datasets
+
     ds = _open(spec)
     if isinstance(ds, datasets.DatasetDict):
         _check_split(spec, split, ds)
-        ds = ds[split]
-    elif split != "train":
+        return ds[split]
+    if split != "train":
         raise NotFoundError(f"dataset {spec} has a single split; use {option('split', 'train')}")
-    hub_id = _hub_id(spec)
-    return dataset_to_images(ds, name=spec, split=split, size=size, hub_id=hub_id)
+    return ds
 
 
 def load_unlabelled_images(spec: str, split: str = "train", size: tuple[int, int] | None = None
                            ) -> tuple[torch.Tensor, str | None]:
     """The images of one split of a DATASET, uint8 [n, C, H, W], and its Hub id; no label column is
     needed and any there is not read (``compose --adapt``: images of a task nobody labelled)."""
-    import datasets
-
     if spec == FASHION_MNIST:
         _check_split(spec, split, _FMNIST_FILES)
         return _fashion_mnist_images(split, str(fashion_mnist_dir())).images, FASHION_MNIST_HF_ID
-    ds = _open(spec)
-    if isinstance(ds, datasets.DatasetDict):
-        _check_split(spec, split, ds)
-        ds = ds[split]
-    elif split != "train":
-        raise NotFoundError(f"dataset {spec} has a single split; use {option('split', 'train')}")
+    ds = _open_split(spec, split)
     column = _image_column(ds)
     if column is None:
         raise HubmodError(f"dataset {spec} has no image column; it has: {', '.join(ds.features)} "
