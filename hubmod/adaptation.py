@@ -9,7 +9,7 @@ same for every class. The offsets are the minimum of a smooth convex function (t
 the shifted scores, less the mean offset), solved deterministically; they become an ``affine``
 combiner (scale 1/T, offset b/T) so the adapted repo loads, evaluates and exports as a fitted one.
 
-What it assumes, and what happens when that is false, is measured in BENCHMARKS.md (zero-shot):
+What it assumes, and what happens when that is false, is measured in BENCHMARKS.md (adapt):
 it helps where the task's classes are about balanced among the images, and a strongly unbalanced
 set of images pulls the offsets toward the wrong shares. Labels, where the dataset has them, are
 never read.

@@ -98,8 +98,10 @@ def compose_model(hub: Hub, text: str, fit: str, shots: int, candidates: int):
 
 
 def composition_summary(model) -> str:
+    from .fitting import ADAPTED
+
     fit = model.fit_info
-    how = ("" if not fit else f", adapted to {fit['images']} unlabelled images" if fit.get("method") == "adapt"
+    how = ("" if not fit else f", adapted to {fit['images']} unlabelled images" if fit.get("method") == ADAPTED
            else f", {fit['combiner']} combiner fitted on {fit['shots']} images per class")
     lines = [f"**Composed {len(model.class_names)} classes** ({model.calibration} calibration{how})", ""]
     chosen = {e["class_name"]: e for e in (model.selection or {}).get("classes", [])}
