@@ -332,13 +332,14 @@ FIT_SECONDS_TARGET = 30.0
 
 
 def _gap(value: float, target: float) -> str:
-    return f"{pct(value)} ({'met' if value >= target else f'{100 * (target - value):.2f} points short'} of " \
+    return f"{pct(value)} ({'at or above' if value >= target else f'{100 * (target - value):.2f} points short of'} " \
            f"{pct(target)})"
 
 
-def targets(results: dict, zero_shot: dict | None) -> list[str]:
+def targets(results: dict, zero_shot: dict | None, adapt: dict | None = None) -> list[str]:
     """Where each pair stands against the targets, computed from the results (and zero_shot.json's
-    rules for the pair it measured), with what was tried beside the rules in the tables."""
+    rules and adapt.json's `--adapt` for the pair they measured), with what was tried beside the rules in
+    the tables."""
     lines = ["Against the targets (K = 10, the best combiner; zero-shot, the best rule, from the zero-shot "
              "section where it measured the pair):", ""]
     for r in results.values():
@@ -364,6 +365,13 @@ def targets(results: dict, zero_shot: dict | None) -> list[str]:
                          f"modules even with {ceiling['per_class']} labelled images per class")
         parts.append(f"zero-shot {_gap(zero_acc, ZERO_SHOT_TARGETS[r['problem']])} with {zero_rule}{where}"
                      if r["problem"] in ZERO_SHOT_TARGETS else f"zero-shot {pct(zero_acc)} with {zero_rule}{where}")
+        adapted = _adapted(adapt, r)
+        if adapted:
+            rule, acc = adapted
+            value = _gap(acc, ZERO_SHOT_TARGETS[r["problem"]]) if r["problem"] in ZERO_SHOT_TARGETS else pct(acc)
+            parts.append(f"without labels but with unlabelled images of the task, about equally many per class, "
+                         f"{value} with {rule} (mean over the adapt section's {len(adapt['trainings'])} trainings; not "
+                         "zero-shot: it needs those images)")
         lines.append(f"- {r['pair']} / {r['problem']}: " + "; ".join(parts) + ".")
     lines += ["", "Tried beside the rules and combiners above: typicality p-values of each module's pooled "
               "features, parent gates (energy, best score), and outlier exposure at split time (`--negatives`); "
@@ -375,6 +383,16 @@ def targets(results: dict, zero_shot: dict | None) -> list[str]:
                       f"({REFERENCE_EPOCHS} epoch), reaches {', '.join(below)}: below the `--fit` target it is "
                       "measured against, which asks ten images per class to beat it.")
     return lines
+
+
+def _adapted(adapt: dict | None, r: dict) -> tuple[str, float] | None:
+    """The best `--adapt` row of adapt.json for this result's problem, if measured on the same parents."""
+    if not adapt or r["problem"] not in adapt["problems"]:
+        return None
+    if adapt["trainings"][min(adapt["trainings"])]["parents"] != r["parents"]:
+        return None
+    rows = {k: v for k, v in adapt["problems"][r["problem"]]["accuracy"].items() if k.startswith("`--adapt`")}
+    return max(rows.items(), key=lambda kv: kv[1]) if rows else None
 
 
 def _ceiling_cell(r: dict) -> str:
@@ -407,8 +425,9 @@ def render(results: dict, header: str) -> str:
         f"{r['pair']} / {r['problem']}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["compose_fit_seconds"].items())
         for r in results.values()), "",
         "Fit images come from " + ", ".join(sorted({r.get("fit_source", "?") for r in results.values()})) + "."]
-    zero_shot = RESULTS / "zero_shot.json"
-    lines += ["", *targets(results, json.loads(zero_shot.read_text()) if zero_shot.exists() else None)]
+    zero_shot, adapt = RESULTS / "zero_shot.json", RESULTS / "adapt.json"
+    lines += ["", *targets(results, json.loads(zero_shot.read_text()) if zero_shot.exists() else None,
+                           json.loads(adapt.read_text()) if adapt.exists() else None)]
     return "\n".join(lines)
 
 
