@@ -27,6 +27,7 @@ from .data import load_unlabelled_images
 from .errors import HubmodError, option
 from .fitting import ADAPTED
 from .lbfgs import minimise
+from .preprocess import largest_input_size
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,7 @@ def adapt_combiner(model, dataset: str, split: str = "train", seed: int = 0) -> 
     """Give ``model`` (in place) an affine combiner of balancing offsets, from unlabelled images of one split
     of ``dataset`` (up to MAX_IMAGES of them, drawn with ``seed``), and a record of which images."""
     modules = list(model.class_modules)
-    size = max((tuple(m.data_config.input_size[1:]) for m in modules), key=lambda hw: hw[0] * hw[1])
-    images, hub_id = load_unlabelled_images(dataset, split, size)
+    images, hub_id = load_unlabelled_images(dataset, split, largest_input_size(m.data_config for m in modules))
     check_adapt_images(len(images), len(modules), dataset)
     rows = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:MAX_IMAGES].sort().values
     images = images[rows]

@@ -98,12 +98,9 @@ def compose_model(hub: Hub, text: str, fit: str, shots: int, candidates: int):
 
 
 def composition_summary(model) -> str:
-    from .fitting import ADAPTED
-
-    fit = model.fit_info
-    how = ("" if not fit else f", adapted to {fit['images']} unlabelled images" if fit.get("method") == ADAPTED
-           else f", {fit['combiner']} combiner fitted on {fit['shots']} images per class")
-    lines = [f"**Composed {len(model.class_names)} classes** ({model.calibration} calibration{how})", ""]
+    lines = [f"**Composed {len(model.class_names)} classes** ({model.calibration} calibration"
+             + (f", {model.fit_info['combiner']} combiner fitted on {model.fit_info['shots']} images per class)"
+                if model.fit_info else ")"), ""]
     chosen = {e["class_name"]: e for e in (model.selection or {}).get("classes", [])}
     for name, prov in zip(model.class_names, model.provenance, strict=True):
         why = f" of {len(chosen[name]['candidates'])} candidates: {chosen[name]['why']}" if name in chosen else ""

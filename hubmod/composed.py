@@ -400,13 +400,13 @@ def modules_of(source: str, hub: str | Hub | None = None) -> list[tuple[ClassMod
 
 def _fit_flags(fit: dict) -> str:
     """The compose options that fitted (or adapted) a combiner as recorded, for the card's command."""
-    from .fitting import ADAPTED
+    from .fitting import ADAPTED, HELD_OUT
 
     if fit.get("method") == ADAPTED:
         return (f" --adapt {fit['dataset']}" + (f" --adapt-split {fit['split']}" if fit["split"] != "train" else "")
                 + (f" --seed {fit['seed']}" if fit["seed"] else ""))
     return (f" --fit {fit['dataset']} --shots {fit['shots']} --combiner {fit['combiner']} --seed {fit['seed']}"
-            + (f" --fit-split {fit['split']}" if fit.get("source") != "images none of the parents trained on" else ""))
+            + (f" --fit-split {fit['split']}" if fit.get("source") != HELD_OUT else ""))
 
 
 def compose(refs: Sequence[str], output: str | None = None, calibration_method: str = calibration.AUTO,

@@ -6,8 +6,6 @@ a module, as a one-vs-rest detector on every image of the split.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 
 from .composed import ComposedClassifier
@@ -20,7 +18,7 @@ from .metrics import EvalReport, model_logits, report
 from .module import ClassModule
 from .parents import Parent
 from .patching import PatchedClassifier
-from .preprocess import DataConfig
+from .preprocess import largest_input_size
 
 
 def evaluate(source: str | Loaded, dataset: str, split: str = "test", hub: str | Hub | None = None,
@@ -51,7 +49,7 @@ def _parent(parent: Parent, name: str, dataset: str, split: str) -> EvalReport:
 
 
 def _composed(model: ComposedClassifier, name: str, dataset: str, split: str) -> EvalReport:
-    data = load_images(dataset, split, _largest_size(m.data_config for m in model.class_modules))
+    data = load_images(dataset, split, largest_input_size(m.data_config for m in model.class_modules))
     data = data.for_classes(model.class_names, name)
     pred = model(data.images).argmax(1)
     return report(pred, data.labels, data.class_names, model=name, dataset=dataset, split=split,
@@ -59,7 +57,7 @@ def _composed(model: ComposedClassifier, name: str, dataset: str, split: str) ->
 
 
 def _patched(patched: PatchedClassifier, name: str, dataset: str, split: str) -> EvalReport:
-    data = load_images(dataset, split, _largest_size([patched.weak_spec.data_config, patched.module.data_config]))
+    data = load_images(dataset, split, largest_input_size([patched.weak_spec.data_config, patched.module.data_config]))
     data = data.for_classes(patched.class_names, name)
     pred = patched(data.images).argmax(1)
     return report(pred, data.labels, data.class_names, model=name, dataset=dataset, split=split,
@@ -75,11 +73,6 @@ def _module(module: ClassModule, name: str, dataset: str, split: str) -> EvalRep
 
 
 _EVALUATE = {PARENT: _parent, MODULE: _module, COMPOSED: _composed, PATCHED: _patched}
-
-
-def _largest_size(configs: Iterable[DataConfig]) -> tuple[int, int]:
-    """The largest (height, width) among models that each resize the images themselves: decode once at that size."""
-    return tuple(max((tuple(c.input_size[1:]) for c in configs), key=lambda hw: hw[0] * hw[1]))
 
 
 def _own_class_labels(data: LabeledImages, class_name: str, where: str) -> torch.Tensor:

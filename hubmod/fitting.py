@@ -21,6 +21,7 @@ from .data import LabeledImages, load_images
 from .errors import HubmodError, option
 from .module import ClassModule
 from .parents import validation_record
+from .preprocess import largest_input_size
 from .untrusted import Fields
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def draw_fit_images(modules: Sequence[ClassModule], dataset: str, shots: int, se
     """
     check_shots(shots)
     names = list(class_names) if class_names is not None else [m.class_name for m in modules]
-    size = max((tuple(m.data_config.input_size[1:]) for m in modules), key=lambda hw: hw[0] * hw[1])
+    size = largest_input_size(m.data_config for m in modules)
     data = load_images(dataset, split or "train", size).for_classes(names, "the composed classifier")
     untouched = None if split else untouched_rows(modules, data, dataset)
     source = f"the {data.split} split"

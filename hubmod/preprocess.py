@@ -70,6 +70,11 @@ class DataConfig:
         return self.input_size[0]
 
 
+def largest_input_size(configs: Iterable[DataConfig]) -> tuple[int, int]:
+    """The largest (height, width) among models that each resize the images themselves: decode once at that size."""
+    return tuple(max((tuple(c.input_size[1:]) for c in configs), key=lambda hw: hw[0] * hw[1]))
+
+
 def to_uint8_batch(images) -> torch.Tensor:
     """Raw images as one uint8 tensor [B, C, H, W].
 
