@@ -100,9 +100,10 @@ def measure_pair(seed: int) -> dict:
         adapted = hubmod.compose(refs["exposed"], hub="local", adapt=str(folder))
         seconds = time.perf_counter() - t
         assert adapted.fit_info["images"] == len(pool)
-        test_scores, pool_scores = _outputs(model, test.images)[0], _outputs(model, pool.images)[0]
+        (test_scores, test_features), pool_scores = _outputs(model, test.images), _outputs(model, pool.images)[0]
+        assert adapted.calibration == model.calibration  # the same modules under the same rule: the same outputs
         with torch.no_grad():
-            adapted_test = adapted.combine(*_outputs(adapted, test.images))
+            adapted_test = adapted.combine(test_scores, test_features)
         plain_model = hubmod.compose(refs["plain"], hub="local")
         plain_test, plain_pool = _outputs(plain_model, test.images)[0], _outputs(plain_model, pool.images)[0]
         acc = {f"`auto` ({model.calibration})": _accuracy(test_scores, test.labels),

@@ -213,10 +213,11 @@ def ceiling(model, dataset: str, test, test_scores, test_features) -> dict:
     from hubmod.combiners import build
     from hubmod.data import load_images
     from hubmod.fitting import untouched_rows
+    from hubmod.preprocess import largest_input_size
 
     modules = list(model.class_modules)
-    size = max((tuple(m.data_config.input_size[1:]) for m in modules), key=lambda hw: hw[0] * hw[1])  # as --fit
-    data = load_images(dataset, "train", size).for_classes(model.class_names, "ceiling")
+    data = load_images(dataset, "train", largest_input_size(m.data_config for m in modules))  # as --fit
+    data = data.for_classes(model.class_names, "ceiling")
     rows = untouched_rows(modules, data, dataset)
     if rows is None:
         return {}

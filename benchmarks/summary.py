@@ -77,15 +77,16 @@ def rows() -> list[tuple[str, str, str, str]]:
         saved = json.loads(adapt.read_text())
         a, runs = saved["problems"], len(saved["trainings"])
         hard = [p for p in ("all ten", "upper body") if p in a]
-        cell = {p: {k.split(" (")[0] if k.startswith("`--adapt` (") else k: v for k, v in a[p]["accuracy"].items()}
-                for p in hard}
-        auto = {p: next(v for k, v in cell[p].items() if k.startswith("`auto` (") and "without" not in k) for p in hard}
+        def row(p: str, start: str, plain: bool = False) -> float:  # plain: the modules split without negatives
+            return next(v for k, v in a[p]["accuracy"].items() if k.startswith(start) and ("without" in k) == plain)
+
         out.append(("Modules of two parents (vgg+resnet18), no labels but unlabelled images of the task: compose "
                     "`--adapt` (200 per class)",
-                    ", ".join(f"{p} {_pct(cell[p]['`--adapt`'])}" for p in hard) + f" (mean of {runs} trainings; "
-                    "modules split without `--negatives`: " + ", ".join(
-                        f"{_pct(cell[p]['`--adapt`, modules split without --negatives'])}" for p in hard) + ")",
-                    "`auto` on the same modules: " + ", ".join(f"{p} {_pct(auto[p])}" for p in hard), "adapt"))
+                    ", ".join(f"{p} {_pct(row(p, '`--adapt`'))}" for p in hard) + f" (mean of {runs} trainings; "
+                    "modules split without `--negatives`: "
+                    + ", ".join(_pct(row(p, "`--adapt`", plain=True)) for p in hard) + ")",
+                    "`auto` on the same modules: " + ", ".join(f"{p} {_pct(row(p, '`auto` ('))}" for p in hard),
+                    "adapt"))
     by_name = RESULTS / "compose_from_hub.json"
     if by_name.exists():
         b = json.loads(by_name.read_text())
