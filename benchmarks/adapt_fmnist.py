@@ -30,7 +30,7 @@ import time
 
 from common import RESULTS, pct, section_main
 from reuse_fmnist import PROBLEMS, WORK, _outputs, ensure_split
-from zero_shot_fmnist import TRAININGS, _parents, ensure_exposed_split, mean_sd_rows, over_trainings, trained_pair
+from zero_shot_fmnist import PAIR, TRAININGS, _parents, ensure_exposed_split, mean_sd_rows, over_trainings, trained_pair
 
 OUT = RESULTS / "adapt.json"
 SECTION = "adapt"
@@ -75,7 +75,7 @@ def measure() -> dict:
     return out
 
 
-def measure_pair(seed: int) -> dict:
+def measure_pair(seed: int, pair: str = PAIR) -> dict:
     import torch
 
     import hubmod
@@ -83,10 +83,11 @@ def measure_pair(seed: int) -> dict:
     from hubmod.data import load_images
     from hubmod.fitting import draw_fit_images
 
-    (a_repo, _), (b_repo, _) = trained_pair(seed)
+    (a_repo, _), (b_repo, _) = trained_pair(seed, pair)
     exposed = [ensure_exposed_split(a_repo)[0], ensure_exposed_split(b_repo)[0]]
     plain = [ensure_split(a_repo), ensure_split(b_repo)]
-    out: dict = {"parents": [a_repo, b_repo], "exposed_splits": exposed, "temperature": TEMPERATURE, "problems": {}}
+    out: dict = {"pair": pair, "parents": [a_repo, b_repo], "exposed_splits": exposed, "temperature": TEMPERATURE,
+                 "problems": {}}
     test_all = load_images("fashion-mnist", "test")
     for problem, classes in PROBLEMS.items():
         names = classes[0] + classes[1]

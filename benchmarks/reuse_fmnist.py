@@ -250,9 +250,10 @@ def run_problem(pair: str, problem: str, firsts: tuple[str, str], classes: tuple
     a_index, b_index = ensure_split(a_repo), ensure_split(b_repo)
     refs = [f"{a_index}:{c}" for c in classes[0]] + [f"{b_index}:{c}" for c in classes[1]]
     names = classes[0] + classes[1]
+    trained = json.loads((RESULTS / "parents.json").read_text())  # which training of each parent this measures
     out: dict = {"pair": pair, "problem": problem, "classes": names, "dataset": dataset, "parents": [a_repo, b_repo],
-                 "zero_shot": {},
-                 "fit": {}, "baselines": {}}
+                 "revisions": [trained.get(repo, {}).get("revision") for repo in firsts],
+                 "zero_shot": {}, "fit": {}, "baselines": {}}
     model = hubmod.compose(refs, hub="local")
     test = load_images(dataset, "test").for_classes(names, problem)
     out["test_images"] = len(test)
@@ -337,13 +338,15 @@ def _gap(value: float, target: float) -> str:
            f"{pct(target)})"
 
 
-def targets(results: dict, zero_shot: dict | None, adapt: dict | None = None) -> list[str]:
-    """Where each pair stands against the targets, computed from the results (and zero_shot.json's
-    rules and adapt.json's `--adapt` for the pair they measured), with what was tried beside the rules in
-    the tables."""
+def targets(results: dict, zero_shots: list[dict], adapts: list[dict]) -> list[str]:
+    """Where each pair stands against the targets, computed from the results (and, for the pairs they
+    measured, the zero-shot rules and `--adapt` rows of zero_shot.json, adapt.json and second_pair.json),
+    with what was tried beside the rules in the tables."""
     lines = ["Against the targets (K = 10, the best combiner; zero-shot, the best rule, from the zero-shot "
-             "section where it measured the pair):", ""]
+             "sections where they measured the pair):", ""]
     for r in results.values():
+        zero_shot = next((z for z in zero_shots if z.get("pair") == r["pair"]), None)
+        adapt = next((a for a in adapts if _measured_on(a, r)), None)
         fit = {k: statistics.mean(v["10"]) for k, v in r["fit"].items() if "10" in v}
         if not fit:
             continue
@@ -351,7 +354,7 @@ def targets(results: dict, zero_shot: dict | None, adapt: dict | None = None) ->
         zero, where = dict(r["zero_shot"]), ""
         if zero_shot and zero_shot.get("pair") == r["pair"] and r["problem"] in zero_shot["problems"]:
             zero = zero_shot["problems"][r["problem"]]["accuracy"]  # every rule, as a mean over the trainings
-            where = f" (mean over the zero-shot section's {len(zero_shot.get('trainings', [0]))} trainings)"
+            where = f" ({_over(zero_shot)})"
         zero_rule, zero_acc = max(zero.items(), key=lambda kv: kv[1])
         base = max(statistics.mean(r["baselines"][b]["10"]) for b in ("scratch_cnn", "parents_probe"))
         ceiling = r.get("ceiling")
@@ -371,12 +374,11 @@ def targets(results: dict, zero_shot: dict | None, adapt: dict | None = None) ->
             rule, acc = adapted
             value = _gap(acc, ZERO_SHOT_TARGETS[r["problem"]]) if r["problem"] in ZERO_SHOT_TARGETS else pct(acc)
             parts.append(f"without labels but with unlabelled images of the task, about equally many per class, "
-                         f"{value} with {rule} (mean over the adapt section's {len(adapt['trainings'])} trainings; not "
-                         "zero-shot: it needs those images)")
+                         f"{value} with {rule} ({_over(adapt)}; not zero-shot: it needs those images)")
         lines.append(f"- {r['pair']} / {r['problem']}: " + "; ".join(parts) + ".")
     lines += ["", "Tried beside the rules and combiners above: typicality p-values of each module's pooled "
               "features, parent gates (energy, best score), and outlier exposure at split time (`--negatives`); "
-              "see the zero-shot section."]
+              "see the zero-shot sections."]
     below = sorted({pct(r["reference"]) for r in results.values()
                     if r["problem"] in FIT_TARGETS and r["reference"] < FIT_TARGETS[r["problem"]]})
     if below:
@@ -386,11 +388,21 @@ def targets(results: dict, zero_shot: dict | None, adapt: dict | None = None) ->
     return lines
 
 
+def _measured_on(adapt: dict, r: dict) -> bool:
+    """Whether an adapt result measured this result's problem on the same parents."""
+    return r["problem"] in adapt["problems"] and adapt["trainings"][min(adapt["trainings"])]["parents"] == r["parents"]
+
+
+def _over(result: dict) -> str:
+    """Where a zero-shot or adapt result comes from: its section, and over how many trainings."""
+    count = len(result["trainings"])
+    return f"mean over the {result['section']}'s {count} trainings" if count > 1 else \
+        f"the {result['section']}, one training"
+
+
 def _adapted(adapt: dict | None, r: dict) -> tuple[str, float] | None:
-    """The best `--adapt` row of adapt.json for this result's problem, if measured on the same parents."""
-    if not adapt or r["problem"] not in adapt["problems"]:
-        return None
-    if adapt["trainings"][min(adapt["trainings"])]["parents"] != r["parents"]:
+    """The best `--adapt` row of an adapt result for this result's problem."""
+    if not adapt:
         return None
     rows = {k: v for k, v in adapt["problems"][r["problem"]]["accuracy"].items() if k.startswith("`--adapt`")}
     return max(rows.items(), key=lambda kv: kv[1]) if rows else None
@@ -426,9 +438,17 @@ def render(results: dict, header: str) -> str:
         f"{r['pair']} / {r['problem']}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["compose_fit_seconds"].items())
         for r in results.values()), "",
         "Fit images come from " + ", ".join(sorted({r.get("fit_source", "?") for r in results.values()})) + "."]
-    zero_shot, adapt = RESULTS / "zero_shot.json", RESULTS / "adapt.json"
-    lines += ["", *targets(results, json.loads(zero_shot.read_text()) if zero_shot.exists() else None,
-                           json.loads(adapt.read_text()) if adapt.exists() else None)]
+    zero_shots, adapts = [], []
+    for name, section in (("zero_shot.json", "zero-shot"), ("adapt.json", "adapt"),
+                          ("second_pair.json", "second-pair")):
+        path = RESULTS / name
+        saved = json.loads(path.read_text()) if path.exists() else None
+        if saved and section == "second-pair":
+            zero_shots.append({**saved["zero_shot"], "pair": saved["pair"], "section": "second-pair section"})
+            adapts.append({**saved["adapt"], "section": "second-pair section"})
+        elif saved:
+            (zero_shots if section == "zero-shot" else adapts).append({**saved, "section": f"{section} section"})
+    lines += ["", *targets(results, zero_shots, adapts)]
     return "\n".join(lines)
 
 

@@ -114,11 +114,11 @@ def ensure_exposed_split(repo: str) -> tuple[str, float | None]:
     return prefix, time.perf_counter() - t
 
 
-def trained_pair(seed: int) -> list[tuple[str, list[str]]]:
-    """The pair's parents (repo, train_parent.py arguments) for one training seed."""
+def trained_pair(seed: int, pair: str = PAIR) -> list[tuple[str, list[str]]]:
+    """A pair's parents (repo, train_parent.py arguments) for one training seed."""
     if seed == 0:
-        return list(PAIRS[PAIR])
-    return [(f"{repo}-s{seed}", [*args, "--seed", str(seed)]) for repo, args in PAIRS[PAIR]]
+        return list(PAIRS[pair])
+    return [(f"{repo}-s{seed}", [*args, "--seed", str(seed)]) for repo, args in PAIRS[pair]]
 
 
 def _quantile(raw, calibration: dict):
@@ -137,25 +137,28 @@ def measure() -> dict:
 
 
 def over_trainings(runs: dict) -> dict:
-    """Per problem, each rule's accuracy as the mean and standard deviation over the trainings' runs."""
+    """Per problem, each rule's accuracy as the mean and standard deviation over the trainings' runs
+    (no spread from one training)."""
     first = next(iter(runs.values()))
     out = {}
     for problem in first["problems"]:
         rules = first["problems"][problem]["accuracy"]
         values = {rule: [r["problems"][problem]["accuracy"][rule] for r in runs.values()] for rule in rules}
         out[problem] = {"accuracy": {rule: statistics.mean(v) for rule, v in values.items()},
-                        "spread": {rule: statistics.stdev(v) for rule, v in values.items()}}
+                        "spread": {rule: statistics.stdev(v) if len(v) > 1 else None for rule, v in values.items()}}
     return out
 
 
 def mean_sd_rows(result: dict, rules: list[str], problems: list[str]) -> list[str]:
-    """Table rows: one per rule, 'mean ± sd' (in %) per problem."""
-    return [f"| {rule} | " + " | ".join(
-        f"{100 * result['problems'][p]['accuracy'][rule]:.2f} ± {100 * result['problems'][p]['spread'][rule]:.2f}"
-        for p in problems) + " |" for rule in rules]
+    """Table rows: one per rule, 'mean ± sd' (in %) per problem ('mean' alone from one training)."""
+    def cell(p: str, rule: str) -> str:
+        mean, sd = result["problems"][p]["accuracy"][rule], result["problems"][p]["spread"][rule]
+        return f"{100 * mean:.2f}" + ("" if sd is None else f" ± {100 * sd:.2f}")
+
+    return [f"| {rule} | " + " | ".join(cell(p, rule) for p in problems) + " |" for rule in rules]
 
 
-def measure_pair(seed: int) -> dict:
+def measure_pair(seed: int, pair: str = PAIR) -> dict:
     import torch
 
     import hubmod
@@ -163,7 +166,7 @@ def measure_pair(seed: int) -> dict:
     from hubmod.data import load_images
     from hubmod.fitting import draw_fit_images
 
-    (a_repo, _), (b_repo, _) = trained_pair(seed)
+    (a_repo, _), (b_repo, _) = trained_pair(seed, pair)
     a_index, b_index = ensure_split(a_repo), ensure_split(b_repo)
     firsts, lasts = PROBLEMS["all ten"]
     names = firsts + lasts
@@ -233,7 +236,7 @@ def measure_pair(seed: int) -> dict:
         "minmax x parent gate (energy)": lambda s: gated("energy", s),
         "minmax x parent gate (best minmax)": lambda s: gated("best", s),
     }
-    out: dict = {"pair": PAIR, "seed": seed, "parents": [a_repo, b_repo], "splits": [a_index, b_index],
+    out: dict = {"pair": pair, "seed": seed, "parents": [a_repo, b_repo], "splits": [a_index, b_index],
                  "exposed_splits": [a_exposed, b_exposed],
                  "exposed_auto_rule": auto_rule, "exposed_split_seconds": split_seconds,
                  "negatives": exposed.class_modules[0].config.exposure, "held_out_source": info["source"],
