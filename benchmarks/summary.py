@@ -61,32 +61,26 @@ def rows() -> list[tuple[str, str, str, str]]:
                         f"CNN from scratch on the same images "
                         f"{_pct(statistics.mean(r['baselines']['scratch_cnn']['10']))}; trained on all images "
                         f"{_pct(r['reference'])}", "reuse"))
-    zero = RESULTS / "zero_shot.json"
-    if zero.exists():
-        z = json.loads(zero.read_text())
+    for pair, z, saved, sections in _without_labels():
         acc = z["problems"].get("all ten", {}).get("accuracy", {})
         exposed = next((v for k, v in acc.items() if k.startswith("`auto`")), None)
         if exposed is not None:
-            out.append((f"Modules of two parents ({z['pair']}), all ten, no labels: both split with `--negatives` "
+            out.append((f"Modules of two parents ({pair}), all ten, no labels: both split with `--negatives` "
                         "(scikit-learn's digits)",
                         f"{_pct(exposed)} with the `{z['exposed_auto_rule']}` rule `auto` picks"
                         + (f" (mean of {len(z['trainings'])} trainings of the pair)" if "trainings" in z else ""),
-                        f"split without negatives: {_pct(acc['minmax'])} (minmax)", "zero-shot"))
-    adapt = RESULTS / "adapt.json"
-    if adapt.exists():
-        saved = json.loads(adapt.read_text())
+                        f"split without negatives: {_pct(acc['minmax'])} (minmax)", sections[0]))
+        if not saved:
+            continue
         a, runs = saved["problems"], len(saved["trainings"])
         hard = [p for p in ("all ten", "upper body") if p in a]
-        def row(p: str, start: str, plain: bool = False) -> float:  # plain: the modules split without negatives
-            return next(v for k, v in a[p]["accuracy"].items() if k.startswith(start) and ("without" in k) == plain)
-
-        out.append(("Modules of two parents (vgg+resnet18), no labels but unlabelled images of the task: compose "
+        adapted = ", ".join(f"{p} {_pct(_adapt_row(a, p, '`--adapt`'))}" for p in hard)
+        plain = ", ".join(_pct(_adapt_row(a, p, "`--adapt`", plain=True)) for p in hard)
+        unadapted = ", ".join(f"{p} {_pct(_adapt_row(a, p, '`auto` ('))}" for p in hard)
+        out.append((f"Modules of two parents ({pair}), no labels but unlabelled images of the task: compose "
                     "`--adapt` (200 per class)",
-                    ", ".join(f"{p} {_pct(row(p, '`--adapt`'))}" for p in hard) + f" (mean of {runs} trainings; "
-                    "modules split without `--negatives`: "
-                    + ", ".join(_pct(row(p, "`--adapt`", plain=True)) for p in hard) + ")",
-                    "`auto` on the same modules: " + ", ".join(f"{p} {_pct(row(p, '`auto` ('))}" for p in hard),
-                    "adapt"))
+                    f"{adapted} (mean of {runs} trainings; modules split without `--negatives`: {plain})",
+                    f"`auto` on the same modules: {unadapted}", sections[1]))
     by_name = RESULTS / "compose_from_hub.json"
     if by_name.exists():
         b = json.loads(by_name.read_text())
@@ -110,6 +104,27 @@ def rows() -> list[tuple[str, str, str, str]]:
                             f"{_pct(r['composed_accuracy'])}; modules keep {_pct(r['mean_kept_kernels'])} of the "
                             "kernels",
                             f"parent {_pct(r['parent_accuracy'])}", "families"))
+    return out
+
+
+def _adapt_row(problems: dict, problem: str, start: str, plain: bool = False) -> float:
+    """The first row of an adapt result starting with ``start``, of the modules split with `--negatives`
+    or (``plain``) without."""
+    rows = problems[problem]["accuracy"].items()
+    return next(v for k, v in rows if k.startswith(start) and ("without" in k) == plain)
+
+
+def _without_labels() -> list[tuple[str, dict, dict | None, tuple[str, str]]]:
+    """Each pair's zero-shot and `--adapt` results (pair, zero-shot, adapt, their two sections): the
+    vgg+resnet18 pair's from zero_shot.json and adapt.json, the second pair's from second_pair.json."""
+    out = []
+    zero, adapt, second = (RESULTS / n for n in ("zero_shot.json", "adapt.json", "second_pair.json"))
+    if zero.exists():
+        z = json.loads(zero.read_text())
+        out.append((z["pair"], z, json.loads(adapt.read_text()) if adapt.exists() else None, ("zero-shot", "adapt")))
+    if second.exists():
+        s = json.loads(second.read_text())
+        out.append((s["pair"], s["zero_shot"], s["adapt"], ("second-pair", "second-pair")))
     return out
 
 
