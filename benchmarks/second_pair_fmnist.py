@@ -29,9 +29,9 @@ ADAPT_ROWS = ("`--adapt` (T", "`--adapt`, modules", "unequal shares")  # adapt.j
 
 
 def measure() -> dict:
-    known = json.loads((RESULTS / "parents.json").read_text())
     zero = {str(seed): zero_shot_fmnist.measure_pair(seed, PAIR) for seed in TRAININGS}
     adapt = {str(seed): adapt_fmnist.measure_pair(seed, PAIR) for seed in TRAININGS}
+    known = json.loads((RESULTS / "parents.json").read_text())  # which training of each parent was measured
     first = zero[str(TRAININGS[0])]
     return {"pair": PAIR,
             "parents": {repo: known[repo]["revision"] for seed in TRAININGS
