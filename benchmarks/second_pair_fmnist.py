@@ -100,9 +100,12 @@ def _best(result: dict, problems: list[str]) -> str:
         best = max(zero[p]["accuracy"].items(), key=lambda kv: kv[1])
         adapted = max(((r, v) for r, v in adapt[p]["accuracy"].items() if r.startswith("`--adapt`")),
                       key=lambda kv: kv[1])
-        cells.append(f"{p}: {auto[0]} {pct(auto[1])}, the best zero-shot rule {best[0]} "
-                     f"{pct(best[1])}, the better `--adapt` row {pct(adapted[1])}")
-    return "On this pair (means over the trainings): " + "; ".join(cells) + "."
+        rank = "the best zero-shot rule" if best[0] == auto[0] else \
+            f"{100 * (best[1] - auto[1]):.2f} points below the best zero-shot rule, {best[0]} ({pct(best[1])})"
+        cells.append(f"{p}: `auto` {pct(auto[1])}, {rank}; `--adapt` {pct(adapted[1])}")
+    rule = result["zero_shot"]["exposed_auto_rule"]
+    return f"On this pair (means over the trainings; `auto` composes the --negatives splits' modules with {rule}): " \
+        + "; ".join(cells) + "."
 
 
 def _parents() -> None:
