@@ -69,6 +69,25 @@ def ensure_parent(repo: str, args: list[str]) -> dict:
     return info
 
 
+def without_labels() -> list[dict]:
+    """Each pair's zero-shot and `--adapt` results as saved, each tagged with the BENCHMARKS.md section it
+    comes from: the vgg+resnet18 pair's from zero_shot.json and adapt.json, the second pair's from
+    second_pair.json. Entries: {"pair", "zero_shot", "adapt" (None if not measured)}."""
+    def load(name: str) -> dict | None:
+        path = RESULTS / name
+        return json.loads(path.read_text()) if path.exists() else None
+
+    out = []
+    if zero := load("zero_shot.json"):
+        adapt = load("adapt.json")
+        out.append({"pair": zero["pair"], "zero_shot": {**zero, "section": "zero-shot"},
+                    "adapt": {**adapt, "section": "adapt"} if adapt else None})
+    if second := load("second_pair.json"):
+        out.append({"pair": second["pair"], "zero_shot": {**second["zero_shot"], "section": "second-pair"},
+                    "adapt": {**second["adapt"], "section": "second-pair"}})
+    return out
+
+
 WIDTH = 110  # BENCHMARKS.md's prose is wrapped at this width; tables, headings and markers are not
 
 

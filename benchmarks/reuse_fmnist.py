@@ -33,7 +33,18 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, ROOT, command, ensure_parent, machine, pct, section_header, setup_home, write_section
+from common import (
+    RESULTS,
+    ROOT,
+    command,
+    ensure_parent,
+    machine,
+    pct,
+    section_header,
+    setup_home,
+    without_labels,
+    write_section,
+)
 
 sys.path.insert(0, str(ROOT / "examples"))
 from digits_dataset import save_digits  # noqa: E402
@@ -338,21 +349,22 @@ def _gap(value: float, target: float) -> str:
            f"{pct(target)})"
 
 
-def targets(results: dict, zero_shots: list[dict], adapts: list[dict]) -> list[str]:
+def targets(results: dict, without: list[dict]) -> list[str]:
     """Where each pair stands against the targets, computed from the results (and, for the pairs they
-    measured, the zero-shot rules and `--adapt` rows of zero_shot.json, adapt.json and second_pair.json),
-    with what was tried beside the rules in the tables."""
+    measured, the zero-shot rules and `--adapt` rows of ``without``, common.without_labels()), with
+    what was tried beside the rules in the tables."""
     lines = ["Against the targets (K = 10, the best combiner; zero-shot, the best rule, from the zero-shot "
              "sections where they measured the pair):", ""]
     for r in results.values():
-        zero_shot = next((z for z in zero_shots if z.get("pair") == r["pair"]), None)
-        adapt = next((a for a in adapts if _measured_on(a, r)), None)
+        found = next((w for w in without if w["pair"] == r["pair"]), {})
+        zero_shot = found.get("zero_shot")
+        adapt = found["adapt"] if found.get("adapt") and _measured_on(found["adapt"], r) else None
         fit = {k: statistics.mean(v["10"]) for k, v in r["fit"].items() if "10" in v}
         if not fit:
             continue
         best, best_acc = max(fit.items(), key=lambda kv: kv[1])
         zero, where = dict(r["zero_shot"]), ""
-        if zero_shot and zero_shot.get("pair") == r["pair"] and r["problem"] in zero_shot["problems"]:
+        if zero_shot and r["problem"] in zero_shot["problems"]:
             zero = zero_shot["problems"][r["problem"]]["accuracy"]  # every rule, as a mean over the trainings
             where = f" ({_over(zero_shot)})"
         zero_rule, zero_acc = max(zero.items(), key=lambda kv: kv[1])
@@ -396,8 +408,8 @@ def _measured_on(adapt: dict, r: dict) -> bool:
 def _over(result: dict) -> str:
     """Where a zero-shot or adapt result comes from: its section, and over how many trainings."""
     count = len(result["trainings"])
-    return f"mean over the {result['section']}'s {count} trainings" if count > 1 else \
-        f"the {result['section']}, one training"
+    return f"mean over the {result['section']} section's {count} trainings" if count > 1 else \
+        f"the {result['section']} section, one training"
 
 
 def _adapted(adapt: dict | None, r: dict) -> tuple[str, float] | None:
@@ -438,17 +450,7 @@ def render(results: dict, header: str) -> str:
         f"{r['pair']} / {r['problem']}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["compose_fit_seconds"].items())
         for r in results.values()), "",
         "Fit images come from " + ", ".join(sorted({r.get("fit_source", "?") for r in results.values()})) + "."]
-    zero_shots, adapts = [], []
-    for name, section in (("zero_shot.json", "zero-shot"), ("adapt.json", "adapt"),
-                          ("second_pair.json", "second-pair")):
-        path = RESULTS / name
-        saved = json.loads(path.read_text()) if path.exists() else None
-        if saved and section == "second-pair":
-            zero_shots.append({**saved["zero_shot"], "pair": saved["pair"], "section": "second-pair section"})
-            adapts.append({**saved["adapt"], "section": "second-pair section"})
-        elif saved:
-            (zero_shots if section == "zero-shot" else adapts).append({**saved, "section": f"{section} section"})
-    lines += ["", *targets(results, zero_shots, adapts)]
+    lines += ["", *targets(results, without_labels())]
     return "\n".join(lines)
 
 

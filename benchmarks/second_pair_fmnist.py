@@ -20,7 +20,7 @@ import json
 import adapt_fmnist
 import zero_shot_fmnist
 from common import RESULTS, ensure_parent, pct, section_main
-from zero_shot_fmnist import TRAININGS
+from zero_shot_fmnist import TRAININGS, mean_sd, minmax_errors
 
 OUT = RESULTS / "second_pair.json"
 SECTION = "second-pair"
@@ -56,10 +56,6 @@ def render(result: dict, header: str) -> str:
     first_zero, first_adapt = _reference()
     first = {"zero_shot": first_zero, "adapt": first_adapt}
 
-    def cell(kind: str, rule: str, problem: str) -> str:
-        mean, sd = (result[kind]["problems"][problem][k][rule] for k in ("accuracy", "spread"))
-        return f"{100 * mean:.2f}" + ("" if sd is None else f" ± {100 * sd:.2f}")
-
     def first_cell(kind: str, rule: str, problem: str) -> str:
         row = first[kind].get("problems", {}).get(problem, {}).get("accuracy", {})
         return f"{100 * row[rule]:.2f}" if rule in row else "-"
@@ -77,12 +73,9 @@ def render(result: dict, header: str) -> str:
              "| rule | " + " | ".join(f"{p} | {p}, vgg+resnet18" for p in problems) + " |",
              "|---|" + "---:|" * (2 * len(problems))]
     for kind, rule in rules:
-        lines.append(f"| {rule} | " + " | ".join(f"{cell(kind, rule, p)} | {first_cell(kind, rule, p)}"
+        lines.append(f"| {rule} | " + " | ".join(f"{mean_sd(result[kind], p, rule)} | {first_cell(kind, rule, p)}"
                                                  for p in problems) + " |")
-    lines += ["", "Where minmax goes wrong (all trainings): " + "; ".join(
-        f"{p}: {sum(t['problems'][p]['minmax_errors_across_parents'] for t in trainings.values())} of its "
-        f"{sum(t['problems'][p]['minmax_errors'] for t in trainings.values())} errors give an image to a module "
-        "of the parent that never saw its class" for p in problems) + ".", "",
+    lines += ["", minmax_errors(trainings, problems), "",
         _best(result, problems), "",
         "Compose + adapt wall time (the slowest training): " + ", ".join(
             f"{p} {max(t['problems'][p]['seconds'] for t in adapt['trainings'].values()):.1f} s"

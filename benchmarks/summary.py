@@ -15,6 +15,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from common import without_labels
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -61,7 +63,8 @@ def rows() -> list[tuple[str, str, str, str]]:
                         f"CNN from scratch on the same images "
                         f"{_pct(statistics.mean(r['baselines']['scratch_cnn']['10']))}; trained on all images "
                         f"{_pct(r['reference'])}", "reuse"))
-    for pair, z, saved, sections in _without_labels():
+    for found in without_labels():
+        pair, z, saved = found["pair"], found["zero_shot"], found["adapt"]
         acc = z["problems"].get("all ten", {}).get("accuracy", {})
         exposed = next((v for k, v in acc.items() if k.startswith("`auto`")), None)
         if exposed is not None:
@@ -69,7 +72,7 @@ def rows() -> list[tuple[str, str, str, str]]:
                         "(scikit-learn's digits)",
                         f"{_pct(exposed)} with the `{z['exposed_auto_rule']}` rule `auto` picks"
                         + (f" (mean of {len(z['trainings'])} trainings of the pair)" if "trainings" in z else ""),
-                        f"split without negatives: {_pct(acc['minmax'])} (minmax)", sections[0]))
+                        f"split without negatives: {_pct(acc['minmax'])} (minmax)", z["section"]))
         if not saved:
             continue
         a, runs = saved["problems"], len(saved["trainings"])
@@ -80,7 +83,7 @@ def rows() -> list[tuple[str, str, str, str]]:
         out.append((f"Modules of two parents ({pair}), no labels but unlabelled images of the task: compose "
                     "`--adapt` (200 per class)",
                     f"{adapted} (mean of {runs} trainings; modules split without `--negatives`: {plain})",
-                    f"`auto` on the same modules: {unadapted}", sections[1]))
+                    f"`auto` on the same modules: {unadapted}", saved["section"]))
     by_name = RESULTS / "compose_from_hub.json"
     if by_name.exists():
         b = json.loads(by_name.read_text())
@@ -112,20 +115,6 @@ def _adapt_row(problems: dict, problem: str, start: str, plain: bool = False) ->
     or (``plain``) without."""
     rows = problems[problem]["accuracy"].items()
     return next(v for k, v in rows if k.startswith(start) and ("without" in k) == plain)
-
-
-def _without_labels() -> list[tuple[str, dict, dict | None, tuple[str, str]]]:
-    """Each pair's zero-shot and `--adapt` results (pair, zero-shot, adapt, their two sections): the
-    vgg+resnet18 pair's from zero_shot.json and adapt.json, the second pair's from second_pair.json."""
-    out = []
-    zero, adapt, second = (RESULTS / n for n in ("zero_shot.json", "adapt.json", "second_pair.json"))
-    if zero.exists():
-        z = json.loads(zero.read_text())
-        out.append((z["pair"], z, json.loads(adapt.read_text()) if adapt.exists() else None, ("zero-shot", "adapt")))
-    if second.exists():
-        s = json.loads(second.read_text())
-        out.append((s["pair"], s["zero_shot"], s["adapt"], ("second-pair", "second-pair")))
-    return out
 
 
 def table() -> str:

@@ -149,13 +149,23 @@ def over_trainings(runs: dict) -> dict:
     return out
 
 
-def mean_sd_rows(result: dict, rules: list[str], problems: list[str]) -> list[str]:
-    """Table rows: one per rule, 'mean ± sd' (in %) per problem ('mean' alone from one training)."""
-    def cell(p: str, rule: str) -> str:
-        mean, sd = result["problems"][p]["accuracy"][rule], result["problems"][p]["spread"][rule]
-        return f"{100 * mean:.2f}" + ("" if sd is None else f" ± {100 * sd:.2f}")
+def mean_sd(result: dict, problem: str, rule: str) -> str:
+    """A rule's 'mean ± sd' (in %) on a problem, over_trainings' result ('mean' alone from one training)."""
+    mean, sd = (result["problems"][problem][k][rule] for k in ("accuracy", "spread"))
+    return f"{100 * mean:.2f}" + ("" if sd is None else f" ± {100 * sd:.2f}")
 
-    return [f"| {rule} | " + " | ".join(cell(p, rule) for p in problems) + " |" for rule in rules]
+
+def mean_sd_rows(result: dict, rules: list[str], problems: list[str]) -> list[str]:
+    """Table rows: one per rule, mean_sd per problem."""
+    return [f"| {rule} | " + " | ".join(mean_sd(result, p, rule) for p in problems) + " |" for rule in rules]
+
+
+def minmax_errors(trainings: dict, problems: list[str]) -> str:
+    """How many of minmax's errors, summed over the trainings' runs, cross parents."""
+    return "Where minmax goes wrong (all trainings): " + "; ".join(
+        f"{p}: {sum(t['problems'][p]['minmax_errors_across_parents'] for t in trainings.values())} of its "
+        f"{sum(t['problems'][p]['minmax_errors'] for t in trainings.values())} errors give an image to a module "
+        "of the parent that never saw its class" for p in problems) + "."
 
 
 def measure_pair(seed: int, pair: str = PAIR) -> dict:
@@ -322,10 +332,7 @@ def render(result: dict, header: str) -> str:
     for rule in rules:
         lines.append(f"| {rule} | " + " | ".join(
             " / ".join(pct(t["problems"][p]["accuracy"][rule]) for p in hard) for t in trainings.values()) + " |")
-    lines += ["", "Where minmax goes wrong (all trainings): " + "; ".join(
-        f"{name}: {sum(t['problems'][name]['minmax_errors_across_parents'] for t in trainings.values())} of its "
-        f"{sum(t['problems'][name]['minmax_errors'] for t in trainings.values())} errors give an image to a module "
-        "of the parent that never saw its class" for name in problems) + ".", "",
+    lines += ["", minmax_errors(trainings, problems), "",
         _verdict(result), "",
         "Typicality asks whether an image looks like the module's class *as the module sees it*, and the "
         "modules' features were learnt to separate a class from its own parent's other classes only (the "
