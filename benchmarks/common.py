@@ -72,7 +72,8 @@ def ensure_parent(repo: str, args: list[str]) -> dict:
 def without_labels() -> list[dict]:
     """Each pair's zero-shot and `--adapt` results as saved, each tagged with the BENCHMARKS.md section it
     comes from: the vgg+resnet18 pair's from zero_shot.json and adapt.json, the second pair's from
-    second_pair.json. Entries: {"pair", "zero_shot", "adapt" (None if not measured)}."""
+    second_pair.json, the longer-trained vgg+resnet18 pair's from longer_parents.json. Entries: {"pair",
+    "zero_shot", "adapt" (None if not measured)}."""
     def load(name: str) -> dict | None:
         path = RESULTS / name
         return json.loads(path.read_text()) if path.exists() else None
@@ -82,9 +83,10 @@ def without_labels() -> list[dict]:
         adapt = load("adapt.json")
         out.append({"pair": zero["pair"], "zero_shot": {**zero, "section": "zero-shot"},
                     "adapt": {**adapt, "section": "adapt"} if adapt else None})
-    if second := load("second_pair.json"):
-        out.append({"pair": second["pair"], "zero_shot": {**second["zero_shot"], "section": "second-pair"},
-                    "adapt": {**second["adapt"], "section": "second-pair"}})
+    for name, section in (("second_pair.json", "second-pair"), ("longer_parents.json", "longer-parents")):
+        if other := load(name):
+            out.append({"pair": other["pair"], "zero_shot": {**other["zero_shot"], "section": section},
+                        "adapt": {**other["adapt"], "section": section}})
     return out
 
 
