@@ -77,7 +77,8 @@ def _gaussian(fit, cal, test):
 
     mu = fit.mean(0)
     cov = torch.cov(fit.T)
-    cov = (1 - SHRINK) * cov + SHRINK * cov.trace() / cov.shape[0] * torch.eye(cov.shape[0], dtype=cov.dtype)
+    scale = max(float(cov.trace()) / cov.shape[0], 1e-8)  # (a module whose features are all zero has trace 0)
+    cov = (1 - SHRINK) * cov + SHRINK * scale * torch.eye(cov.shape[0], dtype=cov.dtype)
     precision = torch.linalg.inv(cov)
 
     def dist(x):
