@@ -76,7 +76,7 @@ def _gaussian(fit, cal, test):
     import torch
 
     mu = fit.mean(0)
-    cov = torch.cov(fit.T)
+    cov = torch.atleast_2d(torch.cov(fit.T))  # (a 0-d tensor when a module reads a single feature)
     scale = max(float(cov.trace()) / cov.shape[0], 1e-8)  # (a module whose features are all zero has trace 0)
     cov = (1 - SHRINK) * cov + SHRINK * scale * torch.eye(cov.shape[0], dtype=cov.dtype)
     precision = torch.linalg.inv(cov)
