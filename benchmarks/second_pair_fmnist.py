@@ -30,7 +30,7 @@ PAIR = "regnety+mobilenetv3"
 ADAPT_ROWS = ("`--adapt` (T", "`--adapt`, modules", "unequal shares")  # adapt.json's rows shown here (prefixes)
 DESCRIPTIONS = {  # what each pair measured with these functions is, for the section's first sentence
     PAIR: "reuse_fmnist.py's second pair (RegNetY on classes 0-4, a 3-channel 32 px mobilenetv3_small_100 on 5-9)",
-    LONGER: "reuse_fmnist.py's vgg+resnet18 pair trained for 12 epochs instead of 3 (otherwise the same recipe)",
+    LONGER: "reuse_fmnist.py's vgg+resnet18 pair given 12 epochs of training instead of 3",
 }
 
 
