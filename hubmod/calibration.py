@@ -57,6 +57,20 @@ def fit(own: torch.Tensor, other: torch.Tensor) -> dict:
     return {"own": _stats(own), "other": _stats(other), "platt": _platt(own.double(), other.double())}
 
 
+def constant(calibration: dict) -> bool:
+    """Whether a module's statistics say it gave every held-out image, of its class or not, the same score.
+
+    Such a module (its split kept no channel of a layer it needs, so its head reads constant features)
+    still ranks right next to its own split's modules, which score their classes above it; next to other
+    parents' modules it takes every image they score lower.
+    """
+    try:
+        values = [float(calibration[side][key]) for side in ("own", "other") for key in ("min", "max")]
+    except (KeyError, TypeError, ValueError):
+        return False
+    return max(values) - min(values) <= 1e-6 * max(1.0, *(abs(v) for v in values))
+
+
 def _platt(own: torch.Tensor, other: torch.Tensor) -> dict:
     """Balanced logistic regression of 'own class' on the score: sigmoid(a * s + b)."""
     s = torch.cat([own, other])

@@ -9,6 +9,7 @@ safetensors file so loading it needs one download.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from .refs import is_commit_sha, match_class, parse_ref, validate_repo_id
 from .split_index import SPLIT_INDEX, SplitIndex, has_index
 from .untrusted import Fields, printable
 from .weights import WEIGHTS, load_parts
+
+logger = logging.getLogger(__name__)
 
 MAX_MODULES = 1000  # each module costs a parent build: a composed config listing more is refused
 DEFAULT_COMBINER = "affine"  # the most accurate on average at 1-10 images per class (BENCHMARKS.md, reuse)
@@ -452,6 +455,15 @@ def compose_modules(pairs: Sequence[tuple[ClassModule, dict]], output: str | Non
     """A classifier from resolved (module, provenance) pairs; ``auto`` picks the calibration."""
     check_fit_args(fit, shots, combiner, adapt)
     modules = [m for m, _ in pairs]
+    if len({m.config.split_id for m in modules}) > 1 and fit is None and adapt is None:
+        for m, prov in pairs:
+            if calibration.constant(m.config.calibration):
+                name = printable(m.class_name)
+                where = f" of {printable(prov['repo_id'])}" if prov.get("repo_id") else ""
+                logger.warning("the %s module%s gives every image the same score, so next to other splits' modules "
+                               "it takes every image they score lower; compose with %s or %s (which give it its "
+                               "share), or use another split's module for %s", name, where, option("fit"),
+                               option("adapt"), name)
     method = calibration_method
     if method == calibration.AUTO:
         method = auto_calibration(modules)

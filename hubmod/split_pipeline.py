@@ -406,6 +406,10 @@ def _build_module(s: ClassSlice, model: torch.nn.Module, groups: list, fixed: li
     val_features, raw = module.head_inputs_and_scores(data.val_x)
     own = data.val_y == s.class_index
     config.calibration = calibration.fit(raw[own], raw[~own])
+    if calibration.constant(config.calibration):
+        logger.warning("the %s module gives every validation image the same score (the search kept no channel of a "
+                       "layer it needs): it composes with this split's modules, but next to other parents' modules "
+                       "only with compose --fit or --adapt", config.class_name)
     prob = calibration.apply("platt", raw, config.calibration)
     val = per_class_metrics((prob >= 0.5).long(), own.long(), ["rest", "own"])["own"]
     sizes = {"kernels": count_kernels(backbone), "params": count_params(module), "macs": count_macs(backbone, example)}
