@@ -300,6 +300,39 @@ def extract(
     return model.eval(), final, zeroed
 
 
+def extract_seeing(
+    parent: nn.Module,
+    groups: Sequence[ChannelGroup],
+    kept: Mapping[str, Sequence[int]],
+    example_input: torch.Tensor,
+    outputs: Callable[[nn.Module], torch.Tensor],
+) -> tuple[nn.Module, dict[str, list[int]], list[str], bool]:
+    """``extract``, except that a module which could not see the image keeps one live unit per empty group.
+
+    A group with nothing kept is kept as one zeroed unit. In a residual network that silences one
+    branch; but when every path from the input to the head crosses such a group (any empty group of
+    a plain chain), the module gives every image the same output. Within its split that can still
+    compose (the other modules score their own classes above it); next to other parents' modules it
+    takes every image they score lower. So when ``outputs(module)`` (its outputs on a batch of
+    different images) does not vary, each empty group keeps its first unit, unzeroed, and the module
+    is extracted again. Returns extract's three results and whether that happened.
+    """
+    net, final, zeroed = extract(parent, groups, kept, example_input)
+    if not zeroed or not constant_outputs(outputs(net)):
+        return net, final, zeroed, False
+    given = {g.name: g.channels([0]) for g in groups if g.name in zeroed}
+    net, final, zeroed = extract(parent, groups, {**final, **given}, example_input)
+    return net, final, zeroed, True
+
+
+def constant_outputs(out: torch.Tensor) -> bool:
+    """Whether a batch of outputs ([images, ...]) is the same for every image."""
+    if len(out) < 2:
+        return False
+    spread = float((out - out[:1]).abs().amax())
+    return spread <= 1e-6 * max(1.0, float(out.abs().amax()))
+
+
 def zeroed_tensors(model: nn.Module, groups: Sequence[ChannelGroup], zeroed: Sequence[str],
                    kept: Mapping[str, Sequence[int]]) -> list[torch.Tensor]:
     """The weights and biases (or views of them) carrying the one zeroed unit of each group in ``zeroed``.

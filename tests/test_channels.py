@@ -136,3 +136,32 @@ def test_mac_share_of_masks_is_the_extracted_modules_share(arch, args):
     assert 0 < share.max() < 1
     assert mac_share(model, groups, example)({n: torch.ones_like(m) for n, m in masks.items()}).tolist() == \
         pytest.approx([1.0] * 3)
+
+
+def test_a_module_that_could_not_see_the_image_keeps_one_live_channel_per_empty_group():
+    from hubmod.channels import constant_outputs, extract_seeing
+
+    example, x = torch.zeros(1, 1, 28, 28), torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+    def outputs(net):
+        with torch.no_grad():
+            return net(x)
+
+    vgg = _model("hubmod_vgg", {})
+    groups = channel_groups(vgg, example)
+    kept = {g.name: list(range(g.size)) for g in groups}
+    kept[groups[2].name] = []  # a plain chain: nothing reaches the head
+    blind, _, zeroed = extract(vgg, groups, kept, example)
+    assert zeroed == [groups[2].name] and constant_outputs(outputs(blind))
+    net, final, zeroed, revived = extract_seeing(vgg, groups, kept, example, outputs)
+    assert revived and not zeroed and len(final[groups[2].name]) == 1
+    assert not constant_outputs(outputs(net))
+
+    resnet = _model("resnet18", {})
+    groups = channel_groups(resnet, example)
+    inner = next(g for g in groups if g.name.endswith("layer2.0.conv1"))  # inside one residual branch
+    kept = {g.name: list(range(g.size)) for g in groups} | {inner.name: []}
+    net, final, zeroed, revived = extract_seeing(resnet, groups, kept, example, outputs)
+    assert not revived and zeroed == [inner.name]  # the skip path still sees: the branch stays silenced
+    assert not constant_outputs(outputs(net))
+    assert not constant_outputs(torch.ones(1, 3)) and constant_outputs(torch.ones(4, 3))

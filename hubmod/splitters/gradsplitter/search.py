@@ -8,6 +8,7 @@ state instead of sharing it through closures.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from ...batching import in_chunks, progress_bar
 from ...channels import (
     GroupMasks,
     extract,
+    extract_seeing,
     feature_channels,
     recalibrate_batchnorm,
     stem_layers,
@@ -35,6 +37,8 @@ from .config import GradSplitterConfig
 from .cost import Masks, as_extracted, kernel_share, mac_share, mean_share, top_up
 from .layers import BinaryMask, start_heads
 from .selection import choose, next_distill_try
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -109,6 +113,11 @@ class MaskSearch:
     def outputs(self, net: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         """What the heads read: pooled features or logits."""
         return net.forward_head(net.forward_features(inputs), pre_logits=True) if self.on_features else net(inputs)
+
+    def sees(self, net: nn.Module) -> torch.Tensor:
+        """A module's head inputs on a few training images (extract_seeing asks whether they vary)."""
+        with torch.no_grad():
+            return self.outputs(net.eval(), self.ctx.train_x[:32].to(self.dev))
 
     def binary(self) -> Masks:
         return {g.name: BinaryMask.apply(self.masks[f"g{i}"]) for i, g in enumerate(self.groups)}
@@ -279,7 +288,10 @@ class MaskSearch:
         out = []
         for j in range(self.k):
             kept = unit_channels(self.groups, {name: m[j] for name, m in snap.masks.items()})
-            net, kept, zeroed = extract(self.model, self.groups, kept, self.example)
+            net, kept, zeroed, revived = extract_seeing(self.model, self.groups, kept, self.example, self.sees)
+            if revived:
+                logger.info("module %d: every path to its head crossed a group with no channel kept; each such "
+                            "group keeps one channel", j)
             if cfg.recalibrate_bn and snap.record["cycle"] > 0:
                 recalibrate_batchnorm(net, self.ctx.train_x, keep=self.stem(net))
             columns = feature_channels(self.groups, kept, self.width) if self.on_features else None
