@@ -55,14 +55,18 @@ FIRST5 = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"]
 LAST5 = ["Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 HO = ["--epochs", "3", "--holdout-per-class", "200"]
 LONGER = "vgg+resnet18 (12 epochs)"  # the first pair trained four times longer: how much better parents give
+
+
+def _vgg_resnet(schedule: list[str], suffix: str = "") -> tuple:
+    """The first pair's parents (repo, train_parent.py arguments), trained with ``schedule``."""
+    return (("bench/vgg-fmnist-0to4-ho" + suffix, ["--arch", "hubmod_vgg", "--classes", "0-4", *schedule]),
+            ("bench/resnet18-fmnist-5to9-ho" + suffix, ["--arch", "resnet18", "--classes", "5-9", "--in-chans", "3",
+                                                       "--size", "32", *schedule]))
+
+
 PAIRS = {
-    "vgg+resnet18": (("bench/vgg-fmnist-0to4-ho", ["--arch", "hubmod_vgg", "--classes", "0-4", *HO]),
-                     ("bench/resnet18-fmnist-5to9-ho", ["--arch", "resnet18", "--classes", "5-9", "--in-chans", "3",
-                                                        "--size", "32", *HO])),
-    LONGER: (("bench/vgg-fmnist-0to4-ho-e12", ["--arch", "hubmod_vgg", "--classes", "0-4", "--epochs", "12",
-                                               "--holdout-per-class", "200"]),
-             ("bench/resnet18-fmnist-5to9-ho-e12", ["--arch", "resnet18", "--classes", "5-9", "--in-chans", "3",
-                                                    "--size", "32", "--epochs", "12", "--holdout-per-class", "200"])),
+    "vgg+resnet18": _vgg_resnet(HO),
+    LONGER: _vgg_resnet(["--epochs", "12", "--holdout-per-class", "200"], "-e12"),
     "regnety+mobilenetv3": (("bench/regnety-fmnist-0to4-ho", ["--arch", "regnety_002", "--classes", "0-4", *HO]),
                             ("bench/mobilenetv3-fmnist-5to9-ho", ["--arch", "mobilenetv3_small_100", "--classes",
                                                                   "5-9", "--in-chans", "3", "--size", "32", *HO])),
