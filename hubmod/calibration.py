@@ -68,7 +68,13 @@ def constant(calibration: dict) -> bool:
         values = [float(calibration[side][key]) for side in ("own", "other") for key in ("min", "max")]
     except (KeyError, TypeError, ValueError):
         return False
-    return max(values) - min(values) <= 1e-6 * max(1.0, *(abs(v) for v in values))
+    return negligible(max(values) - min(values), max(abs(v) for v in values))
+
+
+def negligible(spread: float, magnitude: float) -> bool:
+    """Whether scores that differ by at most ``spread`` are the same, at float32 rounding of values
+    as large as ``magnitude``: the one tolerance for 'this module gives every image one score'."""
+    return spread <= 1e-6 * max(1.0, magnitude)
 
 
 def _platt(own: torch.Tensor, other: torch.Tensor) -> dict:

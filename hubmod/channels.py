@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from .calibration import negligible
 from .errors import InvalidRepoError
 
 
@@ -329,8 +330,7 @@ def constant_outputs(out: torch.Tensor) -> bool:
     """Whether a batch of outputs ([images, ...]) is the same for every image."""
     if len(out) < 2:
         return False
-    spread = float((out - out[:1]).abs().amax())
-    return spread <= 1e-6 * max(1.0, float(out.abs().amax()))
+    return negligible(float((out - out[:1]).abs().amax()), float(out.abs().amax()))
 
 
 def zeroed_tensors(model: nn.Module, groups: Sequence[ChannelGroup], zeroed: Sequence[str],

@@ -5,8 +5,9 @@ its commit, the classes and their repos, any negatives), ``open_split_data`` (th
 once: held-out test images and the pool searches draw from; hubmod.split_data), ``_resume`` (what an
 interrupted split already finished), ``_search_groups`` (for each group of classes the method
 searches together: draw its images, ``_search`` — the method decides kept channels and heads —
-then ``_module_base`` + ``_build_module``: extract each module physically and calibrate it on the
-validation images; ``expose`` fits the outlier-exposure gates), ``_measure`` (everything on
+then ``_module_base`` + ``_build_modules``: extract each module physically and calibrate it on the
+validation images (a class whose final module cannot see the image gets the whole parent instead,
+hubmod.blind); ``expose`` fits the outlier-exposure gates), ``_measure`` (everything on
 held-out test data), ``_report``, and only then ``_publish`` — each repo in one atomic commit, the
 index last.
 """
@@ -28,7 +29,8 @@ import torch
 
 from . import calibration
 from .baselines import refit_on_features
-from .channels import analyse_channels, count_kernels, count_macs, count_params, extract
+from .blind import logit_alignment, whole_parent_head
+from .channels import analyse_channels, constant_outputs, count_kernels, count_macs, count_params, extract
 from .composed import ComposedClassifier
 from .data import LabeledImages
 from .devices import AUTO, resolve_device
@@ -295,8 +297,7 @@ def _search_groups(splitter, job: _SplitJob, source: SplitSource, model: torch.n
 
         t = time.perf_counter()
         base = _module_base(job.parent, method, splitter, outcome, job.dataset, data, seed, split_id, command)
-        built = [_build_module(s, model, channel_groups, fixed, example, base, parent_sizes, data)
-                 for s in outcome.slices]
+        built = _build_modules(outcome.slices, model, channel_groups, fixed, example, base, parent_sizes, data)
         group_modules = [module for module, _ in built]
         if job.negative_images is not None:
             expose(group_modules, [f for _, f in built], data.val_y, job.negative_images, job.exposure_record)
@@ -384,39 +385,80 @@ def _report(modules: list[ClassModule], parent: Parent, method: str, dataset: st
     )
 
 
-def _build_module(s: ClassSlice, model: torch.nn.Module, groups: list, fixed: list, example: torch.Tensor, base: dict,
-                  parent_sizes: dict, data: SplitData) -> tuple[ClassModule, torch.Tensor]:
-    """The standalone module of one class: extracted, with its head, calibrated on validation images;
-    and what its head read on them (for the outlier-exposure gate)."""
-    if s.backbone is not None:
-        backbone, kept, zeroed = s.backbone, s.kept, s.zeroed
-    else:
-        backbone, kept, zeroed = extract(model, groups, s.kept, example)
-    backbone, head = attach_head(backbone, s.head, len(base["parent"]["label_names"]), example)
-    head.load_state_dict(substate(s.head_state, "head."), strict=True)
+def _build_modules(slices: list[ClassSlice], model: torch.nn.Module, groups: list, fixed: list, example: torch.Tensor,
+                   base: dict, parent_sizes: dict, data: SplitData) -> list[tuple[ClassModule, torch.Tensor]]:
+    """The standalone modules of one search: each extracted, with its head, calibrated on validation
+    images; with what its head read on them (for the outlier-exposure gate).
+
+    Every final module is checked, whatever the method and after any distillation: one that gives
+    every validation image the same score cannot see the image, and its class gets the whole parent
+    instead, scored on the scale of the split's other modules (hubmod.blind); its card says so.
+    """
+    built = []
+    for s in slices:
+        if s.backbone is not None:
+            backbone, kept, zeroed = s.backbone, s.kept, s.zeroed
+        else:
+            backbone, kept, zeroed = extract(model, groups, s.kept, example)
+        built.append(_assemble(s.class_index, backbone, kept, zeroed, s.head, s.head_state, groups, fixed, example,
+                               base, data))
+    blind = [i for i, (_, _, raw) in enumerate(built) if constant_outputs(raw)]
+    if blind:
+        with torch.no_grad():
+            logits = torch.cat([model(data.val_x[i : i + 512]) for i in range(0, len(data.val_x), 512)])
+        seeing = [(m.config.class_index, raw) for i, (m, _, raw) in enumerate(built) if i not in blind]
+        scale, offset = logit_alignment(torch.cat([logits[:, c] for c, _ in seeing] or [torch.zeros(0)]),
+                                        torch.cat([raw for _, raw in seeing] or [torch.zeros(0)]))
+        whole = {g.name: list(range(g.size)) for g in groups}
+        for i in blind:
+            s = slices[i]
+            backbone, kept, zeroed = extract(model, groups, whole, example)
+            head, head_state = whole_parent_head(model, s.class_index, logits.shape[1], s.head, s.head_state, scale,
+                                                 offset)
+            built[i] = _assemble(s.class_index, backbone, kept, zeroed, head, head_state, groups, fixed, example,
+                                 {**base, "method": {**base["method"], "whole_parent": True}}, data)
+            logger.warning("the %s module gave every validation image the same score (every path to its head "
+                           "crossed a layer with no live channel); that class's module is the whole parent instead, "
+                           "and its card says so", built[i][0].class_name)
+    for module, _, raw in built:
+        _record_metrics(module, raw, data, example, parent_sizes)
+    return [(module, features) for module, features, _ in built]
+
+
+def _record_metrics(module: ClassModule, raw: torch.Tensor, data: SplitData, example: torch.Tensor,
+                    parent_sizes: dict) -> None:
+    """A module's sizes, against the parent's, and its validation metrics alone, into its config."""
+    config = module.config
+    prob = calibration.apply("platt", raw, config.calibration)
+    own = data.val_y == module.config.class_index
+    val = per_class_metrics((prob >= 0.5).long(), own.long(), ["rest", "own"])["own"]
+    backbone = module.backbone
+    sizes = {"kernels": count_kernels(backbone), "params": count_params(module), "macs": count_macs(backbone, example)}
+    config.metrics = {**sizes, **{f"parent_{k}": v for k, v in parent_sizes.items()},
+                      "kept_kernels": sizes["kernels"] / parent_sizes["kernels"],
+                      "val_precision": val["precision"], "val_recall": val["recall"], "val_f1": val["f1"]}
+
+
+def _assemble(class_index: int, backbone: torch.nn.Module, kept: dict, zeroed: list, head_spec: dict,
+              head_state: dict, groups: list, fixed: list, example: torch.Tensor, base: dict,
+              data: SplitData) -> tuple[ClassModule, torch.Tensor, torch.Tensor]:
+    """A module from an extracted backbone and a head, calibrated on the validation images; with
+    what its head read on them and its raw scores."""
+    backbone, head = attach_head(backbone, head_spec, len(base["parent"]["label_names"]), example)
+    head.load_state_dict(substate(head_state, "head."), strict=True)
     channels = {"example_input": list(example.shape),
                 "groups": [{"name": g.name, "size": g.size, "kept": kept[g.name],
                             **({"repeat": g.repeat} if g.repeat > 1 else {}),
                             **({"zeroed": True} if g.name in zeroed else {})} for g in groups],
                 # channels no module removes, and why (kept whole in every module of the parent)
                 "fixed": [{"name": f.name, "size": f.size, "reason": f.reason} for f in fixed]}
-    config = ModuleConfig(class_name=base["parent"]["label_names"][s.class_index], class_index=s.class_index,
-                          channels=channels, head=s.head, calibration={}, **base)
+    config = ModuleConfig(class_name=base["parent"]["label_names"][class_index], class_index=class_index,
+                          channels=channels, head=head_spec, calibration={}, **base)
     module = ClassModule(backbone, head, config)
     val_features, raw = module.head_inputs_and_scores(data.val_x)
-    own = data.val_y == s.class_index
+    own = data.val_y == class_index
     config.calibration = calibration.fit(raw[own], raw[~own])
-    if calibration.constant(config.calibration):
-        logger.warning("the %s module gives every validation image the same score (the search kept no channel of a "
-                       "layer it needs): it composes with this split's modules, but next to other parents' modules "
-                       "only with compose --fit or --adapt", config.class_name)
-    prob = calibration.apply("platt", raw, config.calibration)
-    val = per_class_metrics((prob >= 0.5).long(), own.long(), ["rest", "own"])["own"]
-    sizes = {"kernels": count_kernels(backbone), "params": count_params(module), "macs": count_macs(backbone, example)}
-    config.metrics = {**sizes, **{f"parent_{k}": v for k, v in parent_sizes.items()},
-                      "kept_kernels": sizes["kernels"] / parent_sizes["kernels"],
-                      "val_precision": val["precision"], "val_recall": val["recall"], "val_f1": val["f1"]}
-    return module, val_features
+    return module, val_features, raw
 
 
 def _measure(modules: list[ClassModule], parent: Parent, targets: list[int], test: LabeledImages,
