@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from ...batching import in_chunks, progress_bar
 from ...channels import (
     GroupMasks,
-    extract,
     extract_seeing,
     feature_channels,
     recalibrate_batchnorm,
@@ -161,7 +160,8 @@ class MaskSearch:
             if par.owner(i) != par.rank:
                 continue
             kept = unit_channels(self.groups, {name: m[i] for name, m in bin_masks.items()})
-            net, kept, _ = extract(self.model, self.groups, kept, self.example)
+            # measured as parts() will ship it: a module that could not see the image keeps a live channel
+            net, kept, _, _ = extract_seeing(self.model, self.groups, kept, self.example, self.sees)
             if self.dev.type == "cpu":  # oneDNN's convolutions and pooling run NHWC without reordering
                 net.to(memory_format=torch.channels_last)
             if self.cfg.recalibrate_bn:
