@@ -462,8 +462,9 @@ def compose_modules(pairs: Sequence[tuple[ClassModule, dict]], output: str | Non
                 where = f" of {printable(prov['repo_id'])}" if prov.get("repo_id") else ""
                 logger.warning("the %s module%s gives every image the same score, so next to other splits' modules "
                                "it takes every image they score lower; compose with %s or %s (which give it its "
-                               "share), or use another split's module for %s", name, where, option("fit"),
-                               option("adapt"), name)
+                               "share), use another split's module for %s, or split its parent again (hubmod split now "
+                               "gives such a class the whole parent)", name, where, option("fit"), option("adapt"),
+                               name)
     method = calibration_method
     if method == calibration.AUTO:
         method = auto_calibration(modules)
