@@ -46,7 +46,7 @@ def measure(pair: str = PAIR, trainings: tuple[int, ...] = TRAININGS) -> dict:
             "zero_shot": {**{k: first[k] for k in ("negatives", "exposed_auto_rule", "held_out_source")},
                           "trainings": zero, "problems": zero_shot_fmnist.over_trainings(zero)},
             "adapt": {"trainings": adapt, "problems": zero_shot_fmnist.over_trainings(adapt),
-                      "temperature": adapt[str(TRAININGS[0])]["temperature"]}}
+                      "temperature": adapt[str(trainings[0])]["temperature"]}}
 
 
 def _reference() -> tuple[dict, dict]:
