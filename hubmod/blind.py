@@ -1,11 +1,15 @@
-"""Modules that cannot see the image, and the module a split ships for their class instead.
+"""Modules that cannot see the image (or barely), and the module a split ships for their class instead.
 
 A method can leave a class's module with every path from the input to its head crossing a layer
 with no live channel: a plain chain's layer it kept nothing of, or a thin path that distillation let
 die. Such a module gives every image the same score. Next to its own split's modules it still ranks
 right (they score their classes above it); next to other parents' modules it takes every image they
 score lower. So the split pipeline checks every final module, whatever the method and after any
-distillation, and gives such a class the whole parent instead.
+distillation, and gives such a class the whole parent instead. A module can also see the image and
+still hardly tell its class from the parent's others on its own (a path of a channel or two per
+layer): its split's other modules make up for it, other parents' modules do not. With the
+``max_auc_loss`` option, a module whose ROC AUC on the validation images (its class against the
+rest, scored alone) falls further than that below the parent's own logit's gets the whole parent too.
 
 The whole parent's score for the class must sit on the scale of its split's other modules, or it
 takes the split's images from them: distillation matches softmaxes, which do not see a shift common
@@ -24,6 +28,18 @@ import torch
 import torch.nn as nn
 
 from .heads import reads_features
+
+
+def roc_auc(scores: torch.Tensor, own: torch.Tensor) -> float:
+    """Area under the ROC curve of ``scores`` for telling ``own`` (bool) images from the rest: the chance
+    that an own image scores above another image, ties counting half (0.5 for constant scores)."""
+    n_own, n_rest = int(own.sum()), int((~own).sum())
+    if n_own == 0 or n_rest == 0:
+        return 0.5
+    _, group, counts = torch.unique(scores.double(), return_inverse=True, return_counts=True)
+    last = counts.cumsum(0).double()  # 1-based rank of each distinct score's last image
+    ranks = (last - (counts - 1) / 2)[group]  # tied scores share their mean rank
+    return float((ranks[own].sum() - n_own * (n_own + 1) / 2) / (n_own * n_rest))
 
 
 def logit_alignment(logits: torch.Tensor, scores: torch.Tensor) -> tuple[float, float]:

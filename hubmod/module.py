@@ -306,7 +306,7 @@ class ClassModule(HubArtifact, nn.Module):
             parent_name=parent.get("repo_id") or "a local parent", parent_sha=parent.get("revision", "?"),
             parent_url=cards.repo_url(parent), architecture=parent["architecture"], method_pretty=pretty,
             method_name=method.get("name"), paper_url=paper_url, method_params=json.dumps(method.get("params", {})),
-            weights_desc=_weights_desc(method),
+            weights_desc=_weights_desc(method), whole_parent=bool(method.get("whole_parent")),
             kept_pct=100 * metrics.get("kept_kernels", 0.0), head_desc=describe_head(cfg.head),
             kernels=metrics.get("kernels", 0), parent_kernels=max(1, metrics.get("parent_kernels", 1)),
             params=metrics.get("params", 0), parent_params=max(1, metrics.get("parent_params", 1)),
@@ -366,9 +366,10 @@ class ClassModule(HubArtifact, nn.Module):
 
 def _weights_desc(method: dict) -> str:
     """The card's phrase for where a module's weights come from."""
-    if method.get("whole_parent"):
-        return ("the parent's own, all of them: the split's module for this class gave every validation image the "
-                "same score (every path to its head crossed a layer with no live channel), so the class kept the "
+    why = method.get("whole_parent")
+    if why:
+        reason = printable(why)[:300] if isinstance(why, str) else "could not tell its class apart on its own"
+        return (f"the parent's own, all of them: the split's module for this class {reason}, so the class kept the "
                 "whole parent")
     if method.get("distilled"):
         return ("distilled from the parent: the kept channels and the head were retrained to reproduce the parent's "

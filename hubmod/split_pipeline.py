@@ -29,7 +29,7 @@ import torch
 
 from . import calibration
 from .baselines import refit_on_features
-from .blind import logit_alignment, whole_parent_head
+from .blind import logit_alignment, roc_auc, whole_parent_head
 from .channels import analyse_channels, constant_outputs, count_kernels, count_macs, count_params, extract
 from .composed import ComposedClassifier
 from .data import LabeledImages
@@ -297,7 +297,8 @@ def _search_groups(splitter, job: _SplitJob, source: SplitSource, model: torch.n
 
         t = time.perf_counter()
         base = _module_base(job.parent, method, splitter, outcome, job.dataset, data, seed, split_id, command)
-        built = _build_modules(outcome.slices, model, channel_groups, fixed, example, base, parent_sizes, data)
+        built = _build_modules(outcome.slices, model, channel_groups, fixed, example, base, parent_sizes, data,
+                               splitter.config.max_auc_loss)
         group_modules = [module for module, _ in built]
         if job.negative_images is not None:
             expose(group_modules, [f for _, f in built], data.val_y, job.negative_images, job.exposure_record)
@@ -386,13 +387,16 @@ def _report(modules: list[ClassModule], parent: Parent, method: str, dataset: st
 
 
 def _build_modules(slices: list[ClassSlice], model: torch.nn.Module, groups: list, fixed: list, example: torch.Tensor,
-                   base: dict, parent_sizes: dict, data: SplitData) -> list[tuple[ClassModule, torch.Tensor]]:
+                   base: dict, parent_sizes: dict, data: SplitData,
+                   max_auc_loss: float = 1.0) -> list[tuple[ClassModule, torch.Tensor]]:
     """The standalone modules of one search: each extracted, with its head, calibrated on validation
     images; with what its head read on them (for the outlier-exposure gate).
 
     Every final module is checked, whatever the method and after any distillation: one that gives
-    every validation image the same score cannot see the image, and its class gets the whole parent
-    instead, scored on the scale of the split's other modules (hubmod.blind); its card says so.
+    every validation image the same score cannot see the image, and one whose ROC AUC on them falls
+    more than ``max_auc_loss`` below the parent's own logit's hardly tells its class on its own. Its
+    class gets the whole parent instead, scored on the scale of the split's other modules
+    (hubmod.blind); its card says why.
     """
     built = []
     for s in slices:
@@ -402,24 +406,51 @@ def _build_modules(slices: list[ClassSlice], model: torch.nn.Module, groups: lis
             backbone, kept, zeroed = extract(model, groups, s.kept, example)
         built.append(_assemble(s.class_index, backbone, kept, zeroed, s.head, s.head_state, groups, fixed, example,
                                base, data))
-    blind = [i for i, (_, _, raw) in enumerate(built) if constant_outputs(raw)]
-    if blind:
-        with torch.no_grad():
-            logits = torch.cat([model(data.val_x[i : i + 512]) for i in range(0, len(data.val_x), 512)])
-        seeing = [(m.config.class_index, raw) for i, (m, _, raw) in enumerate(built) if i not in blind]
-        scale, offset = logit_alignment(torch.cat([logits[:, c] for c, _ in seeing] or [torch.zeros(0)]),
-                                        torch.cat([raw for _, raw in seeing] or [torch.zeros(0)]))
-        whole = {g.name: list(range(g.size)) for g in groups}
-        for i in blind:
-            s = slices[i]
-            backbone, kept, zeroed = extract(model, groups, whole, example)
-            head, head_state = whole_parent_head(model, s.class_index, logits.shape[1], s.head, s.head_state, scale,
-                                                 offset)
-            built[i] = _assemble(s.class_index, backbone, kept, zeroed, head, head_state, groups, fixed, example,
-                                 {**base, "method": {**base["method"], "whole_parent": True}}, data)
-            logger.warning("the %s module gave every validation image the same score (every path to its head "
-                           "crossed a layer with no live channel); that class's module is the whole parent instead, "
-                           "and its card says so", built[i][0].class_name)
+    blind = {i: "gave every validation image the same score (every path to its head crossed a layer with no live "
+                "channel)" for i, (_, _, raw) in enumerate(built) if constant_outputs(raw)}
+    return _whole_parents(built, blind, slices, model, groups, fixed, example, base, parent_sizes, data, max_auc_loss)
+
+
+def _whole_parents(built: list, blind: dict[int, str], slices: list[ClassSlice], model: torch.nn.Module, groups: list,
+                   fixed: list, example: torch.Tensor, base: dict, parent_sizes: dict, data: SplitData,
+                   max_auc_loss: float = 1.0) -> list[tuple[ClassModule, torch.Tensor]]:
+    """``built`` with the modules ``blind`` names, and those that lose more than ``max_auc_loss`` of ROC
+    AUC against the parent's logit, replaced by the whole parent (hubmod.blind)."""
+    if not blind and max_auc_loss >= 1:
+        return _finished(built, data, example, parent_sizes)
+    with torch.no_grad():
+        logits = torch.cat([model(data.val_x[i : i + 512]) for i in range(0, len(data.val_x), 512)])
+    weak = dict(blind)
+    if max_auc_loss < 1:
+        for i, (m, _, raw) in enumerate(built):
+            c = m.config.class_index
+            own = data.val_y == c
+            mine, parents = roc_auc(raw, own), roc_auc(logits[:, c], own)
+            if i not in weak and parents - mine > max_auc_loss:
+                weak[i] = (f"told its class from the parent's others with ROC AUC {mine:.3f} on the validation "
+                           f"images, {parents - mine:.3f} below the parent's own logit ({parents:.3f}; "
+                           f"max_auc_loss={max_auc_loss:g})")
+    if not weak:
+        return _finished(built, data, example, parent_sizes)
+    seeing = [(m.config.class_index, raw) for i, (m, _, raw) in enumerate(built) if i not in weak]
+    scale, offset = logit_alignment(torch.cat([logits[:, c] for c, _ in seeing] or [torch.zeros(0)]),
+                                    torch.cat([raw for _, raw in seeing] or [torch.zeros(0)]))
+    whole = {g.name: list(range(g.size)) for g in groups}
+    for i, why in sorted(weak.items()):
+        s = slices[i]
+        backbone, kept, zeroed = extract(model, groups, whole, example)
+        head, head_state = whole_parent_head(model, s.class_index, logits.shape[1], s.head, s.head_state, scale,
+                                             offset)
+        built[i] = _assemble(s.class_index, backbone, kept, zeroed, head, head_state, groups, fixed, example,
+                             {**base, "method": {**base["method"], "whole_parent": why}}, data)
+        logger.warning("the %s module %s; that class's module is the whole parent instead, and its card says so",
+                       built[i][0].class_name, why)
+    return _finished(built, data, example, parent_sizes)
+
+
+def _finished(built: list, data: SplitData, example: torch.Tensor,
+              parent_sizes: dict) -> list[tuple[ClassModule, torch.Tensor]]:
+    """The modules with their metrics recorded, each with the features its head read on validation images."""
     for module, _, raw in built:
         _record_metrics(module, raw, data, example, parent_sizes)
     return [(module, features) for module, features, _ in built]

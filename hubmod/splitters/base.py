@@ -102,6 +102,11 @@ class MethodConfig:
     method_name: ClassVar[str] = "this method"
     train_per_class: int = method_option(400, "training images per class", at_least(1))
     val_per_class: int = method_option(200, "held-out images per class", at_least(1))
+    max_auc_loss: float = method_option(
+        1.0, "most ROC AUC a module may lose against the parent's own logit for its class (its class against the "
+        "parent's others, on validation images, each scored alone) before its class gets the whole parent instead, "
+        "so every published module recognises its class on its own; 1 = no limit (a module that scores every image "
+        "alike is always replaced)", between(0, 1))
     # Named sets of options (``-p preset=NAME``): what a benchmark showed to work together, with
     # the reason; options given beside a preset override its values.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
