@@ -52,6 +52,7 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     "adapt": ("adapt.json", ["adapt_fmnist.py"]),
     "second-pair": ("second_pair.json", ["second_pair_fmnist.py"]),
     "longer-parents": ("longer_parents.json", ["longer_parents_fmnist.py"]),
+    "weak-modules": ("weak_modules.json", ["weak_modules_fmnist.py"]),
     "compose-from-hub": ("compose_from_hub.json", ["compose_from_hub.py"]),
     "find-scale": ("find_scale.json", ["find_scale.py"]),
     "split-scaling": ("split_scaling.json", ["split_scaling.py"]),

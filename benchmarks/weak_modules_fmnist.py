@@ -1,0 +1,115 @@
+"""Benchmark: zero-shot composition across parents when weak modules get the whole parent (``max_auc_loss``).
+
+    python benchmarks/weak_modules_fmnist.py            # measure (splits what the hub lacks)
+    python benchmarks/weak_modules_fmnist.py --render   # rebuild the BENCHMARKS.md section from the saved JSON
+
+A split can leave a module that sees the image yet hardly tells its class from the parent's others
+on its own (a path of a channel or two per layer): its split's other modules make up for it, other
+parents' modules do not. The ``max_auc_loss`` split option gives such a class the whole parent. This
+script splits both parents of reuse_fmnist.py's ``LONGER`` pair (each training of
+longer_parents_fmnist.py) with ``--negatives`` as zero_shot_fmnist.py does, once as shipped and once
+with each value in ``LOSSES``, and measures the `auto` zero-shot rule on the same problems and test
+images, with the modules' mean size. Results go to benchmarks/results/weak_modules.json and
+BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import time
+
+from common import RESULTS, pct, section_main
+from longer_parents_fmnist import TRAININGS
+from reuse_fmnist import LONGER, PROBLEMS, SPLIT_OPTIONS, _calibrated, _outputs, digits_dataset
+from second_pair_fmnist import ensure_trainings
+from zero_shot_fmnist import ensure_exposed_split, trained_pair
+
+OUT = RESULTS / "weak_modules.json"
+SECTION = "weak-modules"
+LOSSES = (0.05,)  # the AUC loss allowed; good modules of these parents lose 0.00-0.03, weak ones 0.15-0.31
+
+
+def _split(repo: str, loss: float | None) -> tuple[str, float | None]:
+    """The --negatives split of ``repo`` as shipped (``loss`` None) or with ``max_auc_loss=loss``: its
+    index repo, and the seconds it took (None when it was already on the hub)."""
+    import hubmod
+    from hubmod.hub import LocalHub
+
+    if loss is None:
+        return ensure_exposed_split(repo)
+    prefix = f"{repo}-fast-digits-auc{round(100 * loss):02d}"
+    if LocalHub().repo_exists(prefix):
+        return prefix, None
+    t = time.perf_counter()
+    hubmod.split(repo, "fashion-mnist", hub="local", options={**SPLIT_OPTIONS, "max_auc_loss": loss},
+                 repo_prefix=prefix, negatives=str(digits_dataset()), progress=False)
+    return prefix, time.perf_counter() - t
+
+
+def _measure_setting(seed: int, loss: float | None) -> dict:
+    import torch
+
+    import hubmod
+    from hubmod.data import load_images
+
+    (a_repo, _), (b_repo, _) = trained_pair(seed, LONGER)
+    (a_index, a_s), (b_index, b_s) = _split(a_repo, loss), _split(b_repo, loss)
+    firsts, lasts = PROBLEMS["all ten"]
+    names = firsts + lasts
+    model = hubmod.compose([f"{a_index}:{c}" for c in firsts] + [f"{b_index}:{c}" for c in lasts], hub="local")
+    rule, modules = model.calibration, list(model.class_modules)
+    model.calibration = "none"
+    test = load_images("fashion-mnist", "test").for_classes(names, "all ten")
+    raw, feats = _outputs(model, test.images)
+    scores = _calibrated(model, raw, feats, rule).double()
+    problems = {}
+    for problem, (a_classes, b_classes) in PROBLEMS.items():
+        subset = [names.index(c) for c in a_classes + b_classes]
+        mask = torch.isin(test.labels, torch.tensor(subset))
+        labels = torch.tensor([subset.index(int(v)) for v in test.labels[mask]])
+        problems[problem] = float((scores[:, subset][mask].argmax(1) == labels).double().mean())
+    out = {"splits": [a_index, b_index], "rule": rule, "problems": problems,
+           "whole_parent": {m.class_name: m.config.method["whole_parent"] for m in modules
+                            if "whole_parent" in m.config.method},
+           "mean_kept_kernels": sum(m.config.metrics["kept_kernels"] for m in modules) / len(modules),
+           "split_seconds": None if a_s is None and b_s is None else (a_s or 0.0) + (b_s or 0.0)}
+    print(f"seed {seed}, max_auc_loss {loss}: " + ", ".join(f"{p} {pct(a)}" for p, a in problems.items())
+          + f"; whole parent for {', '.join(out['whole_parent']) or 'none'}", flush=True)
+    return out
+
+
+def measure() -> dict:
+    return {"pair": LONGER, "losses": list(LOSSES),
+            "trainings": {str(seed): {"shipped": _measure_setting(seed, None),
+                                      **{f"{loss:g}": _measure_setting(seed, loss) for loss in LOSSES}}
+                          for seed in TRAININGS}}
+
+
+def render(result: dict, header: str) -> str:
+    settings = ["shipped", *(f"{loss:g}" for loss in result["losses"])]
+    problems = list(next(iter(result["trainings"].values()))["shipped"]["problems"])
+    label = {"shipped": "as shipped (`max_auc_loss=1`)", **{s: f"`max_auc_loss={s}`" for s in settings[1:]}}
+    lines = [header, f"Parents: `{result['pair']}` (reuse_fmnist.py's `LONGER` pair), each training split with "
+             "`--negatives` (the digits), GradSplitter's fast preset; modules composed with the `auto` rule "
+             "(no labels), accuracy on every Fashion-MNIST test image of each problem's classes. Kept kernels: the "
+             "mean over the ten modules of the all-ten composition, as a share of each module's parent.", "",
+             "| training | split | " + " | ".join(problems) + " | kept kernels | classes given the whole parent |",
+             "|---|---|" + "---:|" * len(problems) + "---:|---|"]
+    for seed, runs in result["trainings"].items():
+        for s in settings:
+            r = runs[s]
+            lines.append(f"| {seed} | {label[s]} | " + " | ".join(pct(r["problems"][p]) for p in problems)
+                         + f" | {pct(r['mean_kept_kernels'])} | {', '.join(r['whole_parent']) or 'none'} |")
+    reasons = [f"- training {seed}, {label[s]}, {name}: {why}." for seed, runs in result["trainings"].items()
+               for s in settings for name, why in runs[s]["whole_parent"].items()]
+    if reasons:
+        lines += ["", "Why each class got the whole parent (the split's words):", "", *reasons]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    section_main(__doc__, SECTION, "Weak modules given the whole parent, across parents", OUT, measure, render,
+                 prepare=lambda: ensure_trainings(LONGER, TRAININGS))
+
+
+if __name__ == "__main__":
+    main()
