@@ -206,7 +206,9 @@ def split(
                                                   help="A dataset with none of the parent's classes (e.g. digits "
                                                   "for a clothing parent): each module learns to reject its images "
                                                   "and then composes better with modules of other parents (the "
-                                                  "'gated' rule; BENCHMARKS.md, zero-shot).")] = None,
+                                                  "'gated' rule; BENCHMARKS.md, zero-shot); a module that hardly "
+                                                  "tells its class apart alone gets the whole parent "
+                                                  "(-p max_auc_loss=0.05; BENCHMARKS.md, weak-modules).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     device: DeviceOpt = AUTO,
     private: PrivateOpt = False,

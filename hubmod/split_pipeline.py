@@ -164,6 +164,7 @@ def split(
     t0 = time.perf_counter()
     hub_obj = get_hub(hub)
     splitter = get_splitter(method, options)  # bad options fail before any work
+    for_other_parents(splitter.config, options, negatives)
     if launched_processes() > 1 and not splitter.data_parallel:
         raise HubmodError(f"{option('method', method)} runs in one process; launch a multi-process split with "
                           f"{option('method', 'gradsplitter')}, or run this one without accelerate launch / torchrun")
@@ -220,6 +221,20 @@ def split(
         par.barrier()  # the other processes return once the modules are published
     times["total"] = time.perf_counter() - t0
     return report
+
+
+# max_auc_loss of a split with negatives unless its options name it: modules made to compose with other
+# parents' modules must recognise their class on their own (BENCHMARKS.md, weak-modules)
+NEGATIVES_MAX_AUC_LOSS = 0.05
+
+
+def for_other_parents(config, options: dict | None, negatives: str | None) -> None:
+    """With ``negatives`` a split makes modules for other parents' company: unless the options (or their
+    preset) name ``max_auc_loss``, a module that hardly tells its class apart alone gets the whole parent."""
+    named = dict(options or {})
+    named = {**type(config).presets.get(named.get("preset"), {}), **named}
+    if negatives is not None and "max_auc_loss" not in named:
+        config.max_auc_loss = NEGATIVES_MAX_AUC_LOSS
 
 
 @dataclass

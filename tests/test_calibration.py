@@ -163,3 +163,17 @@ def test_the_parents_logit_is_put_on_the_modules_scale_by_least_squares():
     parent.get_classifier = lambda: torch.nn.Identity()
     assert whole_parent_head(parent, 2, 4, {"type": "features_mlp", "in_features": 3, "hidden": 10}, {}, 0.5,
                              -1.0) == ({"type": "logit", "in_features": 4, "index": 2}, {})
+
+
+def test_a_split_for_other_parents_replaces_weak_modules_unless_told_otherwise():
+    from hubmod.split_pipeline import NEGATIVES_MAX_AUC_LOSS, for_other_parents
+    from hubmod.splitters import get_splitter
+
+    def resolved(options, negatives):
+        config = get_splitter("gradsplitter", options).config
+        for_other_parents(config, options, negatives)
+        return config.max_auc_loss
+
+    assert resolved(None, None) == 1.0 and resolved({"preset": "small"}, None) == 1.0
+    assert resolved(None, "digits") == NEGATIVES_MAX_AUC_LOSS == resolved({"preset": "fast"}, "digits")
+    assert resolved({"max_auc_loss": 1.0}, "digits") == 1.0 and resolved({"max_auc_loss": 0.2}, None) == 0.2

@@ -106,7 +106,7 @@ class MethodConfig:
         1.0, "most ROC AUC a module may lose against the parent's own logit for its class (its class against the "
         "parent's others, on validation images, each scored alone) before its class gets the whole parent instead, "
         "so every published module recognises its class on its own; 1 = no limit (a module that scores every image "
-        "alike is always replaced)", between(0, 1))
+        "alike is always replaced); a split with --negatives uses 0.05 unless this is given", between(0, 1))
     # Named sets of options (``-p preset=NAME``): what a benchmark showed to work together, with
     # the reason; options given beside a preset override its values.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
