@@ -72,8 +72,8 @@ def ensure_parent(repo: str, args: list[str]) -> dict:
 def without_labels() -> list[dict]:
     """Each pair's zero-shot and `--adapt` results as saved, each tagged with the BENCHMARKS.md section it
     comes from: the vgg+resnet18 pair's from zero_shot.json and adapt.json, the second pair's from
-    second_pair.json, the longer-trained vgg+resnet18 pair's from longer_parents.json. Entries: {"pair",
-    "zero_shot", "adapt" (None if not measured)}."""
+    second_pair.json, the longer-trained vgg+resnet18 pair's from longer_parents.json (with weak_modules.json's
+    `auto` row beside its rules). Entries: {"pair", "zero_shot", "adapt" (None if not measured)}."""
     def load(name: str) -> dict | None:
         path = RESULTS / name
         return json.loads(path.read_text()) if path.exists() else None
@@ -83,10 +83,25 @@ def without_labels() -> list[dict]:
         adapt = load("adapt.json")
         out.append({"pair": zero["pair"], "zero_shot": {**zero, "section": "zero-shot"},
                     "adapt": {**adapt, "section": "adapt"} if adapt else None})
+    weak = load("weak_modules.json")
     for name, section in (("second_pair.json", "second-pair"), ("longer_parents.json", "longer-parents")):
         if other := load(name):
-            out.append({"pair": other["pair"], "zero_shot": {**other["zero_shot"], "section": section},
-                        "adapt": {**other["adapt"], "section": section}})
+            zero = {**other["zero_shot"], "section": section}
+            if weak and weak["pair"] == other["pair"] and set(weak["trainings"]) == set(zero["trainings"]):
+                zero["problems"] = _with_weak_modules(zero["problems"], weak)
+            out.append({"pair": other["pair"], "zero_shot": zero, "adapt": {**other["adapt"], "section": section}})
+    return out
+
+
+def _with_weak_modules(problems: dict, weak: dict) -> dict:
+    """A zero-shot result's problems with one more rule: `auto` on splits that give weak modules' classes
+    the whole parent (weak_modules.json, measured on the same trainings), as a mean over them."""
+    out = {}
+    for problem, p in problems.items():
+        runs = [r["0.05"]["problems"][problem] for r in weak["trainings"].values() if problem in r["0.05"]["problems"]]
+        extra = {"`auto`, --negatives splits as made now (max_auc_loss=0.05, weak-modules section)":
+                 sum(runs) / len(runs)} if len(runs) == len(weak["trainings"]) else {}
+        out[problem] = {**p, "accuracy": {**p["accuracy"], **extra}}
     return out
 
 

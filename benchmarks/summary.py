@@ -84,6 +84,21 @@ def rows() -> list[tuple[str, str, str, str]]:
                     "`--adapt` (200 per class)",
                     f"{adapted} (mean of {runs} trainings; modules split without `--negatives`: {plain})",
                     f"`auto` on the same modules: {unadapted}", saved["section"]))
+    weak = RESULTS / "weak_modules.json"
+    if weak.exists():
+        w = json.loads(weak.read_text())
+
+        def mean(setting: str, key: str, problem: str | None = None) -> float:
+            runs = [r[setting] for r in w["trainings"].values()]
+            return statistics.mean(r["problems"][problem] if problem else r[key] for r in runs)
+
+        out.append((f"Modules of two parents ({w['pair']}), no labels: both split with `--negatives`, which gives a "
+                    "class whose module hardly tells it apart alone the whole parent (`max_auc_loss=0.05`)",
+                    f"all ten {_pct(mean('0.05', '', 'all ten'))}, upper body {_pct(mean('0.05', '', 'upper body'))} "
+                    f"with `auto` (mean of {len(w['trainings'])} trainings); modules keep "
+                    f"{_pct(mean('0.05', 'mean_kept_kernels'))} of the kernels",
+                    f"without that limit: all ten {_pct(mean('1', '', 'all ten'))}, "
+                    f"{_pct(mean('1', 'mean_kept_kernels'))} of the kernels", "weak-modules"))
     by_name = RESULTS / "compose_from_hub.json"
     if by_name.exists():
         b = json.loads(by_name.read_text())
