@@ -9,7 +9,8 @@ distillation, and gives such a class the whole parent instead. A module can also
 still hardly tell its class from the parent's others on its own (a path of a channel or two per
 layer): its split's other modules make up for it, other parents' modules do not. With the
 ``max_auc_loss`` option, a module whose ROC AUC on the validation images (its class against the
-rest, scored alone) falls further than that below the parent's own logit's gets the whole parent too.
+rest, scored alone) falls further than that below the parent's own logit's gets the whole parent too
+(a split with ``--negatives``, made for other parents' company, uses 0.05 unless told otherwise).
 
 The whole parent's score for the class must sit on the scale of its split's other modules, or it
 takes the split's images from them: distillation matches softmaxes, which do not see a shift common
