@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .channels import classifier_of
 from .heads import reads_features
 
 
@@ -72,8 +73,7 @@ def whole_parent_head(parent: nn.Module, class_index: int, num_classes: int, hea
     """
     if not reads_features(head):
         return head, head_state
-    getter = getattr(parent, "get_classifier", None)
-    clf = getter() if callable(getter) else None
+    clf = classifier_of(parent)
     if not isinstance(clf, nn.Linear):
         return {"type": "logit", "in_features": num_classes, "index": class_index}, {}
     w = clf.weight.detach()[class_index]

@@ -105,7 +105,8 @@ def _dependency_graph(model: nn.Module, example_input: torch.Tensor):
     return dg
 
 
-def _classifier(model: nn.Module) -> nn.Module | None:
+def classifier_of(model: nn.Module) -> nn.Module | None:
+    """A timm model's classifier (``get_classifier()``), or None when it has none."""
     getter = getattr(model, "get_classifier", None)
     clf = getter() if callable(getter) else None
     return clf if isinstance(clf, nn.Module) else None
@@ -127,7 +128,7 @@ def analyse_channels(model: nn.Module, example_input: torch.Tensor) -> tuple[lis
     dg = _dependency_graph(model, example_input)
     names = {m: n for n, m in model.named_modules()}
     order = {n: i for i, n in enumerate(names.values())}
-    clf = _classifier(model)
+    clf = classifier_of(model)
     ignored = [clf] if clf is not None else []
     groups, fixed = [], []
     for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
@@ -191,7 +192,7 @@ def drop_classifier(model: nn.Module) -> nn.Module:
     timm models apply the classifier last in ``forward_head``, so this turns ``model(x)`` into
     ``forward_head(..., pre_logits=True)`` for every architecture without touching its code.
     """
-    clf = _classifier(model)
+    clf = classifier_of(model)
     if clf is None or isinstance(clf, nn.Identity):
         return model
     for name, mod in model.named_modules():

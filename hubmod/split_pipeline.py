@@ -29,6 +29,7 @@ import torch
 
 from . import calibration
 from .baselines import refit_on_features
+from .batching import in_chunks
 from .blind import logit_alignment, roc_auc, whole_parent_head
 from .channels import analyse_channels, constant_outputs, count_kernels, count_macs, count_params, extract
 from .composed import ComposedClassifier
@@ -434,7 +435,7 @@ def _whole_parents(built: list, blind: dict[int, str], slices: list[ClassSlice],
     if not blind and max_auc_loss >= 1:
         return _finished(built, data, example, parent_sizes)
     with torch.no_grad():
-        logits = torch.cat([model(data.val_x[i : i + 512]) for i in range(0, len(data.val_x), 512)])
+        logits = in_chunks(model, data.val_x)
     weak = dict(blind)
     if max_auc_loss < 1:
         for i, (m, _, raw) in enumerate(built):
