@@ -93,16 +93,22 @@ def without_labels() -> list[dict]:
     return out
 
 
+def weak_module_means(weak: dict, setting: str) -> dict:
+    """One setting of weak_modules.json (``"1"``, ``"0.05"``) as means over its trainings: {problem: accuracy,
+    ..., "mean_kept_kernels": share}; a problem not measured on every training is left out."""
+    runs = [r[setting] for r in weak["trainings"].values()]
+    problems = set.intersection(*(set(r["problems"]) for r in runs))
+    return {**{p: sum(r["problems"][p] for r in runs) / len(runs) for p in runs[0]["problems"] if p in problems},
+            "mean_kept_kernels": sum(r["mean_kept_kernels"] for r in runs) / len(runs)}
+
+
 def _with_weak_modules(problems: dict, weak: dict) -> dict:
     """A zero-shot result's problems with one more rule: `auto` on splits that give weak modules' classes
     the whole parent (weak_modules.json, measured on the same trainings), as a mean over them."""
-    out = {}
-    for problem, p in problems.items():
-        runs = [r["0.05"]["problems"][problem] for r in weak["trainings"].values() if problem in r["0.05"]["problems"]]
-        extra = {"`auto`, --negatives splits as made now (max_auc_loss=0.05, weak-modules section)":
-                 sum(runs) / len(runs)} if len(runs) == len(weak["trainings"]) else {}
-        out[problem] = {**p, "accuracy": {**p["accuracy"], **extra}}
-    return out
+    means = weak_module_means(weak, "0.05")
+    rule = "`auto`, --negatives splits as made now (max_auc_loss=0.05, weak-modules section)"
+    return {problem: {**p, "accuracy": {**p["accuracy"], **({rule: means[problem]} if problem in means else {})}}
+            for problem, p in problems.items()}
 
 
 WIDTH = 110  # BENCHMARKS.md's prose is wrapped at this width; tables, headings and markers are not

@@ -15,7 +15,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from common import without_labels
+from common import weak_module_means, without_labels
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -87,18 +87,14 @@ def rows() -> list[tuple[str, str, str, str]]:
     weak = RESULTS / "weak_modules.json"
     if weak.exists():
         w = json.loads(weak.read_text())
-
-        def mean(setting: str, key: str, problem: str | None = None) -> float:
-            runs = [r[setting] for r in w["trainings"].values()]
-            return statistics.mean(r["problems"][problem] if problem else r[key] for r in runs)
-
+        limited, unlimited = weak_module_means(w, "0.05"), weak_module_means(w, "1")
         out.append((f"Modules of two parents ({w['pair']}), no labels: both split with `--negatives`, which gives a "
                     "class whose module hardly tells it apart alone the whole parent (`max_auc_loss=0.05`)",
-                    f"all ten {_pct(mean('0.05', '', 'all ten'))}, upper body {_pct(mean('0.05', '', 'upper body'))} "
+                    f"all ten {_pct(limited['all ten'])}, upper body {_pct(limited['upper body'])} "
                     f"with `auto` (mean of {len(w['trainings'])} trainings); modules keep "
-                    f"{_pct(mean('0.05', 'mean_kept_kernels'))} of the kernels",
-                    f"without that limit: all ten {_pct(mean('1', '', 'all ten'))}, "
-                    f"{_pct(mean('1', 'mean_kept_kernels'))} of the kernels", "weak-modules"))
+                    f"{_pct(limited['mean_kept_kernels'])} of the kernels",
+                    f"without that limit: all ten {_pct(unlimited['all ten'])}, "
+                    f"{_pct(unlimited['mean_kept_kernels'])} of the kernels", "weak-modules"))
     by_name = RESULTS / "compose_from_hub.json"
     if by_name.exists():
         b = json.loads(by_name.read_text())

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 
-from common import RESULTS, pct, section_main
+from common import RESULTS, pct, section_main, weak_module_means
 from longer_parents_fmnist import TRAININGS
 from reuse_fmnist import LONGER, PROBLEMS, SPLIT_OPTIONS, _calibrated, _outputs, digits_dataset
 from second_pair_fmnist import ensure_trainings
@@ -99,10 +99,9 @@ def render(result: dict, header: str) -> str:
                          + f" | {pct(r['mean_kept_kernels'])} | {', '.join(r['whole_parent']) or 'none'} |")
     means = []
     for s in settings:
-        runs = [r[s] for r in result["trainings"].values()]
-        means.append(f"{label[s]}: " + ", ".join(f"{p} {pct(sum(r['problems'][p] for r in runs) / len(runs))}"
-                                                for p in problems)
-                     + f", kept kernels {pct(sum(r['mean_kept_kernels'] for r in runs) / len(runs))}")
+        m = weak_module_means(result, s)
+        means.append(f"{label[s]}: " + ", ".join(f"{p} {pct(m[p])}" for p in problems)
+                     + f", kept kernels {pct(m['mean_kept_kernels'])}")
     lines += ["", f"Means over the {len(result['trainings'])} trainings: " + "; ".join(means) + "."]
     reasons = [f"- training {seed}, {label[s]}, {name}: {why}." for seed, runs in result["trainings"].items()
                for s in settings for name, why in runs[s]["whole_parent"].items()]
