@@ -69,7 +69,8 @@ def rows() -> list[tuple[str, str, str, str]]:
         exposed = next((v for k, v in acc.items() if k.startswith("`auto`")), None)
         if exposed is not None:
             out.append((f"Modules of two parents ({pair}), all ten, no labels: both split with `--negatives` "
-                        "(scikit-learn's digits)",
+                        "(scikit-learn's digits; measured with `max_auc_loss=1`, before `--negatives` gave weak "
+                        "modules' classes the whole parent)",
                         f"{_pct(exposed)} with the `{z['exposed_auto_rule']}` rule `auto` picks"
                         + (f" (mean of {len(z['trainings'])} trainings of the pair)" if "trainings" in z else ""),
                         f"split without negatives: {_pct(acc['minmax'])} (minmax)", z["section"]))
