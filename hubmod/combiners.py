@@ -12,7 +12,9 @@ learns from K labelled images per composed class how to weigh the modules agains
   its parent's logits) and its calibrated score, concatenated: the most the modules can say.
 
 Every fit is a small convex problem solved deterministically (L-BFGS in float64) with an L2
-penalty toward "no change"; the penalty's strength is chosen by stratified cross-validation on the
+penalty toward "no change" (for ``stack`` and ``probe``: each class reading its own module's
+score, and for ``probe`` no feature weighed, so that a few images move the plain composition
+rather than build a classifier from nothing); the penalty's strength is chosen by stratified cross-validation on the
 K images when there are at least two per class.
 """
 
@@ -226,6 +228,13 @@ class ProbeCombiner(_Linear):
         if features is None:
             raise HubmodError("the probe combiner reads the modules' features")
         return torch.cat([features.to(scores.dtype), scores], dim=1)
+
+    def _start(self, d: int, dtype: torch.dtype) -> torch.Tensor:
+        # toward the plain composition, as stack: each class reads its own module's score (the last
+        # k inputs), and no feature until the images show it helps
+        start = torch.zeros(self.classes, d, dtype=dtype)
+        start[:, d - self.classes:] = torch.eye(self.classes, dtype=dtype)
+        return start
 
 
 KINDS = tuple(Combiner.registry)

@@ -69,3 +69,22 @@ def test_a_fit_record_from_a_repo_is_checked_field_by_field(record):
     assert checked_fit_record(GOOD_FIT, "me/x") == GOOD_FIT
     with pytest.raises(InvalidRepoError, match="me/x config.json fit"):
         checked_fit_record(record, "me/x")
+
+
+def test_a_few_images_move_the_probe_from_the_plain_composition_not_from_nothing():
+    """With two images per class and many uninformative features, a probe pulled toward zero weights
+    separates the images along noise (about half right); pulled toward each class reading its own
+    module's score, it keeps most of what the scores already get right."""
+    def task(n: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        y = torch.arange(3).repeat_interleave(n)
+        scores = torch.nn.functional.one_hot(y, 3).float() * 0.3 + 0.1 * torch.rand(3 * n, 3, generator=g)
+        return scores, torch.randn(3 * n, 64, generator=g), y
+
+    scores, features, y = task(2, seed=0)
+    test_scores, test_features, test_y = task(300, seed=1)
+    assert float((test_scores.argmax(1) == test_y).float().mean()) == 1.0  # the scores alone are right
+    probe = build("probe", 3, 64).fit(scores, features, y, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        acc = float((probe(test_scores, test_features).argmax(1) == test_y).float().mean())
+    assert acc >= 0.85, acc
