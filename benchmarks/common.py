@@ -78,17 +78,15 @@ def without_labels() -> list[dict]:
         path = RESULTS / name
         return json.loads(path.read_text()) if path.exists() else None
 
+    weak = (load("weak_modules.json") or {"pairs": {}})["pairs"]
     out = []
     if zero := load("zero_shot.json"):
         adapt = load("adapt.json")
-        out.append({"pair": zero["pair"], "zero_shot": {**zero, "section": "zero-shot"},
+        out.append({"pair": zero["pair"], "zero_shot": _with_weak_modules({**zero, "section": "zero-shot"}, weak),
                     "adapt": {**adapt, "section": "adapt"} if adapt else None})
-    weak = load("weak_modules.json")
     for name, section in (("second_pair.json", "second-pair"), ("longer_parents.json", "longer-parents")):
         if other := load(name):
-            zero = {**other["zero_shot"], "section": section}
-            if weak and weak["pair"] == other["pair"] and set(weak["trainings"]) == set(zero["trainings"]):
-                zero["problems"] = _with_weak_modules(zero["problems"], weak)
+            zero = _with_weak_modules({**other["zero_shot"], "pair": other["pair"], "section": section}, weak)
             out.append({"pair": other["pair"], "zero_shot": zero, "adapt": {**other["adapt"], "section": section}})
     return out
 
@@ -102,13 +100,18 @@ def weak_module_means(weak: dict, setting: str) -> dict:
             "mean_kept_kernels": sum(r["mean_kept_kernels"] for r in runs) / len(runs)}
 
 
-def _with_weak_modules(problems: dict, weak: dict) -> dict:
-    """A zero-shot result's problems with one more rule: `auto` on splits that give weak modules' classes
-    the whole parent (weak_modules.json, measured on the same trainings), as a mean over them."""
-    means = weak_module_means(weak, "0.05")
+def _with_weak_modules(zero: dict, weak: dict) -> dict:
+    """A zero-shot result with one more rule in each problem: `auto` on splits that give weak modules' classes
+    the whole parent, as a mean over the trainings, when weak_modules.json (``weak``: its pairs) measured the
+    result's pair on the same trainings; else the result as it is."""
+    entry = weak.get(zero["pair"])
+    if entry is None or set(entry["trainings"]) != set(zero["trainings"]):
+        return zero
+    means = weak_module_means(entry, "0.05")
     rule = "`auto`, --negatives splits as made now (max_auc_loss=0.05, weak-modules section)"
-    return {problem: {**p, "accuracy": {**p["accuracy"], **({rule: means[problem]} if problem in means else {})}}
-            for problem, p in problems.items()}
+    return {**zero, "problems": {problem: {**p, "accuracy": {**p["accuracy"],
+                                                             **({rule: means[problem]} if problem in means else {})}}
+                                 for problem, p in zero["problems"].items()}}
 
 
 WIDTH = 110  # BENCHMARKS.md's prose is wrapped at this width; tables, headings and markers are not

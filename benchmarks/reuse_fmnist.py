@@ -183,6 +183,18 @@ def _calibrated(model, raw, features, rule: str):
                         for i, m in enumerate(model.class_modules)], 1)
 
 
+def problem_view(test_labels, names: list[str], classes: list[str]):
+    """A problem inside a composition of ``names``: its columns (``classes``' places in ``names``), which
+    test images are of its classes, and their labels renumbered in the problem's order. A problem's
+    accuracy is then that of ``scores[:, columns][mask]`` against ``labels``."""
+    import torch
+
+    columns = [names.index(c) for c in classes]
+    mask = torch.isin(test_labels, torch.tensor(columns))
+    labels = torch.tensor([columns.index(int(v)) for v in test_labels[mask]])
+    return columns, mask, labels
+
+
 def scratch_cnn(images, labels, classes: int, seed: int):
     """Baseline (a): a small VGG-style CNN trained from scratch on the K labelled images."""
 

@@ -86,13 +86,13 @@ def rows() -> list[tuple[str, str, str, str]]:
                     f"{adapted} (mean of {runs} trainings; modules split without `--negatives`: {plain})",
                     f"`auto` on the same modules: {unadapted}", saved["section"]))
     weak = RESULTS / "weak_modules.json"
-    if weak.exists():
-        w = json.loads(weak.read_text())
+    for pair, w in (json.loads(weak.read_text())["pairs"].items() if weak.exists() else ()):
         limited, unlimited = weak_module_means(w, "0.05"), weak_module_means(w, "1")
-        out.append((f"Modules of two parents ({w['pair']}), no labels: both split with `--negatives`, which gives a "
+        runs = len(w["trainings"])
+        out.append((f"Modules of two parents ({pair}), no labels: both split with `--negatives`, which gives a "
                     "class whose module hardly tells it apart alone the whole parent (`max_auc_loss=0.05`)",
                     f"all ten {_pct(limited['all ten'])}, upper body {_pct(limited['upper body'])} "
-                    f"with `auto` (mean of {len(w['trainings'])} trainings); modules keep "
+                    f"with `auto` ({f'mean of {runs} trainings' if runs > 1 else 'one training'}); modules keep "
                     f"{_pct(limited['mean_kept_kernels'])} of the kernels",
                     f"without that limit: all ten {_pct(unlimited['all ten'])}, "
                     f"{_pct(unlimited['mean_kept_kernels'])} of the kernels", "weak-modules"))

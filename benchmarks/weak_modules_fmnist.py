@@ -1,25 +1,28 @@
 """Benchmark: zero-shot composition across parents when weak modules get the whole parent (``max_auc_loss``).
 
-    python benchmarks/weak_modules_fmnist.py            # measure (splits what the hub lacks)
-    python benchmarks/weak_modules_fmnist.py --render   # rebuild the BENCHMARKS.md section from the saved JSON
+    python benchmarks/weak_modules_fmnist.py                       # the LONGER pair, trainings 0 and 1
+    python benchmarks/weak_modules_fmnist.py --pair vgg+resnet18 --training 0
+    python benchmarks/weak_modules_fmnist.py --render              # rebuild the section from the saved JSON
 
 A split can leave a module that sees the image yet hardly tells its class from the parent's others
 on its own (a path of a channel or two per layer): its split's other modules make up for it, other
 parents' modules do not. The ``max_auc_loss`` split option gives such a class the whole parent (a
-split with ``--negatives`` uses 0.05 unless told otherwise). This script splits both parents of
-reuse_fmnist.py's ``LONGER`` pair (each training of longer_parents_fmnist.py) with ``--negatives`` as
-zero_shot_fmnist.py does, once with each value in ``LOSSES``, and measures the `auto` zero-shot rule
-on the same problems and test images, with the modules' mean size. Results go to
-benchmarks/results/weak_modules.json and BENCHMARKS.md.
+split with ``--negatives`` uses 0.05 unless told otherwise). This script splits both parents of a
+pair of reuse_fmnist.py (each training asked for) with ``--negatives`` as zero_shot_fmnist.py does,
+once with each value in ``LOSSES``, and measures the `auto` zero-shot rule on the same problems and
+test images, with the modules' mean size. A run adds its pair's trainings to what
+benchmarks/results/weak_modules.json holds, and BENCHMARKS.md gets the section again.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 
-from common import RESULTS, pct, section_main, weak_module_means
+from common import RESULTS, pct, run_header, setup_home, weak_module_means, write_section
 from longer_parents_fmnist import TRAININGS
-from reuse_fmnist import LONGER, PROBLEMS, SPLIT_OPTIONS, _calibrated, _outputs, digits_dataset
+from reuse_fmnist import LONGER, PAIRS, PROBLEMS, SPLIT_OPTIONS, _calibrated, _outputs, digits_dataset, problem_view
 from second_pair_fmnist import ensure_trainings
 from zero_shot_fmnist import trained_pair
 
@@ -43,13 +46,11 @@ def _split(repo: str, loss: float) -> tuple[str, float | None]:
     return prefix, time.perf_counter() - t
 
 
-def _measure_setting(seed: int, loss: float) -> dict:
-    import torch
-
+def _measure_setting(pair: str, seed: int, loss: float) -> dict:
     import hubmod
     from hubmod.data import load_images
 
-    (a_repo, _), (b_repo, _) = trained_pair(seed, LONGER)
+    (a_repo, _), (b_repo, _) = trained_pair(seed, pair)
     (a_index, a_s), (b_index, b_s) = _split(a_repo, loss), _split(b_repo, loss)
     firsts, lasts = PROBLEMS["all ten"]
     names = firsts + lasts
@@ -61,58 +62,77 @@ def _measure_setting(seed: int, loss: float) -> dict:
     scores = _calibrated(model, raw, feats, rule).double()
     problems = {}
     for problem, (a_classes, b_classes) in PROBLEMS.items():
-        subset = [names.index(c) for c in a_classes + b_classes]
-        mask = torch.isin(test.labels, torch.tensor(subset))
-        labels = torch.tensor([subset.index(int(v)) for v in test.labels[mask]])
+        subset, mask, labels = problem_view(test.labels, names, a_classes + b_classes)
         problems[problem] = float((scores[:, subset][mask].argmax(1) == labels).double().mean())
     out = {"splits": [a_index, b_index], "rule": rule, "problems": problems,
            "whole_parent": {m.class_name: m.config.method["whole_parent"] for m in modules
                             if "whole_parent" in m.config.method},
            "mean_kept_kernels": sum(m.config.metrics["kept_kernels"] for m in modules) / len(modules),
            "split_seconds": None if a_s is None and b_s is None else (a_s or 0.0) + (b_s or 0.0)}
-    print(f"seed {seed}, max_auc_loss {loss}: " + ", ".join(f"{p} {pct(a)}" for p, a in problems.items())
+    print(f"{pair}, seed {seed}, max_auc_loss {loss}: " + ", ".join(f"{p} {pct(a)}" for p, a in problems.items())
           + f"; whole parent for {', '.join(out['whole_parent']) or 'none'}", flush=True)
     return out
 
 
-def measure() -> dict:
-    return {"pair": LONGER, "losses": list(LOSSES),
-            "trainings": {str(seed): {f"{loss:g}": _measure_setting(seed, loss) for loss in LOSSES}
-                          for seed in TRAININGS}}
+def measure(pair: str, trainings: tuple[int, ...]) -> dict:
+    """One pair's trainings, each split and measured with every value in LOSSES."""
+    return {"losses": list(LOSSES),
+            "trainings": {str(seed): {f"{loss:g}": _measure_setting(pair, seed, loss) for loss in LOSSES}
+                          for seed in trainings}}
 
 
 def render(result: dict, header: str) -> str:
-    settings = [f"{loss:g}" for loss in result["losses"]]
-    problems = list(next(iter(result["trainings"].values()))[settings[0]]["problems"])
+    lines = [header, "Each training of a pair of reuse_fmnist.py split with `--negatives` (the digits), GradSplitter's "
+             "fast preset, once with each `max_auc_loss`; modules composed with the `auto` rule (no labels), "
+             "accuracy on every Fashion-MNIST test image of each problem's classes. Kept kernels: the mean over the "
+             "ten modules of the all-ten composition, as a share of each module's parent.", ""]
+    first = next(iter(result["pairs"].values()))
+    settings = [f"{loss:g}" for loss in first["losses"]]
+    problems = list(next(iter(first["trainings"].values()))[settings[0]]["problems"])
     label = {s: f"`max_auc_loss={s}`" + {"1": " (no limit)", "0.05": " (the default with --negatives)"}.get(s, "")
              for s in settings}
-    lines = [header, f"Parents: `{result['pair']}` (reuse_fmnist.py's `LONGER` pair), each training split with "
-             "`--negatives` (the digits), GradSplitter's fast preset; modules composed with the `auto` rule "
-             "(no labels), accuracy on every Fashion-MNIST test image of each problem's classes. Kept kernels: the "
-             "mean over the ten modules of the all-ten composition, as a share of each module's parent.", "",
-             "| training | split | " + " | ".join(problems) + " | kept kernels | classes given the whole parent |",
-             "|---|---|" + "---:|" * len(problems) + "---:|---|"]
-    for seed, runs in result["trainings"].items():
+    lines += ["| pair | training | split | " + " | ".join(problems) + " | kept kernels | classes given the whole "
+              "parent |", "|---|---|---|" + "---:|" * len(problems) + "---:|---|"]
+    for pair, entry in result["pairs"].items():
+        for seed, runs in entry["trainings"].items():
+            for s in settings:
+                r = runs[s]
+                lines.append(f"| {pair} | {seed} | {label[s]} | " + " | ".join(pct(r["problems"][p]) for p in problems)
+                             + f" | {pct(r['mean_kept_kernels'])} | {', '.join(r['whole_parent']) or 'none'} |")
+    lines.append("")
+    for pair, entry in result["pairs"].items():
+        means = []
         for s in settings:
-            r = runs[s]
-            lines.append(f"| {seed} | {label[s]} | " + " | ".join(pct(r["problems"][p]) for p in problems)
-                         + f" | {pct(r['mean_kept_kernels'])} | {', '.join(r['whole_parent']) or 'none'} |")
-    means = []
-    for s in settings:
-        m = weak_module_means(result, s)
-        means.append(f"{label[s]}: " + ", ".join(f"{p} {pct(m[p])}" for p in problems)
-                     + f", kept kernels {pct(m['mean_kept_kernels'])}")
-    lines += ["", f"Means over the {len(result['trainings'])} trainings: " + "; ".join(means) + "."]
-    reasons = [f"- training {seed}, {label[s]}, {name}: {why}." for seed, runs in result["trainings"].items()
-               for s in settings for name, why in runs[s]["whole_parent"].items()]
+            m = weak_module_means(entry, s)
+            means.append(f"{label[s]}: " + ", ".join(f"{p} {pct(m[p])}" for p in problems)
+                         + f", kept kernels {pct(m['mean_kept_kernels'])}")
+        count = len(entry["trainings"])
+        lines.append(f"- {pair}, " + (f"means over {count} trainings" if count > 1 else "one training")
+                     + ": " + "; ".join(means) + ".")
+    reasons = [f"- {pair}, training {seed}, {label[s]}, {name}: {why}." for pair, entry in result["pairs"].items()
+               for seed, runs in entry["trainings"].items() for s in settings
+               for name, why in runs[s]["whole_parent"].items()]
     if reasons:
         lines += ["", "Why each class got the whole parent (the split's words):", "", *reasons]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    section_main(__doc__, SECTION, "Weak modules given the whole parent, across parents", OUT, measure, render,
-                 prepare=lambda: ensure_trainings(LONGER, TRAININGS))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pair", choices=list(PAIRS), default=LONGER)
+    ap.add_argument("--training", type=int, action="append", help=f"training seed (default: {TRAININGS})")
+    ap.add_argument("--render", action="store_true", help="rebuild the BENCHMARKS.md section from the saved JSON")
+    args = ap.parse_args()
+    setup_home()
+    result = json.loads(OUT.read_text()) if OUT.exists() else {"pairs": {}}
+    if not args.render:
+        trainings = tuple(args.training or TRAININGS)
+        ensure_trainings(args.pair, trainings)
+        entry = result["pairs"].setdefault(args.pair, {"losses": list(LOSSES), "trainings": {}})
+        entry["trainings"].update(measure(args.pair, trainings)["trainings"])
+        OUT.write_text(json.dumps(result, indent=1))
+    write_section(SECTION, "## Weak modules given the whole parent, across parents\n\n"
+                  + render(result, run_header(SECTION, args.render)))
 
 
 if __name__ == "__main__":

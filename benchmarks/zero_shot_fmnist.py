@@ -49,6 +49,7 @@ from reuse_fmnist import (
     digits_dataset,
     ensure_split,
     feature_edges,
+    problem_view,
 )
 
 OUT = RESULTS / "zero_shot.json"
@@ -254,9 +255,7 @@ def measure_pair(seed: int, pair: str = PAIR) -> dict:
                  "stat_images": STAT_IMAGES, "shrink": SHRINK, "neighbours": NEIGHBOURS,
                  "problems": {}}
     for problem, (a_classes, b_classes) in PROBLEMS.items():
-        subset = [names.index(c) for c in a_classes + b_classes]
-        mask = torch.isin(test.labels, torch.tensor(subset))
-        labels = torch.tensor([subset.index(int(v)) for v in test.labels[mask]])
+        subset, mask, labels = problem_view(test.labels, names, a_classes + b_classes)
         row = {rule: float((score(subset)[mask].argmax(1) == labels).double().mean()) for rule, score in rules.items()}
         pred = minmax[:, subset][mask].argmax(1)
         wrong = pred != labels
