@@ -53,6 +53,7 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     "second-pair": ("second_pair.json", ["second_pair_fmnist.py"]),
     "longer-parents": ("longer_parents.json", ["longer_parents_fmnist.py"]),
     "weak-modules": ("weak_modules.json", ["weak_modules_fmnist.py"]),
+    "fit-alternatives": ("fit_alternatives.json", ["fit_alternatives.py"]),
     "compose-from-hub": ("compose_from_hub.json", ["compose_from_hub.py"]),
     "find-scale": ("find_scale.json", ["find_scale.py"]),
     "split-scaling": ("split_scaling.json", ["split_scaling.py"]),

@@ -414,6 +414,10 @@ def targets(results: dict, without: list[dict]) -> list[str]:
     lines += ["", "Tried beside the rules and combiners above: typicality p-values of each module's pooled "
               "features, parent gates (energy, best score), and outlier exposure at split time (`--negatives`); "
               "see the zero-shot sections."]
+    if (RESULTS / "fit_alternatives.json").exists():
+        lines[-1] += (" For `--fit`, other uses of the same ten images per class (mirrored fit images, test-time "
+                      "mirroring, shrinkage LDA, nearest class mean, a cache of the fit images' features): the "
+                      "fit-alternatives section.")
     below = sorted({pct(r["reference"]) for r in results.values()
                     if r["problem"] in FIT_TARGETS and r["reference"] < FIT_TARGETS[r["problem"]]})
     if below:
