@@ -155,6 +155,14 @@ def render(result: dict, header: str) -> str:
         + " " + ("At or above the `--fit` target (the reuse section): " + "; ".join(reach) + "." if reach
                  else "No row reaches the `--fit` target of either problem (the reuse section: " + ", ".join(
                      f"{p} {pct(FIT_TARGETS[p])}" for p in problems if p in FIT_TARGETS) + ").")]
+    gaps = {p: FIT_TARGETS[p] - mean(p, PLAIN) for p in problems if p in FIT_TARGETS}
+    if not reach and gaps:
+        lines.append("")
+        lines.append("None of them ships: the best gain on each problem (" + ", ".join(
+            f"{p} {100 * (mean(p, best[p]) - mean(p, PLAIN)):+.2f}" for p in gaps) + " points, each chosen on the "
+            "test images) is a fraction of the probe's distance to the target (" + ", ".join(
+                f"{p} {100 * g:.2f}" for p, g in gaps.items()) + " points); the targets are at the most a combiner "
+            "gets from these modules with every held-out image, (d) in the reuse section.")
     return "\n".join(lines) + "\n"
 
 
