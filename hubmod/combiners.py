@@ -14,8 +14,8 @@ learns from K labelled images per composed class how to weigh the modules agains
 Every fit is a small convex problem solved deterministically (L-BFGS in float64) with an L2
 penalty toward "no change" (for ``stack`` and ``probe``: each class reading its own module's
 score, and for ``probe`` no feature weighed, so that a few images move the plain composition
-rather than build a classifier from nothing); the penalty's strength is chosen by stratified cross-validation on the
-K images when there are at least two per class.
+rather than build a classifier from nothing); the penalty's strength is chosen by stratified
+cross-validation on the K images when there are at least two per class.
 """
 
 from __future__ import annotations
