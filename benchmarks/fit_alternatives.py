@@ -70,6 +70,7 @@ def _problem(model, names: list[str]) -> dict:
     def unit_blocks(f):
         return torch.cat([F.normalize(f[:, a:b], dim=1) for a, b in zip(edges[:-1], edges[1:], strict=True)], 1)
 
+    test_units = unit_blocks(test_features)
     rows: dict[str, list[float]] = {}
     for seed in SEEDS:
         fit, _ = draw_fit_images(list(model.class_modules), "fashion-mnist", SHOTS, seed)
@@ -95,7 +96,7 @@ def _problem(model, names: list[str]) -> dict:
             centres = torch.stack([standard[fit.labels == c].mean(0) for c in range(k)])
             rows.setdefault("nearest class mean", []).append(
                 accuracy(F.normalize(test_standard, dim=1) @ F.normalize(centres, dim=1).T))
-            affinity = unit_blocks(test_features) @ unit_blocks(features).T / (len(edges) - 1)
+            affinity = test_units @ unit_blocks(features).T / (len(edges) - 1)
             onehot = F.one_hot(fit.labels, k).double()
             for alpha, beta in CACHE_GRID:
                 cache = torch.exp(-beta * (1 - affinity.double())) @ onehot
@@ -126,8 +127,11 @@ def _cell(values: list[float]) -> str:
 def render(result: dict, header: str) -> str:
     problems = list(result["problems"])
     names = list(result["problems"][problems[0]]["rows"])
-    best = {p: max((n for n in names if n != PLAIN), key=lambda n: statistics.mean(result["problems"][p]["rows"][n]))
-            for p in problems}
+
+    def mean(p: str, n: str) -> float:
+        return statistics.mean(result["problems"][p]["rows"][n])
+
+    best = {p: max((n for n in names if n != PLAIN), key=lambda n: mean(p, n)) for p in problems}
     lines = [header, f"Parents: `{result['pair']}` (reuse_fmnist.py), training 0, GradSplitter's fast preset; "
              f"{result['shots']} labelled images per class drawn as `--fit` draws them, seeds "
              f"{', '.join(map(str, result['seeds']))}; accuracy on every Fashion-MNIST test image of each problem's "
@@ -140,13 +144,9 @@ def render(result: dict, header: str) -> str:
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     lines.append("")
     for p in problems:
-        rows = result["problems"][p]["rows"]
-        shipped, top = statistics.mean(rows[PLAIN]), statistics.mean(rows[best[p]])
+        shipped, top = mean(p, PLAIN), mean(p, best[p])
         lines.append(f"- {p}: the best alternative, {best[p]}, scores {100 * (top - shipped):+.2f} points against "
                      f"the shipped probe ({pct(top)} against {pct(shipped)}).")
-    def mean(p: str, n: str) -> float:
-        return statistics.mean(result["problems"][p]["rows"][n])
-
     both = [n for n in names if n != PLAIN and all(mean(p, n) > mean(p, PLAIN) for p in problems)]
     reach = [f"{n} on {p}" for n in names for p in problems if p in FIT_TARGETS and mean(p, n) >= FIT_TARGETS[p]]
     lines += ["", ("Above the shipped probe on every problem: " + "; ".join(

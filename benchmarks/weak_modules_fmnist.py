@@ -18,32 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 from common import RESULTS, pct, run_header, setup_home, weak_module_means, write_section
 from longer_parents_fmnist import TRAININGS
-from reuse_fmnist import LONGER, PAIRS, PROBLEMS, SPLIT_OPTIONS, _calibrated, _outputs, digits_dataset, problem_view
+from reuse_fmnist import LONGER, PAIRS, PROBLEMS, _calibrated, _outputs, problem_view
 from second_pair_fmnist import ensure_trainings
-from zero_shot_fmnist import trained_pair
+from zero_shot_fmnist import ensure_exposed_split, trained_pair
 
 OUT = RESULTS / "weak_modules.json"
 SECTION = "weak-modules"
 LOSSES = (1.0, 0.05)  # the AUC loss allowed: 1 = no limit; good modules of these parents lose 0.00-0.03
-
-
-def _split(repo: str, loss: float) -> tuple[str, float | None]:
-    """The --negatives split of ``repo`` with ``max_auc_loss=loss``: its index repo, and the seconds it
-    took (None when it was already on the hub)."""
-    import hubmod
-    from hubmod.hub import LocalHub
-
-    prefix = f"{repo}-fast-digits-auc{round(100 * loss):02d}"
-    if LocalHub().repo_exists(prefix):
-        return prefix, None
-    t = time.perf_counter()
-    hubmod.split(repo, "fashion-mnist", hub="local", options={**SPLIT_OPTIONS, "max_auc_loss": loss},
-                 repo_prefix=prefix, negatives=str(digits_dataset()), progress=False)
-    return prefix, time.perf_counter() - t
 
 
 def _measure_setting(pair: str, seed: int, loss: float) -> dict:
@@ -51,7 +35,7 @@ def _measure_setting(pair: str, seed: int, loss: float) -> dict:
     from hubmod.data import load_images
 
     (a_repo, _), (b_repo, _) = trained_pair(seed, pair)
-    (a_index, a_s), (b_index, b_s) = _split(a_repo, loss), _split(b_repo, loss)
+    (a_index, a_s), (b_index, b_s) = ensure_exposed_split(a_repo, loss), ensure_exposed_split(b_repo, loss)
     firsts, lasts = PROBLEMS["all ten"]
     names = firsts + lasts
     model = hubmod.compose([f"{a_index}:{c}" for c in firsts] + [f"{b_index}:{c}" for c in lasts], hub="local")

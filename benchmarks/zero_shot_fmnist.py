@@ -101,17 +101,19 @@ def _nearest(fit, cal, test):
     return _p_value(dist(cal), dist(test), larger_is_typical=False)
 
 
-def ensure_exposed_split(repo: str) -> tuple[str, float | None]:
-    """The same split as ensure_split's, with the digits as negatives: its index repo, and the seconds the
-    split took (None when it was already on the hub)."""
+def ensure_exposed_split(repo: str, max_auc_loss: float | None = None) -> tuple[str, float | None]:
+    """The same split as ensure_split's, with the digits as negatives (and ``max_auc_loss`` when given,
+    named in the repo: ``-auc05`` for 0.05): its index repo, and the seconds the split took (None when it
+    was already on the hub)."""
     import hubmod
     from hubmod.hub import LocalHub
 
-    prefix = f"{repo}-fast-digits"
+    limit = {} if max_auc_loss is None else {"max_auc_loss": max_auc_loss}
+    prefix = f"{repo}-fast-digits" + ("" if max_auc_loss is None else f"-auc{round(100 * max_auc_loss):02d}")
     if LocalHub().repo_exists(prefix):
         return prefix, None
     t = time.perf_counter()
-    hubmod.split(repo, "fashion-mnist", hub="local", options=SPLIT_OPTIONS, repo_prefix=prefix,
+    hubmod.split(repo, "fashion-mnist", hub="local", options={**SPLIT_OPTIONS, **limit}, repo_prefix=prefix,
                  negatives=str(digits_dataset()), progress=False)
     return prefix, time.perf_counter() - t
 

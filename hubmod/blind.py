@@ -31,6 +31,11 @@ import torch.nn as nn
 from .channels import classifier_of
 from .heads import reads_features
 
+# why a module that gives every image the same score gets the whole parent (its config and card say so);
+# modules published before the reason was recorded say only ``whole_parent: true``, and mean this
+CANNOT_SEE = ("gave every validation image the same score (every path to its head crossed a layer with no live "
+              "channel)")
+
 
 def roc_auc(scores: torch.Tensor, own: torch.Tensor) -> float:
     """Area under the ROC curve of ``scores`` for telling ``own`` (bool) images from the rest: the chance

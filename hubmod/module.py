@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from . import calibration, cards, exposure, formatting
 from .artifact import HubArtifact
+from .blind import CANNOT_SEE
 from .channels import drop_classifier, rebuild
 from .devices import device_of
 from .errors import HubmodError, InvalidRepoError, first_line
@@ -368,7 +369,7 @@ def _weights_desc(method: dict) -> str:
     """The card's phrase for where a module's weights come from."""
     why = method.get("whole_parent")
     if why:
-        reason = printable(why)[:300] if isinstance(why, str) else "could not tell its class apart on its own"
+        reason = printable(why)[:300] if isinstance(why, str) else CANNOT_SEE
         return (f"the parent's own, all of them: the split's module for this class {reason}, so the class kept the "
                 "whole parent")
     if method.get("distilled"):

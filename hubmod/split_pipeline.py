@@ -30,7 +30,7 @@ import torch
 from . import calibration
 from .baselines import refit_on_features
 from .batching import in_chunks
-from .blind import logit_alignment, roc_auc, whole_parent_head
+from .blind import CANNOT_SEE, logit_alignment, roc_auc, whole_parent_head
 from .channels import analyse_channels, constant_outputs, count_kernels, count_macs, count_params, extract
 from .composed import ComposedClassifier
 from .data import LabeledImages
@@ -422,32 +422,41 @@ def _build_modules(slices: list[ClassSlice], model: torch.nn.Module, groups: lis
             backbone, kept, zeroed = extract(model, groups, s.kept, example)
         built.append(_assemble(s.class_index, backbone, kept, zeroed, s.head, s.head_state, groups, fixed, example,
                                base, data))
-    blind = {i: "gave every validation image the same score (every path to its head crossed a layer with no live "
-                "channel)" for i, (_, _, raw) in enumerate(built) if constant_outputs(raw)}
-    return _whole_parents(built, blind, slices, model, groups, fixed, example, base, parent_sizes, data, max_auc_loss)
+    blind = {i: CANNOT_SEE for i, (_, _, raw) in enumerate(built) if constant_outputs(raw)}
+    if blind or max_auc_loss < 1:
+        with torch.no_grad():
+            logits = in_chunks(model, data.val_x)
+        weak = {**_weak_by_auc(built, logits, data.val_y, max_auc_loss, blind), **blind}
+        if weak:
+            _give_whole_parent(built, weak, logits, slices, model, groups, fixed, example, base, data)
+    for module, _, raw in built:
+        _record_metrics(module, raw, data, example, parent_sizes)
+    return [(module, features) for module, features, _ in built]
 
 
-def _whole_parents(built: list, blind: dict[int, str], slices: list[ClassSlice], model: torch.nn.Module, groups: list,
-                   fixed: list, example: torch.Tensor, base: dict, parent_sizes: dict, data: SplitData,
-                   max_auc_loss: float = 1.0) -> list[tuple[ClassModule, torch.Tensor]]:
-    """``built`` with the modules ``blind`` names, and those that lose more than ``max_auc_loss`` of ROC
-    AUC against the parent's logit, replaced by the whole parent (hubmod.blind)."""
-    if not blind and max_auc_loss >= 1:
-        return _finished(built, data, example, parent_sizes)
-    with torch.no_grad():
-        logits = in_chunks(model, data.val_x)
-    weak = dict(blind)
-    if max_auc_loss < 1:
-        for i, (m, _, raw) in enumerate(built):
-            c = m.config.class_index
-            own = data.val_y == c
-            mine, parents = roc_auc(raw, own), roc_auc(logits[:, c], own)
-            if i not in weak and parents - mine > max_auc_loss:
-                weak[i] = (f"told its class from the parent's others with ROC AUC {mine:.3f} on the validation "
-                           f"images, {parents - mine:.3f} below the parent's own logit ({parents:.3f}; "
-                           f"max_auc_loss={max_auc_loss:g})")
-    if not weak:
-        return _finished(built, data, example, parent_sizes)
+def _weak_by_auc(built: list, logits: torch.Tensor, labels: torch.Tensor, max_auc_loss: float,
+                 skip: dict[int, str]) -> dict[int, str]:
+    """The places in ``built`` (those in ``skip`` aside) of modules whose ROC AUC on the validation images
+    falls more than ``max_auc_loss`` below the parent's own logit's for their class, each with why."""
+    weak = {}
+    if max_auc_loss >= 1:  # no limit
+        return weak
+    for i, (m, _, raw) in enumerate(built):
+        c = m.config.class_index
+        own = labels == c
+        mine, parents = roc_auc(raw, own), roc_auc(logits[:, c], own)
+        if i not in skip and parents - mine > max_auc_loss:
+            weak[i] = (f"told its class from the parent's others with ROC AUC {mine:.3f} on the validation "
+                       f"images, {parents - mine:.3f} below the parent's own logit ({parents:.3f}; "
+                       f"max_auc_loss={max_auc_loss:g})")
+    return weak
+
+
+def _give_whole_parent(built: list, weak: dict[int, str], logits: torch.Tensor, slices: list[ClassSlice],
+                       model: torch.nn.Module, groups: list, fixed: list, example: torch.Tensor, base: dict,
+                       data: SplitData) -> None:
+    """Replace (in ``built``) each module ``weak`` names by the whole parent, its logit on the scale of the
+    other modules' scores (hubmod.blind), the reason in its config."""
     seeing = [(m.config.class_index, raw) for i, (m, _, raw) in enumerate(built) if i not in weak]
     scale, offset = logit_alignment(torch.cat([logits[:, c] for c, _ in seeing] or [torch.zeros(0)]),
                                     torch.cat([raw for _, raw in seeing] or [torch.zeros(0)]))
@@ -461,15 +470,6 @@ def _whole_parents(built: list, blind: dict[int, str], slices: list[ClassSlice],
                              {**base, "method": {**base["method"], "whole_parent": why}}, data)
         logger.warning("the %s module %s; that class's module is the whole parent instead, and its card says so",
                        built[i][0].class_name, why)
-    return _finished(built, data, example, parent_sizes)
-
-
-def _finished(built: list, data: SplitData, example: torch.Tensor,
-              parent_sizes: dict) -> list[tuple[ClassModule, torch.Tensor]]:
-    """The modules with their metrics recorded, each with the features its head read on validation images."""
-    for module, _, raw in built:
-        _record_metrics(module, raw, data, example, parent_sizes)
-    return [(module, features) for module, features, _ in built]
 
 
 def _record_metrics(module: ClassModule, raw: torch.Tensor, data: SplitData, example: torch.Tensor,

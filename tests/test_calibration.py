@@ -177,3 +177,10 @@ def test_a_split_for_other_parents_replaces_weak_modules_unless_told_otherwise()
     assert resolved(None, None) == 1.0 and resolved({"preset": "small"}, None) == 1.0
     assert resolved(None, "digits") == NEGATIVES_MAX_AUC_LOSS == resolved({"preset": "fast"}, "digits")
     assert resolved({"max_auc_loss": 1.0}, "digits") == 1.0 and resolved({"max_auc_loss": 0.2}, None) == 0.2
+
+
+def test_a_module_published_before_reasons_were_recorded_still_says_why_it_is_the_whole_parent():
+    from hubmod.module import _weights_desc
+
+    assert "same score" in _weights_desc({"whole_parent": True})  # what whole_parent: true meant then
+    assert "ROC AUC 0.5" in _weights_desc({"whole_parent": "told its class apart with ROC AUC 0.5"})
