@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="keep this many training images per class out of training and name them in config.json; "
                          "hubmod split then validates on them (a fairer reference than images the parent saw)")
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--label-smoothing", type=float, default=0.1, help="the cross-entropy's label smoothing")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if not args.repo and not args.output_dir:
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
         train, validation = hold_out(train, args.holdout_per_class, args.seed, FASHION_MNIST)
     cfg = fashion_mnist_config(args.in_chans, args.size)
     parent = train_parent(args.arch, train, cfg, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                          model_args=json.loads(args.model_args), validation=validation)
+                          model_args=json.loads(args.model_args), validation=validation,
+                          label_smoothing=args.label_smoothing)
     test = load_images(FASHION_MNIST, "test").for_classes(classes, args.arch)
     acc = parent_report(parent.model, test, cfg).accuracy
     notes = f"Test accuracy on the {len(classes)} classes: {100 * acc:.2f} % ({len(test)} Fashion-MNIST test images)."

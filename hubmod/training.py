@@ -69,11 +69,14 @@ def train_parent(
     model_args: dict | None = None,
     progress: bool = True,
     validation: dict | None = None,
+    label_smoothing: float = 0.1,
 ) -> TrainedParent:
     """Train ``arch`` from scratch on ``data`` (AdamW, one-cycle cosine, flips and 2-px shifts).
 
     ``epochs`` may be fractional: 0.2 trains on a fifth of an epoch's batches (an under-trained parent).
     ``validation`` is ``hold_out``'s record of the images kept out of ``data``; it is published with the parent.
+    ``label_smoothing`` is the cross-entropy's; it is said to make penultimate features transfer worse to
+    classes a model never saw (Kornblith et al., 2021), which BENCHMARKS.md (fit-alternatives) measures.
     """
     import timm
     from tqdm.auto import tqdm
@@ -101,7 +104,7 @@ def train_parent(
                 if len(idx) < 2:  # BatchNorm needs two samples in train mode
                     continue
                 xb = augment(x_all[idx], gen)
-                loss = F.cross_entropy(model(xb), y_all[idx], label_smoothing=0.1)
+                loss = F.cross_entropy(model(xb), y_all[idx], label_smoothing=label_smoothing)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
