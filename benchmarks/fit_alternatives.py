@@ -311,6 +311,13 @@ def render(result: dict, header: str) -> str:
                   f"{steps} steps {statistics.mean(v):.1f} s" for steps, v in
                   result["problems"][p]["fine_tune_seconds"].items()) for p in problems)
               + f" (learning rate {result['fine_tune_lr']:g}). The shipped probe fits in seconds (the reuse section)."]
+    pairs = [(row, base) for row, base in (("(b), every stage's pooled output", "(b) probe on the parents' features"),
+                                           (f"(b), {SHORT} (3 epochs) without label smoothing",
+                                            f"(b), {SHORT} (3 epochs)")) if row in names and base in names]
+    if pairs:
+        lines += ["", "Other features of the parents, against (b) on the same parents: " + "; ".join(
+            f"{row} " + ", ".join(f"{p} {100 * (mean(p, row) - mean(p, base)):+.2f}" for p in problems) + " points"
+            for row, base in pairs) + "."]
     gaps = {p: FIT_TARGETS[p] - mean(p, PLAIN) for p in problems if p in FIT_TARGETS}
     if not reach and gaps:
         lines.append("")
