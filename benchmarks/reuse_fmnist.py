@@ -416,9 +416,10 @@ def targets(results: dict, without: list[dict]) -> list[str]:
               "see the zero-shot sections."]
     if (RESULTS / "fit_alternatives.json").exists():
         lines[-1] += (" For `--fit`, other uses of the same ten images per class (mirrored fit images, test-time "
-                      "mirroring, shrinkage LDA, nearest class mean, a cache of the fit images' features, self-training on "
-                      "unlabelled images, fine-tuning the modules) and other features of the parents (every stage "
-                      "pooled; parents trained without label smoothing): the fit-alternatives section.")
+                      "mirroring, shrinkage LDA, nearest class mean, a cache of the fit images' features, "
+                      "self-training on unlabelled images, fine-tuning the modules) and other features of the "
+                      "parents (every stage pooled; parents trained without label smoothing): the fit-alternatives "
+                      "section.")
     below = sorted({pct(r["reference"]) for r in results.values()
                     if r["problem"] in FIT_TARGETS and r["reference"] < FIT_TARGETS[r["problem"]]})
     if below:
