@@ -34,7 +34,17 @@ from __future__ import annotations
 import statistics
 
 from common import RESULTS, ensure_parent, pct, section_main
-from reuse_fmnist import FIT_TARGETS, LONGER, PAIRS, PROBLEMS, _outputs, ensure_split, feature_edges
+from reuse_fmnist import (
+    FIT_TARGETS,
+    LONGER,
+    PAIRS,
+    PROBLEMS,
+    _outputs,
+    ensure_split,
+    feature_edges,
+    parent_features,
+    parents_probe,
+)
 from second_pair_fmnist import ensure_trainings
 
 OUT = RESULTS / "fit_alternatives.json"
@@ -48,6 +58,7 @@ FINE_TUNE_STEPS = (25, 50)
 FINE_TUNE_LR = 1e-4
 PLAIN = "probe (shipped)"
 SHORT = "vgg+resnet18"  # reuse_fmnist.py's 3-epoch pair, for the label-smoothing rows
+EVERY_STAGE = "(b), every stage's pooled output"
 
 
 def smooth_free(spec: tuple[str, list[str]]) -> tuple[str, list[str]]:
@@ -68,53 +79,6 @@ def _lda(features, labels, classes: int, shrinkage: float):
     weight = torch.linalg.solve(cov, means.T).T
     bias = -0.5 * (weight * means).sum(1)
     return lambda z: z.double() @ weight.T + bias
-
-
-def _stages(model) -> list:
-    """The layers whose outputs end each stage of the two parent architectures measured here."""
-    import torch
-
-    if hasattr(model, "layer4"):  # resnet
-        return [model.layer1, model.layer2, model.layer3, model.layer4]
-    return [m for m in model.features if isinstance(m, torch.nn.MaxPool2d)]  # hubmod_vgg
-
-
-def parents_features(repos: list[str], images, every_stage: bool = False):
-    """The parents' penultimate features (baseline (b)), or every stage's output average-pooled, concatenated."""
-    import torch
-
-    from hubmod.metrics import pre_logits
-    from hubmod.parents import load_parent
-    from hubmod.preprocess import preprocess
-
-    out = []
-    for repo in repos:
-        parent = load_parent(repo, hub="local")
-        seen: list = []
-        hooks = [layer.register_forward_hook(lambda _m, _i, o, seen=seen: seen.append(o.mean((2, 3))))
-                 for layer in (_stages(parent.model) if every_stage else [])]
-        rows = []
-        x = preprocess(images, parent.data_config)
-        with torch.no_grad():
-            for i in range(0, len(x), 512):
-                seen.clear()
-                last = pre_logits(parent.model, x[i : i + 512])
-                rows.append(torch.cat(seen, 1) if every_stage else last)
-        for hook in hooks:
-            hook.remove()
-        out.append(torch.cat(rows))
-    return torch.cat(out, 1)
-
-
-def _parent_probe(fit_x, fit_labels, test_x, test_labels, classes: int, seed: int) -> float:
-    import torch
-
-    from hubmod.combiners import build
-
-    probe = build("probe", classes, fit_x.shape[1])
-    probe.fit(torch.zeros(len(fit_x), classes), fit_x, fit_labels, torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        return float((probe(torch.zeros(len(test_x), classes), test_x).argmax(1) == test_labels).double().mean())
 
 
 def _fine_tuned(refs: list[str], fit, test, seed: int) -> dict[int, tuple[float, float]]:
@@ -187,7 +151,7 @@ def _problem(model, names: list[str], refs: list[str], parents: dict[str, list[s
     train = train.for_classes(names, "pool")
     pool = train.subset(untouched_rows(modules, train, "fashion-mnist"))  # what --fit draws from
     pool_scores, pool_features = _outputs(model, pool.images)
-    test_parents = {row: parents_features(repos, test.images, row.startswith("(b), every stage"))
+    test_parents = {row: parent_features(repos, test.images, row == EVERY_STAGE)
                     for row, repos in parents.items()}
     seconds: dict[str, list[float]] = {}
 
@@ -245,8 +209,8 @@ def _problem(model, names: list[str], refs: list[str], parents: dict[str, list[s
             rows.setdefault(f"fine-tuning modules and probe ({steps} steps)", []).append(acc)
             seconds.setdefault(str(steps), []).append(spent)
         for row, repos in parents.items():
-            fit_x = parents_features(repos, fit.images, row.startswith("(b), every stage"))
-            rows.setdefault(row, []).append(_parent_probe(fit_x, fit.labels, test_parents[row], test.labels, k, seed))
+            fit_x = parent_features(repos, fit.images, row == EVERY_STAGE)
+            rows.setdefault(row, []).append(parents_probe(fit_x, fit.labels, test_parents[row], test.labels, k, seed))
     return {"rows": rows, "test_images": len(test), "fine_tune_seconds": seconds}
 
 
@@ -257,7 +221,7 @@ def measure() -> dict:
     a_index, b_index = ensure_split(a_repo), ensure_split(b_repo)
     short = [repo for repo, _ in PAIRS[SHORT]]
     parents = {"(b) probe on the parents' features": [a_repo, b_repo],
-               "(b), every stage's pooled output": [a_repo, b_repo],
+               EVERY_STAGE: [a_repo, b_repo],
                f"(b), {SHORT} (3 epochs)": short,
                f"(b), {SHORT} (3 epochs) without label smoothing": [smooth_free(s)[0] for s in PAIRS[SHORT]]}
     out = {"pair": LONGER, "shots": SHOTS, "seeds": list(SEEDS), "splits": [a_index, b_index], "problems": {},
@@ -311,7 +275,7 @@ def render(result: dict, header: str) -> str:
                   f"{steps} steps {statistics.mean(v):.1f} s" for steps, v in
                   result["problems"][p]["fine_tune_seconds"].items()) for p in problems)
               + f" (learning rate {result['fine_tune_lr']:g}). The shipped probe fits in seconds (the reuse section)."]
-    pairs = [(row, base) for row, base in (("(b), every stage's pooled output", "(b) probe on the parents' features"),
+    pairs = [(row, base) for row, base in ((EVERY_STAGE, "(b) probe on the parents' features"),
                                            (f"(b), {SHORT} (3 epochs) without label smoothing",
                                             f"(b), {SHORT} (3 epochs)")) if row in names and base in names]
     if pairs:

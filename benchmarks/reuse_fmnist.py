@@ -9,7 +9,8 @@ VGG-style net on Fashion-MNIST classes 0-4 with a 3-channel 32 px resnet18 on cl
 RegNetY (grouped convolutions) on 0-4 with a 3-channel 32 px mobilenetv3_small_100 on 5-9; each
 trained for 3 epochs, holding 200 images per class out of training, and split with GradSplitter's
 fast preset. The first pair is also trained for 12 epochs (``LONGER``), to show how far better
-parents move every number. A third
+parents move every number, and for 24 (``LONGEST``), to show whether twice as long again still
+pays (measured on the all-ten and upper-body problems, those with `--fit` targets). A third
 parent is trained on a different real dataset, scikit-learn's 8x8 handwritten digits (upscaled to
 28 px), for a cross-domain problem. Problems: all ten classes; T-shirt/top, Pullover, Coat + Shirt
 (look-alikes of the two parents); T-shirt/top, Trouser + Sandal, Sneaker; and digits 0, 1 (digits
@@ -55,6 +56,7 @@ FIRST5 = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"]
 LAST5 = ["Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 HO = ["--epochs", "3", "--holdout-per-class", "200"]
 LONGER = "vgg+resnet18 (12 epochs)"  # the first pair trained four times longer: how much better parents give
+LONGEST = "vgg+resnet18 (24 epochs)"  # and eight times longer: does it go on paying?
 
 
 def _vgg_resnet(schedule: list[str], suffix: str = "") -> tuple:
@@ -67,6 +69,7 @@ def _vgg_resnet(schedule: list[str], suffix: str = "") -> tuple:
 PAIRS = {
     "vgg+resnet18": _vgg_resnet(HO),
     LONGER: _vgg_resnet(["--epochs", "12", "--holdout-per-class", "200"], "-e12"),
+    LONGEST: _vgg_resnet(["--epochs", "24", "--holdout-per-class", "200"], "-e24"),
     "regnety+mobilenetv3": (("bench/regnety-fmnist-0to4-ho", ["--arch", "regnety_002", "--classes", "0-4", *HO]),
                             ("bench/mobilenetv3-fmnist-5to9-ho", ["--arch", "mobilenetv3_small_100", "--classes",
                                                                   "5-9", "--in-chans", "3", "--size", "32", *HO])),
@@ -209,8 +212,18 @@ def scratch_cnn(images, labels, classes: int, seed: int):
     return parent.model, parent.data_config
 
 
-def parent_features(repos: list[str], images):
-    """The parents' full penultimate features, concatenated (baseline (b))."""
+def _stages(model) -> list:
+    """The layers whose outputs end each stage of the parent architectures of these pairs."""
+    import torch
+
+    if hasattr(model, "layer4"):  # resnet
+        return [model.layer1, model.layer2, model.layer3, model.layer4]
+    return [m for m in model.features if isinstance(m, torch.nn.MaxPool2d)]  # hubmod_vgg
+
+
+def parent_features(repos: list[str], images, every_stage: bool = False):
+    """The parents' full penultimate features, concatenated (baseline (b)); with ``every_stage``, each
+    stage's output average-pooled instead (fit_alternatives.py: would earlier features do better?)."""
     import torch
 
     from hubmod.metrics import pre_logits
@@ -220,10 +233,32 @@ def parent_features(repos: list[str], images):
     out = []
     for repo in repos:
         p = load_parent(repo, hub="local")
+        pooled: list = []
+        hooks = [layer.register_forward_hook(lambda _m, _i, o, pooled=pooled: pooled.append(o.mean((2, 3))))
+                 for layer in (_stages(p.model) if every_stage else [])]
+        rows = []
         with torch.no_grad():
             x = preprocess(images, p.data_config)
-            out.append(torch.cat([pre_logits(p.model, x[i : i + 512]) for i in range(0, len(x), 512)]))
+            for i in range(0, len(x), 512):
+                pooled.clear()
+                last = pre_logits(p.model, x[i : i + 512])
+                rows.append(torch.cat(pooled, 1) if every_stage else last)
+        for hook in hooks:
+            hook.remove()
+        out.append(torch.cat(rows))
     return torch.cat(out, dim=1)
+
+
+def parents_probe(fit_features, fit_labels, test_features, test_labels, classes: int, seed: int) -> float:
+    """Baseline (b)'s accuracy: the probe combiner fitted on the parents' features alone (no module scores)."""
+    import torch
+
+    from hubmod.combiners import build
+
+    probe = build("probe", classes, fit_features.shape[1])
+    probe.fit(torch.zeros(len(fit_labels), classes), fit_features, fit_labels, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return _accuracy(probe(torch.zeros(len(test_labels), classes), test_features), test_labels)
 
 
 def reference_accuracy(classes: list[str], dataset: str, test) -> float:
@@ -318,13 +353,9 @@ def run_problem(pair: str, problem: str, firsts: tuple[str, str], classes: tuple
                     acc = _accuracy(comb(test_scores, test_features), test.labels)
                 out["fit"].setdefault(kind, {}).setdefault(str(shots), []).append(acc)
             # baselines on the same K images
-            probe = build("probe", len(names), test_parent_features.shape[1])
-            fit_parent = parent_features([a_repo, b_repo], fit.images)
-            probe.fit(torch.zeros(len(fit.labels), len(names)), fit_parent, fit.labels,
-                      torch.Generator().manual_seed(seed))
-            with torch.no_grad():
-                out["baselines"].setdefault("parents_probe", {}).setdefault(str(shots), []).append(
-                    _accuracy(probe(torch.zeros(len(test), len(names)), test_parent_features), test.labels))
+            out["baselines"].setdefault("parents_probe", {}).setdefault(str(shots), []).append(parents_probe(
+                parent_features([a_repo, b_repo], fit.images), fit.labels, test_parent_features, test.labels,
+                len(names), seed))
             cnn, cfg = scratch_cnn(fit.images, fit.labels, len(names), seed)
             logits = model_logits(cnn, test.images, cfg)
             out["baselines"].setdefault("scratch_cnn", {}).setdefault(str(shots), []).append(
