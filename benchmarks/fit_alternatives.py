@@ -89,7 +89,7 @@ def _fine_tuned(refs: list[str], fit, test, seed: int) -> dict[int, tuple[float,
     import torch.nn.functional as F
 
     import hubmod
-    from hubmod.augment import augment
+    from hubmod.augment import apply_augment, draw_augment
     from hubmod.combiners import build
     from hubmod.preprocess import preprocess
 
@@ -101,10 +101,11 @@ def _fine_tuned(refs: list[str], fit, test, seed: int) -> dict[int, tuple[float,
                                                                torch.Generator().manual_seed(seed))
 
     def logits(images, gen=None):
+        drawn = draw_augment(len(images), gen) if gen is not None else None  # one draw: each image alike for all
         feats, outs = [], []
         for m in mods:
             x = preprocess(images, m.data_config)
-            f = m.backbone(augment(x, gen) if gen is not None else x)
+            f = m.backbone(apply_augment(x, *drawn) if drawn is not None else x)
             feats.append(f)
             outs.append(m.calibrated(m.head(f), model.calibration, f))
         return probe(torch.stack(outs, 1), torch.cat(feats, 1))
