@@ -15,6 +15,12 @@ reuse_fmnist.py's ``LONGER`` pair (training 0), seeds 0-2, beside the shipped pr
   mean variance) for each shrinkage in ``SHRINKAGES``, and nearest class mean (cosine);
 * a cache of the fit images' features (as Tip-Adapter: the probe's log-probabilities plus
   ``alpha * exp(-beta (1 - cosine))`` toward each fit image's class) for each (alpha, beta) in a grid;
+* the probe on the modules of the same parents' ``--negatives`` splits (scikit-learn's digits,
+  ``max_auc_loss`` 0.05), composed with their ``gated`` rule: the best zero-shot composition as the
+  "no change" the probe's penalty pulls toward, instead of min-max scores;
+* balancing offsets: the probe's logits shifted, per class, so that its softmax at temperature T
+  shares the unlabelled images below evenly between the classes (``--adapt``'s offsets, on top of
+  the fit), for T in ``BALANCE_TEMPERATURES``;
 * self-training: the probe labels the other images none of the parents trained on (labels not
   read), the ``m`` it is surest of per class join the fit images, and the probe is fitted again;
 * fine-tuning: every module's backbone and the fitted probe trained together on the fit images
@@ -46,6 +52,7 @@ from reuse_fmnist import (
     parents_probe,
 )
 from second_pair_fmnist import ensure_trainings
+from zero_shot_fmnist import ensure_exposed_split
 
 OUT = RESULTS / "fit_alternatives.json"
 SECTION = "fit-alternatives"
@@ -54,11 +61,13 @@ SEEDS = (0, 1, 2)
 SHRINKAGES = (0.3, 0.7, 0.9, 0.99)
 CACHE_GRID = tuple((alpha, beta) for beta in (1.0, 5.0, 20.0) for alpha in (0.3, 1.0, 3.0))
 SELF_TRAINING = (20, 50, 150)  # pseudo-labelled images per class
+BALANCE_TEMPERATURES = (0.3, 1.0)
 FINE_TUNE_STEPS = (25, 50)
 FINE_TUNE_LR = 1e-4
 PLAIN = "probe (shipped)"
 SHORT = "vgg+resnet18"  # reuse_fmnist.py's 3-epoch pair, for the label-smoothing rows
 EVERY_STAGE = "(b), every stage's pooled output"
+GATED = "probe on the --negatives splits' modules (gated)"
 
 
 def smooth_free(spec: tuple[str, list[str]]) -> tuple[str, list[str]]:
@@ -134,10 +143,11 @@ def _fine_tuned(refs: list[str], fit, test, seed: int) -> dict[int, tuple[float,
     return out
 
 
-def _problem(model, names: list[str], refs: list[str], parents: dict[str, list[str]]) -> dict:
+def _problem(model, gated, names: list[str], refs: list[str], parents: dict[str, list[str]]) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from hubmod.adaptation import balancing_offsets
     from hubmod.combiners import build
     from hubmod.data import load_images
     from hubmod.fitting import draw_fit_images, untouched_rows
@@ -163,6 +173,7 @@ def _problem(model, names: list[str], refs: list[str], parents: dict[str, list[s
         return torch.cat([F.normalize(f[:, a:b], dim=1) for a, b in zip(edges[:-1], edges[1:], strict=True)], 1)
 
     test_units = unit_blocks(test_features)
+    gated_test = _outputs(gated, test.images)
     rows: dict[str, list[float]] = {}
     for seed in SEEDS:
         fit, _ = draw_fit_images(list(model.class_modules), "fashion-mnist", SHOTS, seed)
@@ -196,7 +207,16 @@ def _problem(model, names: list[str], refs: list[str], parents: dict[str, list[s
                     accuracy(plain.double().log_softmax(1) + alpha * cache))
             others = ~torch.isin(pool.rows, fit.rows)  # the images of the pool not drawn for the fit
             unlabelled_scores, unlabelled_features = pool_scores[others], pool_features[others]
-            sure = probe(unlabelled_scores, unlabelled_features).softmax(1)
+            unlabelled_logits = probe(unlabelled_scores, unlabelled_features)
+            sure = unlabelled_logits.softmax(1)
+            for t in BALANCE_TEMPERATURES:
+                offsets = balancing_offsets(unlabelled_logits.double(), t)
+                rows.setdefault(f"probe + balancing offsets (T {t:g})", []).append(
+                    accuracy(plain.double() + offsets))
+            gated_fit, _ = draw_fit_images(list(gated.class_modules), "fashion-mnist", SHOTS, seed)
+            gated_probe = build("probe", k, gated.feature_width).fit(
+                *_outputs(gated, gated_fit.images), gated_fit.labels, torch.Generator().manual_seed(seed))
+            rows.setdefault(GATED, []).append(accuracy(gated_probe(*gated_test)))
         for m in SELF_TRAINING:
             picked = torch.cat([torch.argsort(sure[:, c], descending=True)[:m] for c in range(k)])
             guessed = torch.arange(k).repeat_interleave(m)
@@ -217,20 +237,24 @@ def _problem(model, names: list[str], refs: list[str], parents: dict[str, list[s
 
 def measure() -> dict:
     import hubmod
+    from hubmod.split_pipeline import NEGATIVES_MAX_AUC_LOSS  # what a split with --negatives uses by default
 
     (a_repo, _), (b_repo, _) = PAIRS[LONGER]
     a_index, b_index = ensure_split(a_repo), ensure_split(b_repo)
+    a_gated, b_gated = (ensure_exposed_split(repo, NEGATIVES_MAX_AUC_LOSS)[0] for repo in (a_repo, b_repo))
     short = [repo for repo, _ in PAIRS[SHORT]]
     parents = {"(b) probe on the parents' features": [a_repo, b_repo],
                EVERY_STAGE: [a_repo, b_repo],
                f"(b), {SHORT} (3 epochs)": short,
                f"(b), {SHORT} (3 epochs) without label smoothing": [smooth_free(s)[0] for s in PAIRS[SHORT]]}
-    out = {"pair": LONGER, "shots": SHOTS, "seeds": list(SEEDS), "splits": [a_index, b_index], "problems": {},
+    out = {"pair": LONGER, "shots": SHOTS, "seeds": list(SEEDS), "splits": [a_index, b_index],
+           "gated_splits": [a_gated, b_gated], "problems": {},
            "fine_tune_lr": FINE_TUNE_LR, "parents": parents}
     for problem in ("all ten", "upper body"):
         firsts, lasts = PROBLEMS[problem]
         refs = [f"{a_index}:{c}" for c in firsts] + [f"{b_index}:{c}" for c in lasts]
-        out["problems"][problem] = _problem(hubmod.compose(refs, hub="local"), firsts + lasts, refs, parents)
+        gated = hubmod.compose([f"{a_gated}:{c}" for c in firsts] + [f"{b_gated}:{c}" for c in lasts], hub="local")
+        out["problems"][problem] = _problem(hubmod.compose(refs, hub="local"), gated, firsts + lasts, refs, parents)
         print(problem + ": " + ", ".join(f"{r} {pct(statistics.mean(v))}"
                                          for r, v in out["problems"][problem]["rows"].items()), flush=True)
     return out
@@ -251,7 +275,7 @@ def render(result: dict, header: str) -> str:
     lines = [header, f"Parents: `{result['pair']}` (reuse_fmnist.py), training 0, GradSplitter's fast preset; "
              f"{result['shots']} labelled images per class drawn as `--fit` draws them, seeds "
              f"{', '.join(map(str, result['seeds']))}; accuracy on every Fashion-MNIST test image of each problem's "
-             "classes, mean ± standard deviation over the seeds (%). Grid rows (shrinkage, alpha and beta) are "
+             "classes, mean ± standard deviation over the seeds (%). Grid rows (shrinkage, alpha and beta, T) are "
              "each one setting; the best row of each problem, marked *, was chosen on the test images, so it is "
              "an upper bound for that idea, not a method.", "",
              "| use of the images | " + " | ".join(problems) + " |", "|---|" + "---:|" * len(problems)]
