@@ -7,6 +7,7 @@ at import): no Xet, no telemetry, caches in a temp dir, nothing pointing at the 
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 from pathlib import Path
 
@@ -28,6 +29,7 @@ os.environ.update({
 for var in ("HF_ENDPOINT", "HF_TOKEN", "HUBMOD_HUB", "HF_HUB_OFFLINE"):
     os.environ.pop(var, None)
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import settings as hypothesis_settings  # noqa: E402
@@ -51,6 +53,16 @@ TINY_SPLIT = {"train_per_class": 40, "val_per_class": 30, "warmup_epochs": 3, "r
               "distill_epochs": 1, "distill_per_class": 60, "distill_tries": 1,
               # the distillation settings the tests' margins were measured with (the defaults before 0.1.0)
               "distill_lr": 3e-4, "distill_slack": 3.0, "distill_batch_size": 64, "distill_label_weight": 0.0}
+
+
+@pytest.fixture(autouse=True)
+def same_draws():
+    """Every test starts from the same global random state, whichever tests ran before it on its worker:
+    pytest-xdist hands tests out in another order on every run, and a test that draws from the global
+    generator (random inputs, a model's initial weights) must not depend on that order."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 @pytest.fixture(autouse=True)
