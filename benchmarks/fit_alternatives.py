@@ -21,6 +21,10 @@ reuse_fmnist.py's ``LONGER`` pair (training 0), seeds 0-2, beside the shipped pr
 * balancing offsets: the probe's logits shifted, per class, so that its softmax at temperature T
   shares the unlabelled images below evenly between the classes (``--adapt``'s offsets, on top of
   the fit), for T in ``BALANCE_TEMPERATURES``;
+* the probe on each module's features scaled to unit length first (a linear classifier on
+  L2-normalised embeddings, as Tian et al. recommend for few-shot);
+* a ReLU + linear head over the same unit-length features and the scores (as MwT fits on a
+  sub-task), ``MLP_WIDTH`` hidden units, ``MLP_STEPS`` full-batch AdamW steps, seeded;
 * self-training: the probe labels the other images none of the parents trained on (labels not
   read), the ``m`` it is surest of per class join the fit images, and the probe is fitted again;
 * fine-tuning: every module's backbone and the fitted probe trained together on the fit images
@@ -62,6 +66,7 @@ SHRINKAGES = (0.3, 0.7, 0.9, 0.99)
 CACHE_GRID = tuple((alpha, beta) for beta in (1.0, 5.0, 20.0) for alpha in (0.3, 1.0, 3.0))
 SELF_TRAINING = (20, 50, 150)  # pseudo-labelled images per class
 BALANCE_TEMPERATURES = (0.3, 1.0)
+MLP_WIDTH, MLP_STEPS, MLP_LR, MLP_DECAY = 256, 300, 1e-3, 1e-2
 FINE_TUNE_STEPS = (25, 50)
 FINE_TUNE_LR = 1e-4
 PLAIN = "probe (shipped)"
@@ -143,6 +148,25 @@ def _fine_tuned(refs: list[str], fit, test, seed: int) -> dict[int, tuple[float,
     return out
 
 
+def _mlp_head(x, labels, classes: int, seed: int):
+    """A ReLU + linear head fitted on standardised ``x`` (full batch, AdamW); returns the fitted function."""
+    import torch
+    import torch.nn.functional as F
+
+    mean, spread = x.mean(0), x.std(0).clamp_min(1e-6)
+    with torch.random.fork_rng():  # seeded initial weights, and the other rows' draws left as they were
+        torch.manual_seed(seed)
+        head = torch.nn.Sequential(torch.nn.Linear(x.shape[1], MLP_WIDTH), torch.nn.ReLU(),
+                                   torch.nn.Linear(MLP_WIDTH, classes))
+    opt = torch.optim.AdamW(head.parameters(), MLP_LR, weight_decay=MLP_DECAY)
+    for _ in range(MLP_STEPS):
+        opt.zero_grad()
+        F.cross_entropy(head((x - mean) / spread), labels).backward()
+        opt.step()
+    head.eval()
+    return lambda z: head((z - mean) / spread).detach()
+
+
 def _problem(model, gated, names: list[str], refs: list[str], parents: dict[str, list[str]]) -> dict:
     import torch
     import torch.nn.functional as F
@@ -217,6 +241,13 @@ def _problem(model, gated, names: list[str], refs: list[str], parents: dict[str,
             gated_probe = build("probe", k, gated.feature_width).fit(
                 *_outputs(gated, gated_fit.images), gated_fit.labels, torch.Generator().manual_seed(seed))
             rows.setdefault(GATED, []).append(accuracy(gated_probe(*gated_test)))
+            unit_probe = build("probe", k, model.feature_width).fit(
+                scores, unit_blocks(features), fit.labels, torch.Generator().manual_seed(seed))
+            rows.setdefault("probe on unit-length module features", []).append(
+                accuracy(unit_probe(test_scores, test_units)))
+        rows.setdefault("ReLU + linear head (as MwT)", []).append(
+            accuracy(_mlp_head(torch.cat([unit_blocks(features), scores], 1), fit.labels, k, seed)(
+                torch.cat([test_units, test_scores], 1))))
         for m in SELF_TRAINING:
             picked = torch.cat([torch.argsort(sure[:, c], descending=True)[:m] for c in range(k)])
             guessed = torch.arange(k).repeat_interleave(m)
