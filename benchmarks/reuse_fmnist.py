@@ -449,7 +449,8 @@ def targets(results: dict, without: list[dict]) -> list[str]:
         lines[-1] += (" For `--fit`, other uses of the same ten images per class (mirrored fit images, test-time "
                       "mirroring, shrinkage LDA, nearest class mean, a cache of the fit images' features, "
                       "self-training on unlabelled images, `--adapt`'s balancing offsets on top of the fit, "
-                      "modules of the `--negatives` splits, fine-tuning the modules) and other features of the "
+                      "modules of the `--negatives` splits, unit-length features, a ReLU + linear head, "
+                      "fine-tuning the modules) and other features of the "
                       "parents (every stage pooled; parents trained without label smoothing): the fit-alternatives "
                       "section.")
     below = sorted({pct(r["reference"]) for r in results.values()
