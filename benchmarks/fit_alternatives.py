@@ -19,8 +19,8 @@ reuse_fmnist.py's ``LONGER`` pair (training 0), seeds 0-2, beside the shipped pr
   ``max_auc_loss`` 0.05), composed with their ``gated`` rule: the best zero-shot composition as the
   "no change" the probe's penalty pulls toward, instead of min-max scores;
 * balancing offsets: the probe's logits shifted, per class, so that its softmax at temperature T
-  shares the unlabelled images below evenly between the classes (``--adapt``'s offsets, on top of
-  the fit), for T in ``BALANCE_TEMPERATURES``;
+  shares the other images none of the parents trained on (labels not read) evenly between the
+  classes (``--adapt``'s offsets, on top of the fit), for T in ``BALANCE_TEMPERATURES``;
 * the probe on each module's features scaled to unit length first (a linear classifier on
   L2-normalised embeddings, as Tian et al. recommend for few-shot);
 * a ReLU + linear head over the same unit-length features and the scores (as MwT fits on a
