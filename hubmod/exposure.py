@@ -81,7 +81,8 @@ def fit_gate(own: torch.Tensor, other: torch.Tensor, penalty: float = PENALTY) -
     mu, sd = x.mean(0), x.std(0).clamp_min(1e-6)
     z = (x - mu) / sd
     params = torch.zeros(z.shape[1] + 1, dtype=torch.float64, requires_grad=True)
-    def loss():
+
+    def loss() -> torch.Tensor:
         logits = z @ params[:-1] + params[-1]
         data = (w * torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")).sum()
         return data + penalty * (params[:-1] ** 2).sum()  # the data term is a weighted mean
