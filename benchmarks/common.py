@@ -100,6 +100,9 @@ def weak_module_means(weak: dict, setting: str) -> dict:
             "mean_kept_kernels": sum(r["mean_kept_kernels"] for r in runs) / len(runs)}
 
 
+WEAK_MODULES_RULE = "`auto`, --negatives splits as made now (max_auc_loss=0.05, weak-modules section)"
+
+
 def _with_weak_modules(zero: dict, weak: dict) -> dict:
     """A zero-shot result with one more rule in each problem: `auto` on splits that give weak modules' classes
     the whole parent, as a mean over the trainings, when weak_modules.json (``weak``: its pairs) measured the
@@ -108,10 +111,24 @@ def _with_weak_modules(zero: dict, weak: dict) -> dict:
     if entry is None or set(entry["trainings"]) != set(zero["trainings"]):
         return zero
     means = weak_module_means(entry, "0.05")
-    rule = "`auto`, --negatives splits as made now (max_auc_loss=0.05, weak-modules section)"
+    rule = WEAK_MODULES_RULE
     return {**zero, "problems": {problem: {**p, "accuracy": {**p["accuracy"],
                                                              **({rule: means[problem]} if problem in means else {})}}
                                  for problem, p in zero["problems"].items()}}
+
+
+def weak_modules_zero_shot(pair: str) -> dict | None:
+    """For a pair that only weak_modules.json measured without labels, its `auto` rule (``max_auc_loss=0.05``)
+    shaped as a zero-shot result: {"section", "trainings", "problems": {problem: {"accuracy": {rule: acc}}}};
+    None when weak_modules.json did not measure the pair."""
+    path = RESULTS / "weak_modules.json"
+    entry = json.loads(path.read_text())["pairs"].get(pair) if path.exists() else None
+    if entry is None:
+        return None
+    means = weak_module_means(entry, "0.05")
+    return {"section": "weak-modules", "trainings": entry["trainings"],
+            "problems": {p: {"accuracy": {WEAK_MODULES_RULE: acc}} for p, acc in means.items()
+                         if p != "mean_kept_kernels"}}
 
 
 WIDTH = 110  # BENCHMARKS.md's prose is wrapped at this width; tables, headings and markers are not

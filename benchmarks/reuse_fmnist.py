@@ -45,6 +45,7 @@ from common import (
     pct,
     section_header,
     setup_home,
+    weak_modules_zero_shot,
     without_labels,
     write_section,
 )
@@ -417,10 +418,15 @@ def targets(results: dict, without: list[dict]) -> list[str]:
         if not fit:
             continue
         best, best_acc = max(fit.items(), key=lambda kv: kv[1])
-        zero, where = dict(r["zero_shot"]), ""
+        zero, where = dict(r["zero_shot"]), {}
         if zero_shot and r["problem"] in zero_shot["problems"]:
             zero = zero_shot["problems"][r["problem"]]["accuracy"]  # every rule, as a mean over the trainings
-            where = f" ({_over(zero_shot)})"
+            where = dict.fromkeys(zero, f" ({_over(zero_shot)})")
+        elif (weak := weak_modules_zero_shot(r["pair"])) and r["problem"] in weak["problems"]:
+            exposed = weak["problems"][r["problem"]]["accuracy"]  # beside this section's own rules
+            zero.update(exposed)
+            runs = len(weak["trainings"])  # the rule's name already says which section
+            where = dict.fromkeys(exposed, " (one training)" if runs == 1 else f" (mean over {runs} trainings)")
         zero_rule, zero_acc = max(zero.items(), key=lambda kv: kv[1])
         base = max(statistics.mean(r["baselines"][b]["10"]) for b in ("scratch_cnn", "parents_probe"))
         ceiling = r.get("ceiling")
@@ -433,8 +439,9 @@ def targets(results: dict, without: list[dict]) -> list[str]:
         if ceiling and r["problem"] in FIT_TARGETS and ceiling["accuracy"] < FIT_TARGETS[r["problem"]]:
             parts.append(f"the target is above (d), {pct(ceiling['accuracy'])}: no combiner reaches it on these "
                          f"modules even with {ceiling['per_class']} labelled images per class")
-        parts.append(f"zero-shot {_gap(zero_acc, ZERO_SHOT_TARGETS[r['problem']])} with {zero_rule}{where}"
-                     if r["problem"] in ZERO_SHOT_TARGETS else f"zero-shot {pct(zero_acc)} with {zero_rule}{where}")
+        source = where.get(zero_rule, "")
+        parts.append(f"zero-shot {_gap(zero_acc, ZERO_SHOT_TARGETS[r['problem']])} with {zero_rule}{source}"
+                     if r["problem"] in ZERO_SHOT_TARGETS else f"zero-shot {pct(zero_acc)} with {zero_rule}{source}")
         adapted = _adapted(adapt, r)
         if adapted:
             rule, acc = adapted
