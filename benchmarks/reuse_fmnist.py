@@ -406,7 +406,8 @@ def _gap(value: float, target: float) -> str:
 
 def targets(results: dict, without: list[dict]) -> list[str]:
     """Where each pair stands against the targets, computed from the results (and, for the pairs they
-    measured, the zero-shot rules and `--adapt` rows of ``without``, common.without_labels()), with
+    measured, the zero-shot rules and `--adapt` rows of ``without``, common.without_labels(); for a pair
+    only the weak-modules section measured without labels, its `auto` rule beside this section's), with
     what was tried beside the rules in the tables."""
     lines = ["Against the targets (K = 10, the best combiner; zero-shot, the best rule, from the zero-shot "
              "sections where they measured the pair):", ""]
