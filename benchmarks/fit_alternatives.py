@@ -202,6 +202,7 @@ def _problem(model, gated, names: list[str], refs: list[str], parents: dict[str,
     for seed in SEEDS:
         fit, _ = draw_fit_images(list(model.class_modules), "fashion-mnist", SHOTS, seed)
         scores, features = _outputs(model, fit.images)
+        fit_units = unit_blocks(features)
         gen = torch.Generator().manual_seed(seed)
         probe = build("probe", k, model.feature_width).fit(scores, features, fit.labels, gen)
         with torch.no_grad():
@@ -223,7 +224,7 @@ def _problem(model, gated, names: list[str], refs: list[str], parents: dict[str,
             centres = torch.stack([standard[fit.labels == c].mean(0) for c in range(k)])
             rows.setdefault("nearest class mean", []).append(
                 accuracy(F.normalize(test_standard, dim=1) @ F.normalize(centres, dim=1).T))
-            affinity = test_units @ unit_blocks(features).T / (len(edges) - 1)
+            affinity = test_units @ fit_units.T / (len(edges) - 1)
             onehot = F.one_hot(fit.labels, k).double()
             for alpha, beta in CACHE_GRID:
                 cache = torch.exp(-beta * (1 - affinity.double())) @ onehot
@@ -242,11 +243,11 @@ def _problem(model, gated, names: list[str], refs: list[str], parents: dict[str,
                 *_outputs(gated, gated_fit.images), gated_fit.labels, torch.Generator().manual_seed(seed))
             rows.setdefault(GATED, []).append(accuracy(gated_probe(*gated_test)))
             unit_probe = build("probe", k, model.feature_width).fit(
-                scores, unit_blocks(features), fit.labels, torch.Generator().manual_seed(seed))
+                scores, fit_units, fit.labels, torch.Generator().manual_seed(seed))
             rows.setdefault("probe on unit-length module features", []).append(
                 accuracy(unit_probe(test_scores, test_units)))
         rows.setdefault("ReLU + linear head (as MwT)", []).append(
-            accuracy(_mlp_head(torch.cat([unit_blocks(features), scores], 1), fit.labels, k, seed)(
+            accuracy(_mlp_head(torch.cat([fit_units, scores], 1), fit.labels, k, seed)(
                 torch.cat([test_units, test_scores], 1))))
         for m in SELF_TRAINING:
             picked = torch.cat([torch.argsort(sure[:, c], descending=True)[:m] for c in range(k)])
