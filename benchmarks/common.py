@@ -117,18 +117,19 @@ def _with_weak_modules(zero: dict, weak: dict) -> dict:
                                  for problem, p in zero["problems"].items()}}
 
 
-def weak_modules_zero_shot(pair: str) -> dict | None:
-    """For a pair that only weak_modules.json measured without labels, its `auto` rule (``max_auc_loss=0.05``)
-    shaped as a zero-shot result: {"section", "trainings", "problems": {problem: {"accuracy": {rule: acc}}}};
-    None when weak_modules.json did not measure the pair."""
+def weak_modules_zero_shot() -> dict[str, dict]:
+    """Each pair weak_modules.json measured without labels -> its `auto` rule (``max_auc_loss=0.05``) shaped
+    as a zero-shot result: {"section", "trainings", "problems": {problem: {"accuracy": {rule: acc}}}}
+    (for the pairs no zero-shot section measured); {} when there is no weak_modules.json."""
     path = RESULTS / "weak_modules.json"
-    entry = json.loads(path.read_text())["pairs"].get(pair) if path.exists() else None
-    if entry is None:
-        return None
-    means = weak_module_means(entry, "0.05")
-    return {"section": "weak-modules", "trainings": entry["trainings"],
-            "problems": {p: {"accuracy": {WEAK_MODULES_RULE: acc}} for p, acc in means.items()
-                         if p != "mean_kept_kernels"}}
+    pairs = json.loads(path.read_text())["pairs"] if path.exists() else {}
+    out = {}
+    for pair, entry in pairs.items():
+        means = weak_module_means(entry, "0.05")
+        out[pair] = {"section": "weak-modules", "trainings": entry["trainings"],
+                     "problems": {p: {"accuracy": {WEAK_MODULES_RULE: acc}} for p, acc in means.items()
+                                  if p != "mean_kept_kernels"}}
+    return out
 
 
 WIDTH = 110  # BENCHMARKS.md's prose is wrapped at this width; tables, headings and markers are not

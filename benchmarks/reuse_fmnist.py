@@ -411,6 +411,7 @@ def targets(results: dict, without: list[dict]) -> list[str]:
     what was tried beside the rules in the tables."""
     lines = ["Against the targets (K = 10, the best combiner; zero-shot, the best rule, from the zero-shot "
              "sections where they measured the pair):", ""]
+    weak_only = weak_modules_zero_shot()
     for r in results.values():
         found = next((w for w in without if w["pair"] == r["pair"]), {})
         zero_shot = found.get("zero_shot")
@@ -423,7 +424,7 @@ def targets(results: dict, without: list[dict]) -> list[str]:
         if zero_shot and r["problem"] in zero_shot["problems"]:
             zero = zero_shot["problems"][r["problem"]]["accuracy"]  # every rule, as a mean over the trainings
             where = dict.fromkeys(zero, f" ({_over(zero_shot)})")
-        elif (weak := weak_modules_zero_shot(r["pair"])) and r["problem"] in weak["problems"]:
+        elif (weak := weak_only.get(r["pair"])) and r["problem"] in weak["problems"]:
             exposed = weak["problems"][r["problem"]]["accuracy"]  # beside this section's own rules
             zero.update(exposed)
             runs = len(weak["trainings"])  # the rule's name already says which section
