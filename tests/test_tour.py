@@ -8,8 +8,12 @@ repo the tour uses before creating it, fails here.
 import os
 import re
 import shlex
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -65,10 +69,43 @@ def test_the_tour_has_the_commands_it_teaches():
     assert not used, f"the tour uses repos it never creates: {used}"
 
 
+def _serves_until_ctrl_c(command: list[str], env: dict) -> None:
+    """Run a command that serves a web page (``hubmod app``) on a free port: the page must answer, and Ctrl-C
+    (SIGINT, as its help says) must stop it cleanly."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # Ctrl-C as in a terminal, even when this test runs where SIGINT is ignored (a nohup'd or background shell)
+    server = subprocess.Popen([*command, "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        end = time.monotonic() + 300
+        while True:
+            assert server.poll() is None, f"{shlex.join(command)} exited early: {server.stderr.read()[-2000:]}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+                    assert page.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < end, f"{shlex.join(command)} never served its page"
+                time.sleep(0.5)
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=120)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 0 and "Traceback" not in err, err[-2000:]
+
+
 @pytest.mark.slow
 def test_the_tour_runs_as_written(tmp_path):
     env = {**os.environ, "HUBMOD_HOME": str(tmp_path / "tour"), "HF_HUB_OFFLINE": "1"}
     for command in tour_commands()[2:]:
+        if shlex.split(command)[:2] == ["hubmod", "app"]:  # serves until stopped
+            _serves_until_ctrl_c(smaller(command), env)
+            continue
         run = subprocess.run(smaller(command), cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
         assert run.returncode == 0, f"{command}\n{run.stderr[-2000:]}"
         assert "Traceback" not in run.stderr, command
