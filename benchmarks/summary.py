@@ -54,9 +54,9 @@ def rows() -> list[Row]:
         r = json.loads(cost.read_text())["rows"].get("labels-b256-ho")
         if r:
             out.append(Row("Split a resnet18 Fashion-MNIST parent with the default setting, all ten modules composed",
-                        f"{_pct(r['composed_accuracy'])}; modules keep {_pct(r['mean_kept_kernels'])} of the kernels, "
-                        f"{_pct(r['module_macs'])} of the MACs; {r['wall_seconds']:.0f} s on 2 CPU cores",
-                        f"parent {_pct(r['parent_accuracy'])}", "split-cost-labels", True))
+                           f"{_pct(r['composed_accuracy'])}; modules keep {_pct(r['mean_kept_kernels'])} of the "
+                           f"kernels, {_pct(r['module_macs'])} of the MACs; {r['wall_seconds']:.0f} s on 2 CPU cores",
+                           f"parent {_pct(r['parent_accuracy'])}", "split-cost-labels", True))
     curve = RESULTS / "split_size_curve.json"
     if curve.exists():
         from split_size_curve import SMALL
@@ -64,9 +64,9 @@ def rows() -> list[Row]:
         for r in json.loads(curve.read_text())["rows"].values():
             if r["setting"] == SMALL:
                 out.append(Row(f"Split the `{r['parent']}` parent with `-p preset=small`, all ten modules composed",
-                            f"{_pct(r['composed_accuracy'])}; modules keep {_pct(r['mean_kept_kernels'])} of the "
-                            f"kernels, {_pct(r['module_macs'])} of the MACs; {r['wall_seconds']:.0f} s on 2 CPU "
-                            "cores", f"parent {_pct(r['parent_accuracy'])}", "split-size-curve", True))
+                               f"{_pct(r['composed_accuracy'])}; modules keep {_pct(r['mean_kept_kernels'])} of the "
+                               f"kernels, {_pct(r['module_macs'])} of the MACs; {r['wall_seconds']:.0f} s on 2 CPU "
+                               "cores", f"parent {_pct(r['parent_accuracy'])}", "split-size-curve", True))
     reuse = RESULTS / "reuse.json"
     if reuse.exists():
         for r in json.loads(reuse.read_text()).values():
@@ -75,24 +75,24 @@ def rows() -> list[Row]:
                 continue
             best_zero = max(r["zero_shot"].values())
             out.append(Row(f"Modules of two parents ({r['pair']}), {r['problem']}: compose `--fit` with 10 labelled "
-                        "images per class",
-                        f"{_pct(statistics.mean(fitted))} (no labels: {_pct(r['zero_shot'][r['auto_rule']])} with "
-                        f"`{r['auto_rule']}`, best rule {_pct(best_zero)})",
-                        f"CNN from scratch on the same images "
-                        f"{_pct(statistics.mean(r['baselines']['scratch_cnn']['10']))}; trained on all images "
-                        f"{_pct(r['reference'])}", "reuse",
-                        r["pair"] in HEADLINE_PAIRS and r["problem"] in HEADLINE_PROBLEMS))
+                           "images per class",
+                           f"{_pct(statistics.mean(fitted))} (no labels: {_pct(r['zero_shot'][r['auto_rule']])} with "
+                           f"`{r['auto_rule']}`, best rule {_pct(best_zero)})",
+                           f"CNN from scratch on the same images "
+                           f"{_pct(statistics.mean(r['baselines']['scratch_cnn']['10']))}; trained on all images "
+                           f"{_pct(r['reference'])}", "reuse",
+                           r["pair"] in HEADLINE_PAIRS and r["problem"] in HEADLINE_PROBLEMS))
     for found in without_labels():
         pair, z, saved = found["pair"], found["zero_shot"], found["adapt"]
         acc = z["problems"].get("all ten", {}).get("accuracy", {})
         exposed = next((v for k, v in acc.items() if k.startswith("`auto`")), None)
         if exposed is not None:
             out.append(Row(f"Modules of two parents ({pair}), all ten, no labels: both split with `--negatives` "
-                        "(scikit-learn's digits; measured with `max_auc_loss=1`, before `--negatives` gave weak "
-                        "modules' classes the whole parent)",
-                        f"{_pct(exposed)} with the `{z['exposed_auto_rule']}` rule `auto` picks"
-                        + (f" (mean of {len(z['trainings'])} trainings of the pair)" if "trainings" in z else ""),
-                        f"split without negatives: {_pct(acc['minmax'])} (minmax)", z["section"], False))
+                           "(scikit-learn's digits; measured with `max_auc_loss=1`, before `--negatives` gave weak "
+                           "modules' classes the whole parent)",
+                           f"{_pct(exposed)} with the `{z['exposed_auto_rule']}` rule `auto` picks"
+                           + (f" (mean of {len(z['trainings'])} trainings of the pair)" if "trainings" in z else ""),
+                           f"split without negatives: {_pct(acc['minmax'])} (minmax)", z["section"], False))
         if not saved:
             continue
         a, runs = saved["problems"], len(saved["trainings"])
@@ -101,21 +101,21 @@ def rows() -> list[Row]:
         plain = ", ".join(_pct(_adapt_row(a, p, "`--adapt`", plain=True)) for p in hard)
         unadapted = ", ".join(f"{p} {_pct(_adapt_row(a, p, '`auto` ('))}" for p in hard)
         out.append(Row(f"Modules of two parents ({pair}), no labels but unlabelled images of the task: compose "
-                    "`--adapt` (200 per class)",
-                    f"{adapted} (mean of {runs} trainings; modules split without `--negatives`: {plain})",
-                    f"`auto` on the same modules: {unadapted}", saved["section"], pair == HEADLINE_PAIRS[0]))
+                       "`--adapt` (200 per class)",
+                       f"{adapted} (mean of {runs} trainings; modules split without `--negatives`: {plain})",
+                       f"`auto` on the same modules: {unadapted}", saved["section"], pair == HEADLINE_PAIRS[0]))
     weak = RESULTS / "weak_modules.json"
     for pair, w in (json.loads(weak.read_text())["pairs"].items() if weak.exists() else ()):
         limited, unlimited = weak_module_means(w, "0.05"), weak_module_means(w, "1")
         runs = len(w["trainings"])
         out.append(Row(f"Modules of two parents ({pair}), no labels: both split with `--negatives`, which gives a "
-                    "class whose module hardly tells it apart alone the whole parent (`max_auc_loss=0.05`)",
-                    f"all ten {_pct(limited['all ten'])}, upper body {_pct(limited['upper body'])} "
-                    f"with `auto` ({f'mean of {runs} trainings' if runs > 1 else 'one training'}); modules keep "
-                    f"{_pct(limited['mean_kept_kernels'])} of the kernels",
-                    f"without that limit: all ten {_pct(unlimited['all ten'])}, "
-                    f"{_pct(unlimited['mean_kept_kernels'])} of the kernels", "weak-modules",
-                    pair in HEADLINE_PAIRS))
+                       "class whose module hardly tells it apart alone the whole parent (`max_auc_loss=0.05`)",
+                       f"all ten {_pct(limited['all ten'])}, upper body {_pct(limited['upper body'])} "
+                       f"with `auto` ({f'mean of {runs} trainings' if runs > 1 else 'one training'}); modules keep "
+                       f"{_pct(limited['mean_kept_kernels'])} of the kernels",
+                       f"without that limit: all ten {_pct(unlimited['all ten'])}, "
+                       f"{_pct(unlimited['mean_kept_kernels'])} of the kernels", "weak-modules",
+                       pair in HEADLINE_PAIRS))
     by_name = RESULTS / "compose_from_hub.json"
     if by_name.exists():
         b = json.loads(by_name.read_text())
@@ -124,10 +124,10 @@ def rows() -> list[Row]:
             fitted = statistics.mean(r["accuracy"] for r in p["by_fit"])
             fixed = statistics.mean(r["accuracy"] for r in p["fixed_fit"])
             out.append(Row(f"All ten classes composed by class name from a hub of {len(b['splits'])} parents' modules "
-                        "(`compose --from-hub --fit`, 10 labelled images per class)",
-                        f"{_pct(fitted)} (no labels: {_pct(p['by_splits']['accuracy'])} by fewest splits, "
-                        f"{_pct(p['by_f1']['accuracy'])} by recorded F1)",
-                        f"one fixed parent, same fit: {_pct(fixed)}", "compose-from-hub", True))
+                           "(`compose --from-hub --fit`, 10 labelled images per class)",
+                           f"{_pct(fitted)} (no labels: {_pct(p['by_splits']['accuracy'])} by fewest splits, "
+                           f"{_pct(p['by_f1']['accuracy'])} by recorded F1)",
+                           f"one fixed parent, same fit: {_pct(fixed)}", "compose-from-hub", True))
     families = RESULTS / "families.json"
     if families.exists():
         for r in json.loads(families.read_text()).values():
@@ -135,10 +135,10 @@ def rows() -> list[Row]:
                 args = r["parent_args"]
                 narrowed = " (narrowed: --model-args)" if "--model-args" in args else ""
                 out.append(Row(f"Split a {args[1]}{narrowed} parent ({r['couplings']}) with the default setting, "
-                            "all ten modules composed",
-                            f"{_pct(r['composed_accuracy'])}; modules keep {_pct(r['mean_kept_kernels'])} of the "
-                            "kernels",
-                            f"parent {_pct(r['parent_accuracy'])}", "families", True))
+                               "all ten modules composed",
+                               f"{_pct(r['composed_accuracy'])}; modules keep {_pct(r['mean_kept_kernels'])} of the "
+                               "kernels",
+                               f"parent {_pct(r['parent_accuracy'])}", "families", True))
     return out
 
 
