@@ -78,7 +78,7 @@ def without_labels() -> list[dict]:
         path = RESULTS / name
         return json.loads(path.read_text()) if path.exists() else None
 
-    weak = (load("weak_modules.json") or {"pairs": {}})["pairs"]
+    weak = weak_modules_zero_shot()
     out = []
     if zero := load("zero_shot.json"):
         adapt = load("adapt.json")
@@ -105,22 +105,21 @@ WEAK_MODULES_RULE = "`auto`, --negatives splits as made now (max_auc_loss=0.05, 
 
 def _with_weak_modules(zero: dict, weak: dict) -> dict:
     """A zero-shot result with one more rule in each problem: `auto` on splits that give weak modules' classes
-    the whole parent, as a mean over the trainings, when weak_modules.json (``weak``: its pairs) measured the
-    result's pair on the same trainings; else the result as it is."""
+    the whole parent, as a mean over the trainings, when weak_modules.json (``weak``: weak_modules_zero_shot())
+    measured the result's pair on the same trainings; else the result as it is."""
     entry = weak.get(zero["pair"])
     if entry is None or set(entry["trainings"]) != set(zero["trainings"]):
         return zero
-    means = weak_module_means(entry, "0.05")
-    rule = WEAK_MODULES_RULE
+    extra = entry["problems"]
     return {**zero, "problems": {problem: {**p, "accuracy": {**p["accuracy"],
-                                                             **({rule: means[problem]} if problem in means else {})}}
+                                                             **extra.get(problem, {}).get("accuracy", {})}}
                                  for problem, p in zero["problems"].items()}}
 
 
 def weak_modules_zero_shot() -> dict[str, dict]:
     """Each pair weak_modules.json measured without labels -> its `auto` rule (``max_auc_loss=0.05``) shaped
-    as a zero-shot result: {"section", "trainings", "problems": {problem: {"accuracy": {rule: acc}}}}
-    (for the pairs no zero-shot section measured); {} when there is no weak_modules.json."""
+    as a zero-shot result: {"section", "trainings", "problems": {problem: {"accuracy": {rule: acc}}}}, to set
+    beside a zero-shot section's rules or stand for them; {} when there is no weak_modules.json."""
     path = RESULTS / "weak_modules.json"
     pairs = json.loads(path.read_text())["pairs"] if path.exists() else {}
     out = {}
