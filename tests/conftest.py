@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import tempfile
 from pathlib import Path
 
@@ -53,6 +54,13 @@ TINY_SPLIT = {"train_per_class": 40, "val_per_class": 30, "warmup_epochs": 3, "r
               "distill_epochs": 1, "distill_per_class": 60, "distill_tries": 1,
               # the distillation settings the tests' margins were measured with (the defaults before 0.1.0)
               "distill_lr": 3e-4, "distill_slack": 3.0, "distill_batch_size": 64, "distill_label_weight": 0.0}
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a test that starts a server."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 from typer.testing import CliRunner
 
 import hubmod
@@ -19,12 +20,6 @@ from hubmod.errors import HubmodError
 from hubmod.hub import get_hub
 
 ARTIFACTS = Path(os.environ.get("HUBMOD_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _publish(vgg_split, classes=("Bag", "Sneaker", "Trouser")) -> None:
@@ -73,7 +68,7 @@ def test_the_page_finds_composes_and_predicts_in_headless_chromium(vgg_split, fm
     image = tmp_path / "bag.png"
     Image.fromarray(fmnist_test.images[index][0].numpy()).save(image)
 
-    port = _free_port()
+    port = free_port()
     page = serve("local", "127.0.0.1", port, block=False)
     driver = _browser()
     try:

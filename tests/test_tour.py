@@ -9,7 +9,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SPLIT
+from conftest import TINY_SPLIT, free_port
 
 ROOT = Path(__file__).parent.parent
 SMALL = {
@@ -72,9 +71,7 @@ def test_the_tour_has_the_commands_it_teaches():
 def _serves_until_ctrl_c(command: list[str], env: dict) -> None:
     """Run a command that serves a web page (``hubmod app``) on a free port: the page must answer, and Ctrl-C
     (SIGINT, as its help says) must stop it cleanly."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     # Ctrl-C as in a terminal, even when this test runs where SIGINT is ignored (a nohup'd or background shell)
     server = subprocess.Popen([*command, "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True,
