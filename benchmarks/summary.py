@@ -103,7 +103,7 @@ def rows() -> list[Row]:
         out.append(Row(f"Modules of two parents ({pair}), no labels but unlabelled images of the task: compose "
                        "`--adapt` (200 per class)",
                        f"{adapted} (mean of {runs} trainings; modules split without `--negatives`: {plain})",
-                       f"`auto` on the same modules: {unadapted}", saved["section"], pair == HEADLINE_PAIRS[0]))
+                       f"`auto` on the same modules: {unadapted}", saved["section"], pair in HEADLINE_PAIRS))
     weak = RESULTS / "weak_modules.json"
     for pair, w in (json.loads(weak.read_text())["pairs"].items() if weak.exists() else ()):
         limited, unlimited = weak_module_means(w, "0.05"), weak_module_means(w, "1")
